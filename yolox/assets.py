@@ -1,0 +1,158 @@
+"""Datasets and released weights by name.
+
+A name resolves, in order, to:
+
+1. the local mirror named by the environment variable ``YOLOX_ASSETS_DIR`` (layout ``data/<name>/``
+   and ``weights/<file>``), the way air-gapped machines and CI get them;
+2. the download cache (``$YOLOX_CACHE_DIR``, default ``~/.cache/yolox``), filled on first use from the
+   public release URL below.
+
+Offline with neither, :class:`~yolox.errors.AssetError` says which name, where it looked and what to set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from yolox.errors import AssetError
+
+_RELEASE = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0"
+
+
+@dataclass(frozen=True)
+class WeightsAsset:
+    """A released checkpoint: its release file name, the model it belongs to, and its URL."""
+
+    file: str
+    model: str
+    url: str
+
+
+WEIGHTS: dict[str, WeightsAsset] = {
+    a.file: a
+    for a in [
+        WeightsAsset("yolox_nano.pth", "yolox-nano", f"{_RELEASE}/yolox_nano.pth"),
+        WeightsAsset("yolox_tiny.pth", "yolox-tiny", f"{_RELEASE}/yolox_tiny.pth"),
+        WeightsAsset("yolox_s.pth", "yolox-s", f"{_RELEASE}/yolox_s.pth"),
+        WeightsAsset("yolox_m.pth", "yolox-m", f"{_RELEASE}/yolox_m.pth"),
+        WeightsAsset("yolox_l.pth", "yolox-l", f"{_RELEASE}/yolox_l.pth"),
+        WeightsAsset("yolox_x.pth", "yolox-x", f"{_RELEASE}/yolox_x.pth"),
+        WeightsAsset("yolox_darknet.pth", "yolox-darknet53", f"{_RELEASE}/yolox_darknet.pth"),
+    ]
+}
+# Model names are accepted as weight names too: "yolox-s" -> "yolox_s.pth".
+_WEIGHTS_BY_MODEL = {a.model: a for a in WEIGHTS.values()}
+
+DATASETS: dict[str, str] = {
+    # The public 128-image COCO train subset in YOLO layout.
+    "coco128": "https://github.com/ultralytics/assets/releases/download/v0.0.0/coco128.zip",
+}
+
+
+def assets_dir() -> Path | None:
+    """The mirror folder from ``YOLOX_ASSETS_DIR``, or None when unset."""
+    value = os.environ.get("YOLOX_ASSETS_DIR")
+    return Path(value).expanduser().resolve() if value else None
+
+
+def cache_dir() -> Path:
+    """The download cache (``YOLOX_CACHE_DIR``, default ``~/.cache/yolox``)."""
+    return Path(os.environ.get("YOLOX_CACHE_DIR", "~/.cache/yolox")).expanduser()
+
+
+def _download(url: str, dest: Path, what: str) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, suffix=".part") as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 (fixed https URLs)
+                shutil.copyfileobj(resp, tmp)
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            Path(tmp.name).unlink(missing_ok=True)
+            mirror = os.environ.get("YOLOX_ASSETS_DIR")
+            raise AssetError(
+                f"cannot download {what} from {url}: {err}. Offline? Put it in a mirror folder and set "
+                f"YOLOX_ASSETS_DIR (currently {mirror!r}) - layout data/<name>/ and weights/<file>."
+            ) from None
+    os.replace(tmp.name, dest)
+
+
+def is_weights_name(value: str) -> bool:
+    """True when ``value`` is a release file name or a model name rather than a path."""
+    return value in WEIGHTS or value in _WEIGHTS_BY_MODEL
+
+
+def resolve_weights(value: str) -> Path:
+    """Resolve a checkpoint given as a release file name, model name, or path.
+
+    Returns:
+        Path of an existing file.
+
+    Raises:
+        AssetError: unknown name, or not in the mirror/cache and cannot be downloaded.
+    """
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    asset = WEIGHTS.get(value) or _WEIGHTS_BY_MODEL.get(value)
+    if asset is None:
+        raise AssetError(
+            f"weights {value!r}: no such file, and not a released checkpoint name "
+            f"(known: {', '.join(sorted(WEIGHTS))})"
+        )
+    mirror = assets_dir()
+    if mirror is not None and (mirror / "weights" / asset.file).is_file():
+        return mirror / "weights" / asset.file
+    cached = cache_dir() / "weights" / asset.file
+    if not cached.is_file():
+        _download(asset.url, cached, f"weights {asset.file}")
+    return cached
+
+
+def resolve_dataset(value: str) -> Path:
+    """Resolve a dataset given as a name (e.g. ``coco128``) or a path.
+
+    Returns:
+        The path as given if it exists, else the dataset folder in the mirror or the cache.
+
+    Raises:
+        AssetError: not a path, not a known name, or not in the mirror/cache and cannot be downloaded.
+    """
+    path = Path(value).expanduser()
+    if path.exists():
+        return path
+    if value not in DATASETS:
+        raise AssetError(
+            f"dataset {value!r}: no such file or folder, and not a known dataset name "
+            f"(known: {', '.join(sorted(DATASETS))})"
+        )
+    mirror = assets_dir()
+    if mirror is not None and (mirror / "data" / value).is_dir():
+        return mirror / "data" / value
+    cached = cache_dir() / "data" / value
+    if not cached.is_dir():
+        archive = cache_dir() / "data" / f"{value}.zip"
+        _download(DATASETS[value], archive, f"dataset {value}")
+        with zipfile.ZipFile(archive) as zf, tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
+            zf.extractall(tmp)
+            inner = Path(tmp) / value
+            shutil.move(str(inner if inner.is_dir() else Path(tmp)), cached)
+        archive.unlink(missing_ok=True)
+        _write_coco_yaml_if_missing(cached)
+    return cached
+
+
+def _write_coco_yaml_if_missing(root: Path) -> None:
+    """The released coco128 zip has no dataset.yaml: write one with the 80 COCO class names."""
+    if (root / "dataset.yaml").exists():
+        return
+    from yolox.data.coco_classes import COCO_CLASSES
+
+    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(COCO_CLASSES))
+    (root / "dataset.yaml").write_text(f"path: .\ntrain: images/train2017\nnames:\n{names}\n")

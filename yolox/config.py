@@ -1,0 +1,249 @@
+"""Params of every stage: the one source of defaults, units and allowed values.
+
+YAML files under ``params/`` hold overrides only; they are validated against these models, so an
+unknown key or a bad value is rejected with its dotted field path and what is allowed, e.g.::
+
+    params/default.yaml: train.epochs: Input should be greater than or equal to 1 (got 0)
+
+DVC reads the same YAML files (``params:`` in ``dvc.yaml``), MLflow logs them flattened with dotted
+names (``train.epochs``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from yolox.errors import ConfigError
+
+ModelName = Literal[
+    "yolox-nano", "yolox-tiny", "yolox-s", "yolox-m", "yolox-l", "yolox-x", "yolox-darknet53"
+]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class DataParams(_Params):
+    """prepare: where the raw dataset comes from and how it is split and validated."""
+
+    source: str = Field(
+        "coco128",
+        description="A dataset name resolved through YOLOX_ASSETS_DIR or the download cache (e.g. "
+        "'coco128'), a YOLO dataset.yaml or folder, or a COCO instances_*.json.",
+    )
+    images: str | None = Field(
+        None, description="Image folder of a COCO json source (default: the json's folder)."
+    )
+    val_source: str | None = Field(
+        None, description="Optional separate val split (same kinds as source); else a seeded split."
+    )
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of images held out for val.")
+    split_seed: int = Field(0, ge=0, description="Seed of the deterministic train/val split.")
+    min_box_size: float = Field(
+        1.0, ge=0.0, description="Boxes narrower or shorter than this after clipping are skipped (pixels)."
+    )
+    min_image_size: int = Field(32, ge=1, description="Images with a side below this are skipped (pixels).")
+    prepared_dir: str = Field("data/prepared", description="Output folder of the prepared dataset.")
+
+
+class ModelParams(_Params):
+    """The network: variant, input size and the checkpoint it starts from."""
+
+    name: ModelName = "yolox-nano"
+    input_size: int = Field(416, ge=64, multiple_of=32, description="Square input side (pixels).")
+    weights: str | None = Field(
+        "yolox_nano.pth",
+        description="Checkpoint to start from: a release file name (e.g. 'yolox_nano.pth', resolved "
+        "through YOLOX_ASSETS_DIR or the download cache), a path, or null to train from scratch.",
+    )
+
+
+class AugmentParams(_Params):
+    """The authors' augmentation recipe (REFERENCE.md, 'Training recipe')."""
+
+    mosaic_prob: float = Field(1.0, ge=0.0, le=1.0, description="Probability of a 4-image Mosaic.")
+    mosaic_scale: tuple[float, float] = Field((0.1, 2.0), description="Random scale range of the mosaic.")
+    mixup_prob: float = Field(1.0, ge=0.0, le=1.0, description="Probability of MixUp after Mosaic.")
+    mixup_scale: tuple[float, float] = Field((0.5, 1.5), description="Scale range of the MixUp image.")
+    enable_mixup: bool = True
+    hsv_prob: float = Field(1.0, ge=0.0, le=1.0)
+    flip_prob: float = Field(0.5, ge=0.0, le=1.0, description="Horizontal flip probability.")
+    degrees: float = Field(10.0, ge=0.0, le=180.0, description="Max rotation (degrees).")
+    translate: float = Field(0.1, ge=0.0, le=0.5, description="Max translation (fraction of the side).")
+    shear: float = Field(2.0, ge=0.0, le=45.0, description="Max shear (degrees).")
+    max_labels: int = Field(120, ge=1, description="At most this many boxes per image after augmentation.")
+    min_box_size: float = Field(2.0, ge=0.0, description="Boxes below this after augmentation are dropped (pixels).")
+    multiscale_range: int = Field(
+        5, ge=0, description="Multi-scale training: side drawn from input +- range*32 every 10 iterations."
+    )
+
+
+class TrainParams(_Params):
+    """Optimiser, schedule, EMA and loop settings (authors' COCO defaults unless noted)."""
+
+    epochs: int = Field(300, ge=1, description="Total epochs (max_epoch).")
+    batch_size: int = Field(64, ge=1, description="Total batch over all processes (images).")
+    basic_lr_per_img: float = Field(0.01 / 64, gt=0.0, description="lr = basic_lr_per_img * batch_size.")
+    warmup_epochs: int = Field(5, ge=0)
+    warmup_lr: float = Field(0.0, ge=0.0, description="lr at iteration 0 of the warm-up.")
+    min_lr_ratio: float = Field(0.05, ge=0.0, le=1.0, description="Cosine floor, as a fraction of lr.")
+    no_aug_epochs: int = Field(15, ge=0, description="Last epochs without Mosaic/MixUp, with the L1 loss.")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    ema: bool = True
+    ema_decay: float = Field(0.9998, gt=0.0, lt=1.0)
+    seed: int = Field(0, ge=0)
+    workers: int = Field(2, ge=0, description="Data loader worker processes per training process.")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    amp: bool = Field(True, description="CUDA automatic mixed precision (ignored on CPU).")
+    max_iters_per_epoch: int | None = Field(
+        None, ge=1, description="Cap on iterations per epoch (quick runs and tests); null = full epoch."
+    )
+    eval_interval: int = Field(10, ge=1, description="Evaluate the EMA model on val every N epochs.")
+    output_dir: str = Field("runs/train", description="Checkpoints and logs of the training stage.")
+
+    @model_validator(mode="after")
+    def _epochs_cover_phases(self) -> "TrainParams":
+        if self.no_aug_epochs > self.epochs:
+            raise ValueError(f"no_aug_epochs ({self.no_aug_epochs}) must not exceed epochs ({self.epochs})")
+        return self
+
+
+class EvalParams(_Params):
+    """The authors' evaluation protocol (REFERENCE.md)."""
+
+    conf_thresh: float = Field(0.01, ge=0.0, le=1.0, description="Keep detections with score >= this.")
+    nms_thresh: float = Field(0.65, gt=0.0, le=1.0, description="Class-aware NMS IoU threshold.")
+    max_det: int = Field(100, ge=1, description="Detections per image given to COCOeval.")
+    batch_size: int = Field(8, ge=1)
+    img_size: int | None = Field(None, ge=32, multiple_of=32, description="Default: model.input_size.")
+    metrics_path: str = Field("metrics.json", description="DVC metrics file written by evaluate.")
+
+
+class ExportParams(_Params):
+    """ONNX export and its check against PyTorch with ONNX Runtime."""
+
+    opset: int = Field(17, ge=17, le=21)
+    dynamic_batch: bool = True
+    simplify: bool = Field(True, description="Run onnxslim on the exported graph.")
+    check_images: int = Field(8, ge=1, description="Real val images used to compare ONNX with PyTorch.")
+    max_abs_diff: float = Field(1e-2, gt=0.0, description="Largest allowed |onnx - torch| on raw outputs.")
+    onnx_path: str = Field("models/model.onnx")
+    tensorrt: bool = Field(False, description="Also build a TensorRT engine when a CUDA GPU is present.")
+
+
+class TrackingParams(_Params):
+    """MLflow tracking and registry. The URI itself comes from MLFLOW_TRACKING_URI, never from params."""
+
+    experiment: str = "yolox"
+    registered_model: str = Field("yolox-coco128", min_length=1)
+    run_name: str | None = Field(None, description="Default: '<model>-<data version>-<time>'.")
+
+
+class GateParams(_Params):
+    """Promotion gate: when a candidate may take the champion alias."""
+
+    min_ap: float = Field(0.05, ge=0.0, le=1.0, description="Absolute AP50:95 floor (fraction).")
+    max_regression: float = Field(
+        0.005, ge=0.0, le=1.0, description="Largest allowed AP50:95 drop below the champion (fraction)."
+    )
+    require_export_check: bool = True
+
+
+class PipelineParams(_Params):
+    """All params of one pipeline run (one YAML file under params/)."""
+
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    augment: AugmentParams = AugmentParams()
+    train: TrainParams = TrainParams()
+    eval: EvalParams = EvalParams()
+    export: ExportParams = ExportParams()
+    tracking: TrackingParams = TrackingParams()
+    gate: GateParams = GateParams()
+
+    def flat(self) -> dict[str, Any]:
+        """The params flattened with dotted names, e.g. ``{"train.epochs": 300, ...}`` (for MLflow)."""
+        return flatten(self.model_dump(mode="json"))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts into ``{"a.b.c": value}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid params"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "literal_error" and "expected" in (e.get("ctx") or {}):
+            msg = f"must be one of {e['ctx']['expected']}"
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {loc}: {msg}{got_s}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any] | None, source: str = "params") -> PipelineParams:
+    """Validate a params tree.
+
+    Raises:
+        ConfigError: on unknown keys or bad values; the message lists every bad field by its dotted path.
+    """
+    try:
+        return PipelineParams.model_validate(raw or {})
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_params(path: str | Path, overrides: list[str] | None = None) -> PipelineParams:
+    """Load and validate a params YAML file, with optional ``key.path=value`` overrides (YAML values).
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or a value is invalid (names file and field).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (data, model, train, ...), got {type(raw).__name__}")
+    for item in overrides or []:
+        apply_override(raw, item)
+    return parse_params(raw, str(path))
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``section.key=value`` override (value parsed as YAML) to a raw params tree in place.
+
+    Raises:
+        ConfigError: the override is not of the form ``a.b=value``.
+    """
+    if "=" not in item or not item.split("=", 1)[0].strip():
+        raise ConfigError(f"override {item!r}: expected KEY.PATH=VALUE, e.g. train.epochs=5")
+    key, value = item.split("=", 1)
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(value)

@@ -1,0 +1,124 @@
+"""In-memory detection dataset: the one representation every reader produces and every stage reads.
+
+Boxes are ``xyxy`` in the original image's pixels (float32); labels are contiguous class indices
+``0..C-1`` (int64); ``category_ids[i]`` is the COCO category id written for class ``i`` (the original
+COCO ids for COCO-derived data, so results compare with anything evaluated on COCO).
+
+A prepared dataset on disk (written by :func:`yolox.data.prepare.prepare_dataset`) is::
+
+    <prepared_dir>/
+      images/<file>                 validated images (hard links or copies)
+      annotations/train.json        COCO format, file_name relative to images/
+      annotations/val.json
+      dataset.yaml                  class names, splits (for people and other tools)
+      report.json                   counts and every skipped image/box with its reason
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yolox.errors import DataError
+
+
+@dataclass
+class ImageRecord:
+    """One image and its boxes.
+
+    Attributes:
+        image_id: COCO image id (unique within the dataset, >= 1).
+        path: absolute path of the image file.
+        width, height: image size (pixels).
+        boxes: (N, 4) float32, xyxy in image pixels.
+        labels: (N,) int64 contiguous class indices.
+    """
+
+    image_id: int
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+
+
+@dataclass
+class DetectionDataset:
+    """Class names, their COCO category ids, and image records."""
+
+    names: list[str]
+    category_ids: list[int]
+    records: list[ImageRecord]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    def to_coco(self, images_root: Path | None = None) -> dict[str, Any]:
+        """COCO ``instances`` dict. ``file_name`` is relative to ``images_root`` when given, else absolute.
+
+        Boxes are written as COCO ``[x, y, w, h]`` pixels with ``area = w * h`` and ``iscrowd = 0``.
+        """
+        images, annotations = [], []
+        ann_id = 1
+        for rec in self.records:
+            name = str(rec.path.relative_to(images_root)) if images_root else str(rec.path)
+            images.append({"id": rec.image_id, "file_name": name, "width": rec.width, "height": rec.height})
+            for box, label in zip(rec.boxes.tolist(), rec.labels.tolist()):
+                x0, y0, x1, y1 = box
+                w, h = x1 - x0, y1 - y0
+                annotations.append({
+                    "id": ann_id, "image_id": rec.image_id, "category_id": self.category_ids[label],
+                    "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0,
+                })
+                ann_id += 1
+        categories = [{"id": cid, "name": n} for cid, n in zip(self.category_ids, self.names)]
+        return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def load_coco_json(json_path: Path, images_root: Path) -> DetectionDataset:
+    """Read a COCO json whose boxes are already validated (a prepared split) into a DetectionDataset.
+
+    Crowd annotations are ignored. Classes are the json's categories in ascending id order.
+
+    Raises:
+        DataError: the file is missing or not a COCO instances json.
+    """
+    json_path = Path(json_path)
+    try:
+        coco = json.loads(json_path.read_text())
+        cats = sorted(coco["categories"], key=lambda c: c["id"])
+        images = coco["images"]
+        anns = coco.get("annotations", [])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{json_path}: not a readable COCO instances json ({err})") from None
+    cat_index = {c["id"]: i for i, c in enumerate(cats)}
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for a in anns:
+        if not a.get("iscrowd", 0):
+            by_image.setdefault(a["image_id"], []).append(a)
+    records = []
+    for im in images:
+        boxes = np.array([a["bbox"] for a in by_image.get(im["id"], [])], np.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        labels = np.array([cat_index[a["category_id"]] for a in by_image.get(im["id"], [])], np.int64)
+        records.append(ImageRecord(im["id"], (Path(images_root) / im["file_name"]).resolve(),
+                                   int(im["width"]), int(im["height"]), boxes, labels))
+    return DetectionDataset([c["name"] for c in cats], [c["id"] for c in cats], records)
+
+
+def load_prepared(prepared_dir: str | Path, split: str) -> DetectionDataset:
+    """Load one split (``train`` or ``val``) of a prepared dataset.
+
+    Raises:
+        DataError: the folder is not a prepared dataset (names the missing file and says to run prepare).
+    """
+    root = Path(prepared_dir)
+    path = root / "annotations" / f"{split}.json"
+    if not path.is_file():
+        raise DataError(f"{path} not found: is {root} a prepared dataset? Run `yolox prepare` first.")
+    return load_coco_json(path, root / "images")
