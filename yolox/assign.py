@@ -1,0 +1,220 @@
+"""SimOTA label assignment (YOLOX paper, section 2.2; REFERENCE.md 'Label assignment').
+
+Five steps, per image:
+
+1. Geometry prior: an anchor point is a candidate for ground-truth box g when its cell centre
+   ``((col + 0.5) * stride, (row + 0.5) * stride)`` lies strictly within ``1.5 * stride`` of g's centre in
+   x and in y. Only anchor points that are candidates for at least one box are considered.
+2. Cost(g, p) = BCE(one_hot(class_g), sqrt(sigmoid(cls_p) * sigmoid(obj_p))) summed over classes
+   + 3 * (-log(IoU(g, p) + 1e-8)) + 1e6 where p is outside g's geometry prior.
+3. Dynamic k of g: sum of its 10 largest IoUs with the candidates (fewer if there are fewer
+   candidates), truncated to int, at least 1. g takes its k lowest-cost candidates.
+4. A prediction claimed by several boxes keeps only its lowest-cost box.
+5. (losses.py) positives are trained towards their matched box.
+
+:func:`simota_assign` does this for a whole batch in tensor operations: ground truths are padded to
+the largest count in the batch, candidates are gathered per image into a padded (B, P) index, and
+every step is a masked tensor operation; there is no Python loop over images or boxes.
+:func:`simota_assign_reference` is the plain per-image version, kept as the oracle for tests and the
+baseline of ``bench/assign.py``. Ties in cost are broken by anchor index (stable sort) in both.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from yolox.ops.boxes import pairwise_iou_cxcywh
+
+log = logging.getLogger("yolox.assign")
+
+CENTER_RADIUS = 1.5
+IOU_COST_WEIGHT = 3.0
+OUTSIDE_PRIOR_COST = 1e6
+TOPK_IOU = 10
+# Above this many (image, box, candidate) cost entries, a batch is assigned in chunks of images to
+# bound memory on crowded images (~16 bytes an entry across the live tensors).
+MAX_COST_ENTRIES = 40_000_000
+
+
+@dataclass
+class Assignment:
+    """SimOTA result for a batch.
+
+    Attributes:
+        fg_mask: (B, A) bool, True for positive anchor points.
+        matched_gt: (B, A) int64 index of the matched box in the image's ground truths (0 where not fg).
+        matched_iou: (B, A) float32 IoU between the prediction and its matched box (0 where not fg).
+        num_fg: total number of positives in the batch (int).
+    """
+
+    fg_mask: torch.Tensor
+    matched_gt: torch.Tensor
+    matched_iou: torch.Tensor
+
+    @property
+    def num_fg(self) -> int:
+        return int(self.fg_mask.sum())
+
+
+def class_cost(cls_prob: torch.Tensor, gt_classes: torch.Tensor) -> torch.Tensor:
+    """BCE between one-hot classes and predicted probabilities, summed over classes, for every pair.
+
+    Computed as ``sum_c BCE(p_c, 0) + BCE(p_y, 1) - BCE(p_y, 0)`` so that no (G, P, C) tensor is built;
+    log terms are clamped at -100 like ``F.binary_cross_entropy``.
+
+    Args:
+        cls_prob: (..., P, C) float32 probabilities (sqrt(cls * obj) in SimOTA).
+        gt_classes: (..., G) int64 class indices.
+    Returns:
+        (..., G, P) float32.
+    """
+    neg = -torch.log1p(-cls_prob).clamp(min=-100)          # BCE(p, 0) = -log(1 - p)
+    pos = -torch.log(cls_prob).clamp(min=-100)             # BCE(p, 1) = -log(p)
+    neg_sum = neg.sum(-1)                                  # (..., P)
+    idx = gt_classes.unsqueeze(-2).expand(*cls_prob.shape[:-1], gt_classes.shape[-1])  # (..., P, G)
+    delta = pos.gather(-1, idx) - neg.gather(-1, idx)      # (..., P, G)
+    return (neg_sum.unsqueeze(-1) + delta).transpose(-1, -2)
+
+
+def geometry_prior(gt_cxcywh: torch.Tensor, grid: torch.Tensor, stride: torch.Tensor) -> torch.Tensor:
+    """(..., G, 4) boxes, (A, 2) cells, (A,) strides -> (..., G, A) bool: cell centre strictly within
+    1.5 strides of the box centre in x and y."""
+    centres = (grid + 0.5) * stride[:, None]                     # (A, 2)
+    radius = (CENTER_RADIUS * stride)[:, None]                  # (A, 1)
+    delta = (centres - gt_cxcywh[..., :, None, :2]).abs()        # (..., G, A, 2)
+    return (delta < radius).all(dim=-1)
+
+
+@torch.no_grad()
+def simota_assign(pred_boxes: torch.Tensor, cls_logits: torch.Tensor, obj_logits: torch.Tensor,
+                  gt_boxes: torch.Tensor, gt_classes: torch.Tensor, gt_valid: torch.Tensor,
+                  grid: torch.Tensor, stride: torch.Tensor) -> Assignment:
+    """Batched SimOTA.
+
+    Args:
+        pred_boxes: (B, A, 4) decoded predictions, cxcywh input pixels.
+        cls_logits: (B, A, C) class logits. obj_logits: (B, A) objectness logits.
+        gt_boxes: (B, G, 4) cxcywh input pixels, padded. gt_classes: (B, G) int64. gt_valid: (B, G) bool.
+        grid: (A, 2) cells (col, row); stride: (A,) pixels (from :func:`yolox.models.head.anchor_points`).
+    Returns:
+        :class:`Assignment`. Images without boxes get no positives.
+    """
+    B, A = pred_boxes.shape[:2]
+    G = gt_boxes.shape[1]
+    if B > 1 and B * G * A > MAX_COST_ENTRIES:
+        step = max(1, MAX_COST_ENTRIES // max(G * A, 1))
+        log.info("SimOTA: crowded batch (%d boxes max per image), assigning %d image(s) at a time", G, step)
+        parts = [simota_assign(pred_boxes[i:i + step], cls_logits[i:i + step], obj_logits[i:i + step],
+                               gt_boxes[i:i + step], gt_classes[i:i + step], gt_valid[i:i + step], grid, stride)
+                 for i in range(0, B, step)]
+        return Assignment(torch.cat([p.fg_mask for p in parts]), torch.cat([p.matched_gt for p in parts]),
+                          torch.cat([p.matched_iou for p in parts]))
+    device = pred_boxes.device
+    fg_mask = torch.zeros(B, A, dtype=torch.bool, device=device)
+    matched_gt = torch.zeros(B, A, dtype=torch.long, device=device)
+    matched_iou = torch.zeros(B, A, dtype=torch.float32, device=device)
+    if G == 0 or not bool(gt_valid.any()):
+        return Assignment(fg_mask, matched_gt, matched_iou)
+    gt_boxes = gt_boxes.float()
+
+    # 1. geometry prior and the candidates of each image, gathered into (B, P) in anchor order.
+    in_prior = geometry_prior(gt_boxes, grid, stride) & gt_valid[:, :, None]       # (B, G, A)
+    is_cand = in_prior.any(dim=1)                                                  # (B, A)
+    n_cand = is_cand.sum(dim=1)                                                    # (B,)
+    P = int(n_cand.max())
+    if P == 0:
+        return Assignment(fg_mask, matched_gt, matched_iou)
+    # Stable sort puts candidates first, in ascending anchor order; the tail of each row is padding.
+    order = torch.sort((~is_cand).to(torch.uint8), dim=1, stable=True).indices[:, :P]   # (B, P)
+    cand_valid = torch.arange(P, device=device)[None, :] < n_cand[:, None]              # (B, P)
+    boxes_p = pred_boxes.float().gather(1, order[..., None].expand(B, P, 4))            # (B, P, 4)
+    cls_p = cls_logits.float().gather(1, order[..., None].expand(B, P, cls_logits.shape[-1]))
+    obj_p = obj_logits.float().gather(1, order)
+    prior_p = in_prior.gather(2, order[:, None, :].expand(B, G, P))                     # (B, G, P)
+
+    # 2. cost
+    pair_valid = gt_valid[:, :, None] & cand_valid[:, None, :]                          # (B, G, P)
+    ious = pairwise_iou_cxcywh(gt_boxes, boxes_p)                                       # (B, G, P)
+    ious = torch.where(pair_valid, ious, torch.zeros_like(ious))
+    prob = (cls_p.sigmoid() * obj_p.sigmoid()[..., None]).sqrt()
+    cost = (class_cost(prob, gt_classes) + IOU_COST_WEIGHT * -torch.log(ious + 1e-8)
+            + OUTSIDE_PRIOR_COST * (~prior_p).float())
+    cost = torch.where(pair_valid, cost, torch.full_like(cost, float("inf")))
+
+    # 3. dynamic k, and each box's k lowest-cost candidates
+    k_top = min(TOPK_IOU, P)
+    dynamic_k = ious.topk(k_top, dim=2).values.sum(2).int().clamp(min=1)               # (B, G)
+    k_take = min(TOPK_IOU, P)
+    lowest = cost.argsort(dim=2, stable=True)[..., :k_take]                            # (B, G, k)
+    take = torch.arange(k_take, device=device)[None, None, :] < dynamic_k[..., None]
+    matching = torch.zeros(B, G, P, dtype=torch.bool, device=device)
+    matching.scatter_(2, lowest, take)
+    matching &= pair_valid
+
+    # 4. a prediction claimed by several boxes keeps its lowest-cost box
+    claims = matching.sum(dim=1)                                                        # (B, P)
+    best_gt = cost.argmin(dim=1)                                                        # (B, P)
+    multi = claims > 1
+    resolved = torch.nn.functional.one_hot(best_gt, G).transpose(1, 2).bool()          # (B, G, P)
+    matching = torch.where(multi[:, None, :], resolved, matching)
+
+    pos = claims > 0                                                                    # (B, P)
+    gt_idx = matching.float().argmax(dim=1)                                             # (B, P)
+    iou_pos = ious.gather(1, gt_idx[:, None, :]).squeeze(1)                             # (B, P)
+    # scatter back to anchor points; padded candidate slots are never positive
+    fg_mask.scatter_(1, order, pos)
+    matched_gt.scatter_(1, order, torch.where(pos, gt_idx, torch.zeros_like(gt_idx)))
+    matched_iou.scatter_(1, order, torch.where(pos, iou_pos, torch.zeros_like(iou_pos)))
+    return Assignment(fg_mask, matched_gt, matched_iou)
+
+
+@torch.no_grad()
+def simota_assign_reference(pred_boxes: torch.Tensor, cls_logits: torch.Tensor, obj_logits: torch.Tensor,
+                            gt_boxes: torch.Tensor, gt_classes: torch.Tensor, gt_valid: torch.Tensor,
+                            grid: torch.Tensor, stride: torch.Tensor) -> Assignment:
+    """Plain per-image SimOTA, one image and one box at a time (the five steps as written).
+
+    Same arguments and result as :func:`simota_assign`; used as the oracle in tests and benchmarks.
+    The class cost here is the plain ``F.binary_cross_entropy`` against a one-hot target.
+    """
+    B, A = pred_boxes.shape[:2]
+    C = cls_logits.shape[-1]
+    fg_mask = torch.zeros(B, A, dtype=torch.bool)
+    matched_gt = torch.zeros(B, A, dtype=torch.long)
+    matched_iou = torch.zeros(B, A, dtype=torch.float32)
+    for b in range(B):
+        gts = gt_boxes[b][gt_valid[b]].float()
+        classes = gt_classes[b][gt_valid[b]]
+        G = gts.shape[0]
+        if G == 0:
+            continue
+        in_prior = geometry_prior(gts, grid, stride)                   # (G, A)
+        cand = torch.nonzero(in_prior.any(0)).squeeze(1)               # anchor indices, ascending
+        if cand.numel() == 0:
+            continue
+        ious = pairwise_iou_cxcywh(gts, pred_boxes[b, cand].float())   # (G, P)
+        prob = (cls_logits[b, cand].float().sigmoid() * obj_logits[b, cand].float().sigmoid()[:, None]).sqrt()
+        onehot = torch.nn.functional.one_hot(classes, C).float()
+        cls_cost = torch.stack([
+            torch.nn.functional.binary_cross_entropy(prob, onehot[g].expand_as(prob), reduction="none").sum(-1)
+            for g in range(G)])
+        cost = cls_cost + IOU_COST_WEIGHT * -torch.log(ious + 1e-8) + OUTSIDE_PRIOR_COST * (~in_prior[:, cand]).float()
+        matching = torch.zeros_like(cost, dtype=torch.bool)
+        for g in range(G):
+            k = max(int(ious[g].topk(min(TOPK_IOU, len(cand))).values.sum().int()), 1)
+            matching[g, cost[g].argsort(stable=True)[:k]] = True
+        for p in range(len(cand)):
+            if matching[:, p].sum() > 1:
+                best = int(cost[:, p].argmin())
+                matching[:, p] = False
+                matching[best, p] = True
+        for p in range(len(cand)):
+            if matching[:, p].any():
+                g = int(matching[:, p].float().argmax())
+                fg_mask[b, cand[p]] = True
+                matched_gt[b, cand[p]] = int(torch.nonzero(gt_valid[b]).squeeze(1)[g])
+                matched_iou[b, cand[p]] = ious[g, p]
+    return Assignment(fg_mask, matched_gt, matched_iou)

@@ -1,0 +1,93 @@
+"""Post-processing: score filtering and class-aware NMS (the authors' evaluation protocol)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from yolox.ops.boxes import cxcywh_to_xyxy
+
+
+@dataclass
+class Detections:
+    """Detections of one image. ``boxes`` (N, 4) float32 xyxy pixels, ``scores`` (N,) float32,
+    ``labels`` (N,) int64 contiguous class indices. Sorted by descending score."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @staticmethod
+    def empty() -> "Detections":
+        return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))
+
+
+def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
+    """Greedy NMS: indices of kept boxes, by descending score (stable for ties).
+
+    Args:
+        boxes_xyxy: (N, 4) float32 pixels. scores: (N,). iou_thresh: suppress IoU > this.
+    Returns:
+        (K,) int64 indices into the inputs.
+    """
+    order = np.argsort(-scores, kind="stable")
+    boxes = boxes_xyxy.astype(np.float32)[order]
+    x0, y0, x1, y1 = boxes.T
+    area = (x1 - x0) * (y1 - y0)
+    alive = np.ones(len(order), bool)
+    keep = []
+    for i in range(len(order)):
+        if not alive[i]:
+            continue
+        keep.append(order[i])
+        rest = np.nonzero(alive[i + 1:])[0] + i + 1
+        if rest.size == 0:
+            break
+        w = np.clip(np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]), 0, None)
+        h = np.clip(np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]), 0, None)
+        inter = w * h
+        iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-12)
+        alive[rest[iou > iou_thresh]] = False
+    return np.asarray(keep, np.int64)
+
+
+def batched_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_thresh: float) -> np.ndarray:
+    """Class-aware NMS: boxes of different classes never suppress each other. Returns kept indices,
+    by descending score. Done by offsetting each class's boxes so classes cannot overlap."""
+    if len(scores) == 0:
+        return np.zeros((0,), np.int64)
+    offset = labels.astype(np.float32)[:, None] * (float(boxes_xyxy.max()) + 1.0)
+    return nms(boxes_xyxy + offset, scores, iou_thresh)
+
+
+def postprocess(decoded: torch.Tensor, conf_thresh: float = 0.01, nms_thresh: float = 0.65,
+                max_det: int | None = None) -> list[Detections]:
+    """Per image: best class per prediction, score = obj * cls_best, keep score >= conf_thresh,
+    class-aware NMS, at most ``max_det`` by score.
+
+    Args:
+        decoded: (B, A, 5 + C) ``[cx, cy, w, h, obj_prob, cls_probs...]`` in input pixels (probabilities,
+            i.e. after sigmoid), any float dtype.
+    Returns:
+        One :class:`Detections` per image, boxes xyxy in input pixels.
+    """
+    decoded = decoded.float()
+    boxes = cxcywh_to_xyxy(decoded[..., :4])
+    cls_conf, cls_idx = decoded[..., 5:].max(dim=-1)
+    score = decoded[..., 4] * cls_conf
+    results = []
+    for b in range(decoded.shape[0]):
+        mask = score[b] >= conf_thresh
+        bx = boxes[b][mask].cpu().numpy()
+        sc = score[b][mask].cpu().numpy()
+        lb = cls_idx[b][mask].cpu().numpy().astype(np.int64)
+        keep = batched_nms(bx, sc, lb, nms_thresh)
+        if max_det is not None:
+            keep = keep[:max_det]
+        results.append(Detections(bx[keep], sc[keep], lb[keep]))
+    return results
