@@ -1,0 +1,360 @@
+"""Training and evaluation datasets and loaders over a :class:`~yolox.data.records.DetectionDataset`.
+
+Multi-scale training (the authors: every 10 iterations the input side is redrawn from multiples of 32
+in [input - 5*32, input + 5*32]; nano and tiny 320-640) is done by the BATCH SAMPLER:
+:class:`MultiScaleBatchSampler` yields, for each batch, a list of :class:`SampleKey`
+``(index, size, mosaic)`` with one size for the whole batch, so the workers build every sample
+directly at that size (no resize of the finished batch, no state to push into worker processes) and
+every batch holds images of one size. The size of batch ``b`` of epoch ``e`` is drawn from a generator
+seeded with ``(seed, e, b // every)``: deterministic, and the same on every rank without
+communication. The mosaic switch travels the same way: :meth:`TrainDataset.set_mosaic` is read by the
+sampler when it makes the next batch's keys (batches already prefetched by the workers, at most
+``workers * prefetch_factor``, keep the old setting), which is what makes it work with persistent
+workers.
+
+Sample of :class:`TrainDataset`: ``(image (3, S, S) float32 BGR 0-255, targets (max_labels, 5) float32
+rows [class, cx, cy, w, h] in input pixels padded with zeros, number of valid rows, image_id)``.
+Batch of :func:`collate`: ``(images (B, 3, S, S) float32, targets (B, max_labels, 5) float32,
+num_targets (B,) int64, image_ids (B,) int64)``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
+
+from yolox.config import AugmentParams
+from yolox.data.augment import SMALL_MODELS, TrainAugment, read_image, recipe_for_model
+from yolox.data.records import DetectionDataset
+from yolox.errors import DataError
+from yolox.ops.letterbox import letterbox
+
+MULTISCALE_EVERY = 10
+"""Iterations between two draws of the multi-scale input side (the authors' value)."""
+
+
+def multiscale_sizes(model_name: str, input_size: int, range_: int) -> list[int]:
+    """Input sides (pixels, multiples of 32) of multi-scale training.
+
+    ``[input_size - range_*32, ..., input_size + range_*32]`` (step 32, at least 32); yolox-nano and
+    yolox-tiny use the authors' fixed 320..640. ``range_ == 0`` turns multi-scale off: ``[input_size]``.
+    """
+    if range_ <= 0:
+        return [input_size]
+    if model_name in SMALL_MODELS:
+        lo, hi = 320, 640
+    else:
+        lo, hi = input_size - range_ * 32, input_size + range_ * 32
+    return list(range(max(lo, 32), hi + 1, 32))
+
+
+class SampleKey(NamedTuple):
+    """What a batch sampler asks :class:`TrainDataset` for: record ``index`` at side ``size`` (pixels),
+    with the mosaic draw allowed or not."""
+
+    index: int
+    size: int
+    mosaic: bool
+
+
+def _chw_float(img: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 tensor, same values (cv2.split: 2x faster than a transpose)."""
+    out = np.empty((3, img.shape[0], img.shape[1]), np.float32)
+    for c, channel in enumerate(cv2.split(img)):
+        out[c] = channel
+    return torch.from_numpy(out)
+
+
+class TrainDataset(Dataset):
+    """Augmented training samples (see the module docstring for the sample layout).
+
+    Args:
+        dataset: the train split.
+        params: the augmentation recipe; passed through :func:`recipe_for_model` when ``model_name``
+            is given.
+        input_size: side S (pixels) of samples fetched by plain int index; the loader's batch sampler
+            passes its own size with each :class:`SampleKey`.
+        model_name: e.g. ``"yolox-nano"`` (per-size defaults), or None to use ``params`` as given.
+        seed: seed of the augmentation's random state (workers reseed it, see :func:`seed_worker`).
+    """
+
+    def __init__(self, dataset: DetectionDataset, params: AugmentParams, input_size: int,
+                 model_name: str | None = None, seed: int = 0) -> None:
+        self.dataset = dataset
+        self.params = recipe_for_model(model_name, params) if model_name else params
+        self.augment = TrainAugment(dataset, self.params, seed)
+        self.input_size = int(input_size)
+        self.max_labels = self.params.max_labels
+
+    def __len__(self) -> int:
+        return len(self.dataset.records)
+
+    @property
+    def mosaic_enabled(self) -> bool:
+        return self.augment.mosaic_enabled
+
+    def set_mosaic(self, enabled: bool) -> None:
+        """Switch Mosaic (and MixUp) on or off; off = the authors' last "no-aug" epochs."""
+        self.augment.mosaic_enabled = bool(enabled)
+
+    def set_input_size(self, size: int) -> None:
+        """Side (pixels) of samples fetched by int index and of batches when multi-scale is off."""
+        self.input_size = int(size)
+
+    def reseed(self, seed: int) -> None:
+        """Reset the augmentation's random state."""
+        self.augment.reseed(seed)
+
+    def __getitem__(self, key: int | SampleKey | tuple[int, int, bool]
+                    ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        """One sample: ``(image (3, S, S) float32 BGR 0-255, targets (max_labels, 5) float32
+        [class, cx, cy, w, h] in input pixels, zero rows after the valid ones, num_valid, image_id)``."""
+        if isinstance(key, tuple):
+            index, size, mosaic = key
+        else:
+            index, size, mosaic = int(key), self.input_size, self.augment.mosaic_enabled
+        img, boxes, labels = self.augment(index, size, mosaic)
+        n = len(boxes)
+        targets = np.zeros((self.max_labels, 5), np.float32)
+        if n:
+            targets[:n, 0] = labels
+            targets[:n, 1] = (boxes[:, 0] + boxes[:, 2]) * 0.5
+            targets[:n, 2] = (boxes[:, 1] + boxes[:, 3]) * 0.5
+            targets[:n, 3] = boxes[:, 2] - boxes[:, 0]
+            targets[:n, 4] = boxes[:, 3] - boxes[:, 1]
+        return _chw_float(img), torch.from_numpy(targets), n, self.dataset.records[index].image_id
+
+
+class MultiScaleBatchSampler(Sampler[list[SampleKey]]):
+    """Batches of :class:`SampleKey` with one input side per batch, redrawn every ``every`` batches.
+
+    Args:
+        sampler: yields record indices (RandomSampler, DistributedSampler, ...).
+        batch_size: images per batch (per process).
+        drop_last: drop the last incomplete batch.
+        dataset: its ``input_size`` (when ``sizes`` is None or has one entry) and ``mosaic_enabled``
+            are read for each batch.
+        sizes: candidate sides (pixels); None or one entry = no multi-scale.
+        every: batches between two size draws.
+        seed: seed of the size draws (same on every rank).
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool, dataset: TrainDataset,
+                 sizes: Sequence[int] | None = None, every: int = MULTISCALE_EVERY, seed: int = 0) -> None:
+        self.sampler = sampler
+        self.batch_size = int(batch_size)
+        self.drop_last = drop_last
+        self.dataset = dataset
+        self.sizes = list(sizes) if sizes else []
+        self.every = max(int(every), 1)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch of the next iteration (also forwarded to a DistributedSampler)."""
+        self.epoch = int(epoch)
+
+    def size_of(self, epoch: int, batch: int) -> int:
+        """The input side (pixels) of batch ``batch`` of epoch ``epoch``."""
+        if len(self.sizes) <= 1:
+            return self.sizes[0] if self.sizes else self.dataset.input_size
+        draw = np.random.default_rng([self.seed, epoch, batch // self.every])
+        return self.sizes[int(draw.integers(len(self.sizes)))]
+
+    def _keys(self, indices: list[int], epoch: int, batch: int) -> list[SampleKey]:
+        size, mosaic = self.size_of(epoch, batch), self.dataset.mosaic_enabled
+        return [SampleKey(i, size, mosaic) for i in indices]
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        epoch = self.epoch
+        self.epoch += 1
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        batch: list[int] = []
+        b = 0
+        for idx in self.sampler:
+            batch.append(int(idx))
+            if len(batch) == self.batch_size:
+                yield self._keys(batch, epoch, b)
+                b += 1
+                batch = []
+        if batch and not self.drop_last:
+            yield self._keys(batch, epoch, b)
+
+    def __len__(self) -> int:
+        n = len(self.sampler)  # type: ignore[arg-type]
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+
+def collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor, int, int]]
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack training samples: ``(images (B, 3, S, S) float32, targets (B, max_labels, 5) float32,
+    num_targets (B,) int64, image_ids (B,) int64)``. All samples must share S (the batch sampler's job)."""
+    images, targets, counts, ids = zip(*batch)
+    return (torch.stack(images), torch.stack(targets), torch.tensor(counts, dtype=torch.int64),
+            torch.tensor(ids, dtype=torch.int64))
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed ``random``, NumPy and the dataset's augmentation from the
+    worker's torch seed (``base_seed + worker_id``, the base drawn from the loader's seeded generator),
+    and run OpenCV single-threaded (the workers are the parallelism)."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    cv2.setNumThreads(0)
+    info = torch.utils.data.get_worker_info()
+    if info is not None and hasattr(info.dataset, "reseed"):
+        info.dataset.reseed(seed)
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_name: str, input_size: int,
+                       batch_size: int, workers: int, seed: int, rank: int = 0, world_size: int = 1,
+                       distributed: bool = False, multiscale: bool = True,
+                       multiscale_every: int = MULTISCALE_EVERY, drop_last: bool = False) -> DataLoader:
+    """The training loader: augmentation (per-model recipe), multi-scale batches, seeded workers.
+
+    Args:
+        dataset: the train split.
+        params: augmentation params (``recipe_for_model(model_name, params)`` is applied).
+        model_name: the model (per-size augmentation defaults and multi-scale range).
+        input_size: base input side (pixels).
+        batch_size: images per batch of THIS process (``TrainParams.batch_size // world_size``).
+        workers: worker processes (0 = load in the main process); persistent when > 0.
+        seed: seeds the shuffling (same on all ranks), the size draws and, mixed with ``rank``, the
+            augmentation of each worker.
+        rank, world_size, distributed: with ``distributed``, a DistributedSampler gives this rank its
+            share of each epoch.
+        multiscale: draw the side from :func:`multiscale_sizes` every ``multiscale_every`` batches;
+            else every batch is at ``dataset.input_size`` (changeable with ``set_input_size``).
+
+    Returns:
+        A DataLoader of :func:`collate` batches. Its ``dataset`` is the :class:`TrainDataset`
+        (``loader.dataset.set_mosaic(False)`` for the no-aug phase); call
+        ``loader.batch_sampler.set_epoch(epoch)`` before each epoch (else epochs count up on their own).
+    """
+    if not dataset.records:
+        raise DataError("the training dataset has no images: check the prepared train split")
+    rank_seed = _rank_seed(seed, rank)
+    train_set = TrainDataset(dataset, params, input_size, model_name, seed=rank_seed)
+    if distributed:
+        sampler: Sampler[int] = DistributedSampler(train_set, num_replicas=world_size, rank=rank,
+                                                   shuffle=True, seed=seed, drop_last=drop_last)
+    else:
+        sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(seed))
+    sizes = multiscale_sizes(model_name, input_size, params.multiscale_range) if multiscale else None
+    batch_sampler = MultiScaleBatchSampler(sampler, batch_size, drop_last, train_set, sizes,
+                                           multiscale_every, seed)
+    return DataLoader(
+        train_set, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate,
+        pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker, persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(rank_seed),
+    )
+
+
+class EvalDataset(Dataset):
+    """Letterboxed images, no augmentation: ``(image (3, S, S) float32 BGR 0-255, image_id, r,
+    (h, w))`` where ``r`` is the letterbox scale (boxes / r -> original pixels) and (h, w) the
+    original size (pixels)."""
+
+    def __init__(self, dataset: DetectionDataset, input_size: int) -> None:
+        self.dataset = dataset
+        self.input_size = int(input_size)
+
+    def __len__(self) -> int:
+        return len(self.dataset.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, float, tuple[int, int]]:
+        rec = self.dataset.records[index]
+        img = read_image(rec.path)
+        boxed, r = letterbox(img, self.input_size)
+        return _chw_float(boxed), rec.image_id, r, (img.shape[0], img.shape[1])
+
+
+def eval_collate(batch: Sequence[tuple[torch.Tensor, int, float, tuple[int, int]]]
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(images (B, 3, S, S) float32, image_ids (B,) int64, ratios (B,) float64, sizes (B, 2) int64 [h, w])``."""
+    images, ids, ratios, sizes = zip(*batch)
+    return (torch.stack(images), torch.tensor(ids, dtype=torch.int64),
+            torch.tensor(ratios, dtype=torch.float64), torch.tensor(sizes, dtype=torch.int64))
+
+
+def build_val_loader(dataset: DetectionDataset, input_size: int, batch_size: int, workers: int = 0,
+                     rank: int = 0, world_size: int = 1, distributed: bool = False) -> DataLoader:
+    """The val loader: :class:`EvalDataset` in record order, :func:`eval_collate` batches.
+
+    With ``distributed``, each rank gets every ``world_size``-th image (a DistributedSampler without
+    shuffling; it repeats a few images to even out the ranks: deduplicate by image_id when merging).
+    """
+    eval_set = EvalDataset(dataset, input_size)
+    sampler: Sampler[int] = (
+        DistributedSampler(eval_set, num_replicas=world_size, rank=rank, shuffle=False)
+        if distributed else SequentialSampler(eval_set)
+    )
+    return DataLoader(eval_set, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=eval_collate, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=False)
+
+
+def _class_color(label: int) -> tuple[int, int, int]:
+    rng = np.random.default_rng(label + 1)
+    return tuple(int(c) for c in rng.integers(64, 256, 3))  # type: ignore[return-value]
+
+
+def augment_preview(dataset: DetectionDataset, params: AugmentParams, model_name: str, input_size: int,
+                    n: int = 16, seed: int = 0, out_path: str | Path = "augment_preview.png") -> Path:
+    """Save a PNG grid of ``n`` augmented training samples with their boxes and class names drawn.
+
+    Samples are drawn as in training (``recipe_for_model(model_name, params)``, mosaic on, at
+    ``input_size``), from random records chosen with ``seed``. Returns the written path.
+
+    Raises:
+        DataError: the dataset is empty, or the PNG cannot be written (names the path).
+    """
+    if not dataset.records:
+        raise DataError("cannot preview augmentations of an empty dataset")
+    augment = TrainAugment(dataset, recipe_for_model(model_name, params), seed)
+    pick = np.random.default_rng(seed).integers(0, len(dataset.records), n)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    gap, s = 4, input_size
+    grid = np.full((rows * (s + gap) - gap, cols * (s + gap) - gap, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for k, index in enumerate(pick.tolist()):
+        img, boxes, labels = augment(index, s)
+        img = np.ascontiguousarray(img)
+        for box, label in zip(boxes.tolist(), labels.tolist()):
+            color = _class_color(label)
+            x0, y0, x1, y1 = (round(v) for v in box)
+            cv2.rectangle(img, (x0, y0), (x1, y1), color, 2)
+            name = dataset.names[label] if 0 <= label < len(dataset.names) else str(label)
+            (tw, th), _ = cv2.getTextSize(name, font, 0.45, 1)
+            ty = max(y0, th + 4)
+            cv2.rectangle(img, (x0, ty - th - 4), (x0 + tw + 2, ty), color, -1)
+            cv2.putText(img, name, (x0 + 1, ty - 3), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        r, c = divmod(k, cols)
+        grid[r * (s + gap): r * (s + gap) + s, c * (s + gap): c * (s + gap) + s] = img
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), grid):
+        raise DataError(f"cannot write the augmentation preview to {out}: check the folder and the suffix")
+    return out

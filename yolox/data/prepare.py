@@ -1,0 +1,389 @@
+"""The ``prepare`` stage: raw dataset -> validated, split, prepared dataset on disk.
+
+Reads the source (YOLO or COCO, :mod:`yolox.data.readers`), validates every image and box
+(:mod:`yolox.data.validate`), splits train/val and writes the layout described in
+:mod:`yolox.data.records`. The output is byte-for-byte deterministic for the same input and params
+(DVC hashes it): every listing is sorted, image ids are ``1..N`` by sorted file name, and no file holds
+a timestamp or the output path.
+
+Split, in order of precedence: the source's own ``val`` split; else ``params.val_source``; else a
+seeded split of the valid images. The seeded split ranks images by a hash of ``split_seed`` and
+their file name and holds out the first ``round(N * val_fraction)`` (at least 1, at most N - 1), so it
+does not depend on listing order, and adding or removing a few images moves no other image between
+train and val.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yolox.assets import resolve_dataset
+from yolox.config import DataParams
+from yolox.data.readers import Issue, RawDataset, RawImage, read_coco, read_yolo
+from yolox.data.records import DetectionDataset, ImageRecord
+from yolox.data.validate import validate_images
+from yolox.errors import ConfigError, DataError
+
+log = logging.getLogger("yolox.data")
+
+DUPLICATE_FILE_NAME = "duplicate file name"
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """What ``prepare`` wrote: the folder, counts per split, skipped items and the class names."""
+
+    out_dir: Path
+    num_train_images: int
+    num_val_images: int
+    num_train_boxes: int
+    num_val_boxes: int
+    num_skipped_images: int
+    num_skipped_boxes: int
+    report_path: Path
+    names: list[str]
+
+
+def prepare_dataset(params: DataParams, out_dir: Path | None = None) -> PrepareResult:
+    """Read, validate, split and write a prepared dataset.
+
+    Args:
+        params: ``source`` (a dataset name such as ``"coco128"``, a YOLO ``dataset.yaml`` or folder, or
+            a COCO ``.json``), ``images`` (image folder of a COCO source, also used by a COCO
+            ``val_source``; default each json's folder), ``val_source``,
+            ``val_fraction``, ``split_seed``, ``min_image_size`` and ``min_box_size`` (pixels).
+        out_dir: output folder; default ``params.prepared_dir``. An existing one is replaced only once
+            the new one is complete (written to ``<out_dir>.tmp-<pid>`` first).
+
+    Returns:
+        The output folder, image and box counts per split, skipped images and boxes, the path of
+        ``report.json`` and the class names.
+
+    Raises:
+        AssetError: ``source``/``val_source`` is neither an existing path nor a known dataset name.
+        DataError: a source cannot be read at all (no ``dataset.yaml``, bad json, no images), the
+            val source has other classes, or a split has no valid image.
+        ConfigError: ``images`` is set for a YOLO source, or ``val_source`` is set while the source
+            has its own val split.
+    """
+    out_dir = Path(out_dir if out_dir is not None else params.prepared_dir)
+    source = resolve_dataset(params.source)
+    if params.images and not is_coco_json(source):
+        raise ConfigError(
+            f"data.images ({params.images!r}) is only used with a COCO .json source, not {source}: remove it"
+        )
+    raw, issues = read_source(source, params.images)
+    splits = dict(raw.splits)
+    notes = Counter(raw.notes)
+    method = "source val split" if "val" in splits else "seeded"
+    if params.val_source is not None:
+        splits["val"] = _read_val_source(params.val_source, params, raw, issues, notes)
+        method = "val_source"
+    issues.extend(_drop_duplicate_names(splits))
+    records = _validate_splits(splits, raw.num_classes, params, issues, notes)
+    if "val" not in records:
+        _require_images(records, issues, params.source, ("train",), at_least=2)
+        records["train"], records["val"] = seeded_split(
+            records["train"], params.val_fraction, params.split_seed
+        )
+    _require_images(records, issues, params.source, ("train", "val"), at_least=1)
+    train, val = _number_images(records["train"], records["val"])
+    report = build_report(params, method, raw, train, val, issues, notes)
+    write_prepared(out_dir, raw.names, raw.category_ids, {"train": train, "val": val}, report)
+    result = _result(out_dir, raw.names, train, val, issues)
+    log.info(
+        "prepared %s -> %s: train %d images / %d boxes, val %d images / %d boxes, skipped %d images / "
+        "%d boxes (details in %s)", params.source, out_dir, result.num_train_images, result.num_train_boxes,
+        result.num_val_images, result.num_val_boxes, result.num_skipped_images, result.num_skipped_boxes,
+        result.report_path,
+    )
+    return result
+
+
+def is_coco_json(path: Path) -> bool:
+    """True for a COCO source (a ``.json`` file), False for a YOLO one (``dataset.yaml`` or folder)."""
+    return path.suffix.lower() == ".json"
+
+
+def read_source(path: Path, images: str | None = None) -> tuple[RawDataset, list[Issue]]:
+    """Read a resolved source: a ``.json`` file as COCO (images in ``images``, default the json's
+    folder), anything else as YOLO (``images`` is not used).
+
+    Raises:
+        DataError: the source cannot be read at all.
+    """
+    if is_coco_json(path):
+        return read_coco(path, Path(images) if images else None)
+    return read_yolo(path)
+
+
+def _read_val_source(
+    val_source: str, params: DataParams, raw: RawDataset, issues: list[Issue], notes: Counter[str]
+) -> list[RawImage]:
+    """All images of ``val_source`` (which must have the classes of the source ``raw``)."""
+    if "val" in raw.splits:
+        raise ConfigError(
+            f"data.val_source ({val_source!r}) is set but {params.source!r} has its own val split: "
+            "remove one of them"
+        )
+    val_raw, val_issues = read_source(resolve_dataset(val_source), params.images)
+    if (val_raw.names, val_raw.category_ids) != (raw.names, raw.category_ids):
+        raise DataError(
+            f"{val_source}: its classes differ from those of {params.source} "
+            f"({val_raw.num_classes} vs {raw.num_classes} classes, or other names/category ids)"
+        )
+    issues.extend(val_issues)
+    notes.update(val_raw.notes)
+    return [image for split in val_raw.splits.values() for image in split]
+
+
+def _drop_duplicate_names(splits: dict[str, list[RawImage]]) -> list[Issue]:
+    """Sort each split (in place) by file name; drop images whose file name is already taken (train first).
+
+    Prepared images live in one flat folder, so file names must be unique across splits.
+    """
+    issues = []
+    seen: dict[str, RawImage] = {}
+    for name in sorted(splits, key=lambda s: s != "train"):
+        kept = []
+        for image in sorted(splits[name], key=lambda im: (im.path.name, str(im.path))):
+            first = seen.get(image.path.name)
+            if first is not None:
+                issues.append(Issue("image", image.file, DUPLICATE_FILE_NAME, boxes=len(image.boxes),
+                                    detail=f"{image.path} has the file name of {first.path}"))
+                continue
+            seen[image.path.name] = image
+            kept.append(image)
+        splits[name] = kept
+    return issues
+
+
+def seeded_split(
+    records: list[ImageRecord], val_fraction: float, seed: int
+) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """Split records into (train, val) by a seeded hash of their file names.
+
+    ``round(N * val_fraction)`` images go to val, at least 1 and at most ``N - 1``.
+
+    Raises:
+        DataError: fewer than 2 records (both splits need an image).
+    """
+    if len(records) < 2:
+        raise DataError(f"only {len(records)} valid image(s): at least 2 are needed for a train/val split")
+    num_val = min(max(1, round(len(records) * val_fraction)), len(records) - 1)
+    ranked = sorted(records, key=lambda r: (_split_key(r.path.name, seed), r.path.name))
+    val_names = {r.path.name for r in ranked[:num_val]}
+    train = [r for r in records if r.path.name not in val_names]
+    val = [r for r in records if r.path.name in val_names]
+    return train, val
+
+
+def _split_key(file_name: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{file_name}".encode()).hexdigest()
+
+
+def _validate_splits(
+    splits: dict[str, list[RawImage]], num_classes: int, params: DataParams, issues: list[Issue],
+    notes: Counter[str],
+) -> dict[str, list[ImageRecord]]:
+    """Validate each split (with a progress bar); adds the issues and notes found."""
+    records = {}
+    for name, images in splits.items():
+        checked = validate_images(images, num_classes, params, description=f"validating {name} images")
+        records[name] = checked.records
+        issues.extend(checked.issues)
+        notes.update(checked.notes)
+    return records
+
+
+def _require_images(
+    records: dict[str, list[ImageRecord]], issues: list[Issue], source: str, splits: tuple[str, ...],
+    at_least: int,
+) -> None:
+    """Raise DataError naming the source when a split has fewer than ``at_least`` valid images."""
+    for split in splits:
+        if len(records[split]) < at_least:
+            reasons = dict(Counter(i.reason for i in issues if i.kind == "image"))
+            raise DataError(
+                f"{source}: {len(records[split])} valid {split} image(s), at least {at_least} needed "
+                f"(skipped images by reason: {reasons})"
+            )
+
+
+def _number_images(
+    train: list[ImageRecord], val: list[ImageRecord]
+) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """Image ids 1..N by sorted file name over both splits; each split sorted by id."""
+    order = sorted(r.path.name for r in train + val)
+    ids = {name: i for i, name in enumerate(order, start=1)}
+
+    def numbered(records: list[ImageRecord]) -> list[ImageRecord]:
+        return sorted((replace(r, image_id=ids[r.path.name]) for r in records), key=lambda r: r.image_id)
+
+    return numbered(train), numbered(val)
+
+
+def build_report(
+    params: DataParams, method: str, raw: RawDataset, train: list[ImageRecord], val: list[ImageRecord],
+    issues: list[Issue], notes: Counter[str],
+) -> dict[str, Any]:
+    """The content of ``report.json``: params, counts per split and class, every skipped item."""
+    ordered = sorted(issues, key=lambda i: (i.file, i.line or 0))
+    by_reason: dict[str, dict[str, int]] = {}
+    for issue in sorted(ordered, key=lambda i: i.reason):
+        entry = by_reason.setdefault(issue.reason, {"items": 0, "boxes": 0})
+        entry["items"] += 1
+        entry["boxes"] += issue.boxes
+    return {
+        "source": params.source,
+        "val_source": params.val_source,
+        "split": method,
+        "params": params.model_dump(mode="json"),
+        "counts": {
+            "train": _split_counts(train),
+            "val": _split_counts(val),
+            "skipped": _skipped_counts(issues),
+        },
+        "classes": _class_counts(raw, train, val),
+        "notes": dict(sorted(notes.items())),
+        "skipped_by_reason": by_reason,
+        "skipped": [issue.to_json() for issue in ordered],
+    }
+
+
+def _split_counts(records: list[ImageRecord]) -> dict[str, int]:
+    return {
+        "images": len(records),
+        "boxes": sum(len(r.labels) for r in records),
+        "background_images": sum(1 for r in records if len(r.labels) == 0),
+    }
+
+
+def _skipped_counts(issues: list[Issue]) -> dict[str, int]:
+    return {
+        "images": sum(1 for i in issues if i.kind == "image"),
+        "boxes": sum(i.boxes for i in issues),
+        "label_files": sum(1 for i in issues if i.kind == "label_file"),
+    }
+
+
+def _class_counts(raw: RawDataset, train: list[ImageRecord], val: list[ImageRecord]) -> list[dict[str, Any]]:
+    counts = {split: Counter(int(c) for r in recs for c in r.labels) for split, recs in
+              (("train", train), ("val", val))}
+    return [
+        {"index": i, "id": cid, "name": name,
+         "train_boxes": counts["train"][i], "val_boxes": counts["val"][i]}
+        for i, (cid, name) in enumerate(zip(raw.category_ids, raw.names, strict=True))
+    ]
+
+
+def _result(
+    out_dir: Path, names: list[str], train: list[ImageRecord], val: list[ImageRecord], issues: list[Issue]
+) -> PrepareResult:
+    skipped = _skipped_counts(issues)
+    return PrepareResult(
+        out_dir=out_dir,
+        num_train_images=len(train),
+        num_val_images=len(val),
+        num_train_boxes=sum(len(r.labels) for r in train),
+        num_val_boxes=sum(len(r.labels) for r in val),
+        num_skipped_images=skipped["images"],
+        num_skipped_boxes=skipped["boxes"],
+        report_path=out_dir / "report.json",
+        names=list(names),
+    )
+
+
+# ---------------------------------------------------------------------------------------- writing
+
+
+def write_prepared(
+    out_dir: Path, names: list[str], category_ids: list[int], splits: dict[str, list[ImageRecord]],
+    report: dict[str, Any],
+) -> dict[str, list[ImageRecord]]:
+    """Write the prepared layout (see :mod:`yolox.data.records`) into ``out_dir``, replacing it whole.
+
+    Everything is written to ``<out_dir>.tmp-<pid>`` first and then swapped in, so an interrupted
+    run leaves the previous output (or none), never a half-written one.
+
+    Args:
+        out_dir: the prepared dataset folder.
+        names, category_ids: classes, written to the json files and ``dataset.yaml``.
+        splits: ``{"train": records, "val": records}``; record paths are the source image files, file
+            names unique over all splits.
+        report: the content of ``report.json``.
+
+    Returns:
+        The records of each split with their paths in ``<out_dir>/images``.
+    """
+    tmp = out_dir.parent / f"{out_dir.name}.tmp-{os.getpid()}"
+    final_images = out_dir.resolve() / "images"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        (tmp / "images").mkdir(parents=True)
+        (tmp / "annotations").mkdir()
+        written = {}
+        for split, records in splits.items():
+            for record in records:
+                link_or_copy(record.path, tmp / "images" / record.path.name)
+            written[split] = [replace(r, path=final_images / r.path.name) for r in records]
+            coco = DetectionDataset(names, category_ids, written[split]).to_coco(final_images)
+            _dump_json(coco, tmp / "annotations" / f"{split}.json")
+        (tmp / "dataset.yaml").write_text(_yaml_text(names, category_ids))
+        _dump_json(report, tmp / "report.json", indent=2)
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return written
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Put folder ``new`` in place of ``target`` (renames; the old folder is deleted last)."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.parent / f"{target.name}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    os.replace(new, target)
+    if old.is_dir():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
+
+
+def _dump_json(obj: Any, path: Path, indent: int | None = None) -> None:
+    path.write_text(json.dumps(obj, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst``; copy it (with its metadata) when linking fails (other disk, rights)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _yaml_text(names: list[str], category_ids: list[int]) -> str:
+    spec = {
+        "path": ".",
+        "images": "images",
+        "train": "annotations/train.json",
+        "val": "annotations/val.json",
+        "nc": len(names),
+        "names": dict(enumerate(names)),
+        "category_ids": list(category_ids),
+    }
+    header = "# Prepared by `yolox prepare`: COCO json per split, file_name relative to images/\n"
+    return header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,205 @@
+"""Validation: which raw images and boxes may enter a prepared dataset, and why the others may not.
+
+Rules (sizes in pixels):
+
+- an image file exists, decodes (``cv2.imread``) and, for a JPEG, ends with its end-of-image marker
+  (OpenCV decodes a truncated JPEG with a grey bottom and only a warning);
+- both sides are at least ``min_image_size``; the size recorded by the source (COCO json, image
+  header) equals the decoded size;
+- a box's class index is in ``0..C-1``; its coordinates are finite; its width and height are positive;
+  clipped to the image it still overlaps it and is at least ``min_box_size`` wide and high.
+
+A bad box is skipped; a bad image is skipped with all its boxes. Each is returned as an
+:class:`~yolox.data.readers.Issue` with a stable ``reason`` (the constants below); nothing is fatal and
+nothing is dropped silently. Images without boxes are kept (background images are training data);
+exact duplicate boxes are kept (they are legal).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from yolox.config import DataParams
+from yolox.data.readers import NOT_AN_IMAGE, UNKNOWN_CATEGORY, Issue, RawBox, RawImage
+from yolox.data.records import ImageRecord
+
+__all__ = ["Issue", "ValidationResult", "check_box", "check_image", "validate_images"]
+
+MISSING_IMAGE = "missing image file"
+TRUNCATED_JPEG = "truncated JPEG"
+IMAGE_TOO_SMALL = "image too small"
+SIZE_MISMATCH = "size mismatch"
+UNKNOWN_CLASS = UNKNOWN_CATEGORY
+NON_FINITE = "non-finite coordinates"
+NON_POSITIVE_SIZE = "non-positive size"
+OUTSIDE_IMAGE = "outside the image"
+BOX_TOO_SMALL = "box too small"
+CLIPPED_NOTE = "boxes clipped to the image (by more than 0.5 px)"
+CLIP_NOTE_TOLERANCE = 0.5  # pixels; YOLO's rounded normalised boxes often stick out by ~1e-4 px
+
+_JPEG_START = b"\xff\xd8"
+_JPEG_END = b"\xff\xd9"
+_JPEG_TAIL_BYTES = 1024  # the end marker may be followed by a little padding
+
+
+@dataclass
+class ValidationResult:
+    """Clean records, the skipped items, and counts of non-error observations.
+
+    ``records[i].image_id`` is provisional (``i + 1`` in input order); the writer renumbers them.
+    ``records[i].width, height`` are the decoded size (pixels).
+    """
+
+    records: list[ImageRecord]
+    issues: list[Issue]
+    notes: Counter[str] = field(default_factory=Counter)
+
+
+def validate_images(
+    images: list[RawImage],
+    num_classes: int,
+    params: DataParams,
+    description: str = "validating images",
+    workers: int | None = None,
+) -> ValidationResult:
+    """Check every image and box (rules in the module docstring), with a progress bar.
+
+    Args:
+        images: raw images as read; their boxes are ``xyxy`` pixels, unchecked.
+        num_classes: C; class indices must be in ``0..C-1``.
+        params: ``min_image_size`` and ``min_box_size`` (pixels).
+        description: label of the progress bar.
+        workers: decoding threads (default: CPU count, at most 8). Results keep the input order.
+
+    Returns:
+        Records of the valid images (boxes clipped, float32 ``xyxy`` pixels), the issues in input
+        order, and notes (boxes clipped by more than ``CLIP_NOTE_TOLERANCE`` pixels are counted).
+    """
+    workers = workers or min(8, os.cpu_count() or 1)
+    result = ValidationResult([], [])
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns) as progress, ThreadPoolExecutor(max_workers=workers) as pool:
+        task = progress.add_task(description, total=len(images))
+        checks = pool.map(lambda im: _validate_one(im, num_classes, params), images)
+        for record, issues, clipped in checks:
+            if record is not None:
+                record.image_id = len(result.records) + 1
+                result.records.append(record)
+            result.issues.extend(issues)
+            if clipped:
+                result.notes[CLIPPED_NOTE] += clipped
+            progress.advance(task)
+    return result
+
+
+def _validate_one(
+    image: RawImage, num_classes: int, params: DataParams
+) -> tuple[ImageRecord | None, list[Issue], int]:
+    """(record or None, issues, number of clipped boxes) for one image."""
+    size = check_image(image, params.min_image_size)
+    if isinstance(size, Issue):
+        return None, [size], 0
+    width, height = size
+    boxes, labels, issues, clipped = [], [], [], 0
+    for box in image.boxes:
+        checked = check_box(box, width, height, num_classes, params.min_box_size)
+        if isinstance(checked, str):
+            issues.append(_box_issue(image, box, checked, width, height))
+            continue
+        boxes.append(checked)
+        labels.append(box.label)
+        clipped += int(_clip_distance(box.xyxy, checked) > CLIP_NOTE_TOLERANCE)
+    record = ImageRecord(
+        image_id=1,
+        path=image.path,
+        width=width,
+        height=height,
+        boxes=np.array(boxes, np.float32).reshape(-1, 4),
+        labels=np.array(labels, np.int64),
+    )
+    return record, issues, clipped
+
+
+def check_image(image: RawImage, min_image_size: int) -> tuple[int, int] | Issue:
+    """Decode an image and check it.
+
+    Returns:
+        The decoded (width, height) in pixels (EXIF rotation applied, as ``cv2.imread`` does), or an
+        image :class:`Issue` (missing, not decodable, truncated JPEG, smaller than ``min_image_size``
+        pixels on a side, or not the size the source records) that counts all its boxes.
+    """
+
+    def issue(reason: str, detail: str) -> Issue:
+        return Issue("image", image.file, reason, detail=detail, boxes=len(image.boxes))
+
+    if not image.path.is_file():
+        return issue(MISSING_IMAGE, f"{image.path} does not exist")
+    pixels = cv2.imread(str(image.path), cv2.IMREAD_COLOR)
+    if pixels is None:
+        return issue(NOT_AN_IMAGE, "cv2.imread cannot decode it")
+    if not jpeg_is_complete(image.path):
+        return issue(TRUNCATED_JPEG, "no end-of-image marker: the file is cut short")
+    height, width = pixels.shape[:2]
+    if min(width, height) < min_image_size:
+        return issue(IMAGE_TOO_SMALL, f"{width}x{height} px, min_image_size is {min_image_size} px")
+    recorded = (image.width, image.height)
+    if None not in recorded and recorded != (width, height):
+        return issue(SIZE_MISMATCH, f"recorded {image.width}x{image.height} px, decoded {width}x{height} px")
+    return width, height
+
+
+def jpeg_is_complete(path: os.PathLike[str] | str) -> bool:
+    """False for a JPEG file without its end-of-image marker near the end; True for other files."""
+    with open(path, "rb") as f:
+        if f.read(2) != _JPEG_START:
+            return True
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - _JPEG_TAIL_BYTES))
+        return _JPEG_END in f.read()
+
+
+def check_box(
+    box: RawBox, width: int, height: int, num_classes: int, min_box_size: float
+) -> tuple[float, float, float, float] | str:
+    """Check one box against its image of ``width x height`` pixels.
+
+    Returns:
+        The box clipped to the image (``xyxy`` pixels), or the reason it is skipped: unknown class,
+        non-finite coordinates, non-positive size, outside the image, or narrower/shorter than
+        ``min_box_size`` pixels after clipping.
+    """
+    if not 0 <= box.label < num_classes:
+        return UNKNOWN_CLASS
+    x0, y0, x1, y1 = box.xyxy
+    if not all(math.isfinite(v) for v in box.xyxy):
+        return NON_FINITE
+    if x1 <= x0 or y1 <= y0:
+        return NON_POSITIVE_SIZE
+    clipped = (min(max(x0, 0.0), width), min(max(y0, 0.0), height),
+               min(max(x1, 0.0), width), min(max(y1, 0.0), height))
+    w, h = clipped[2] - clipped[0], clipped[3] - clipped[1]
+    if w <= 0 or h <= 0:
+        return OUTSIDE_IMAGE
+    if w < min_box_size or h < min_box_size:
+        return BOX_TOO_SMALL
+    return clipped
+
+
+def _clip_distance(raw: tuple[float, ...], clipped: tuple[float, ...]) -> float:
+    """Largest move of a coordinate by clipping (pixels)."""
+    return max(abs(a - b) for a, b in zip(raw, clipped, strict=True))
+
+
+def _box_issue(image: RawImage, box: RawBox, reason: str, width: int, height: int) -> Issue:
+    where = image.file if box.ann_id is None else f"annotation id {box.ann_id} of {image.file}"
+    xyxy = ", ".join(f"{v:.6g}" for v in box.xyxy)
+    detail = f"{where}: class {box.label}, xyxy ({xyxy}) px in a {width}x{height} px image"
+    return Issue("box", image.box_file or image.file, reason, line=box.line, detail=detail, boxes=1)

@@ -1,0 +1,1 @@
+"""Export: ONNX (checked against PyTorch with ONNX Runtime) and TensorRT engines on CUDA machines."""

@@ -1,0 +1,1 @@
+"""Training: the loop, EMA, the warm-up cosine schedule, checkpoints and distributed setup."""

@@ -1,0 +1,77 @@
+"""Devices and torch.distributed setup (torchrun: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``).
+
+NCCL on CUDA devices, gloo on CPU. One process per device; metrics and checkpoints from rank 0 only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from yolox.errors import ConfigError
+
+log = logging.getLogger("yolox.train")
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the job."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def select_device(spec: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU; ``cpu``, ``cuda``, ``cuda:N``.
+
+    Raises:
+        ConfigError: CUDA asked for but not available, or an unknown spec.
+    """
+    if spec == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device={spec!r} but no CUDA GPU is available here (use 'auto' or 'cpu')")
+        return torch.device(spec if ":" in spec else f"cuda:{local_rank}")
+    raise ConfigError(f"train.device={spec!r}: allowed 'auto', 'cpu', 'cuda', 'cuda:N'")
+
+
+def init_distributed(device_spec: str = "auto") -> DistContext:
+    """Join the torchrun job if the environment describes one, else a single-process context."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = select_device(device_spec, local_rank)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+        log.info("distributed: rank %d/%d on %s (%s)", rank, world, device, backend)
+    return DistContext(rank, world, local_rank, device)
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+def cleanup(ctx: DistContext) -> None:
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,27 @@
+"""SGD with the authors' parameter groups."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def build_optimizer(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4
+                    ) -> torch.optim.SGD:
+    """Nesterov SGD; weight decay on conv/linear weights only, none on BatchNorm weights or biases.
+
+    Groups (as the authors'): 0 = BatchNorm weights, 1 = conv/linear weights (decayed), 2 = biases.
+    """
+    bn_weights, weights, biases = [], [], []
+    for name, module in model.named_modules():
+        if isinstance(getattr(module, "bias", None), nn.Parameter):
+            biases.append(module.bias)
+        if isinstance(module, nn.BatchNorm2d) or "bn" in name.split(".")[-1:]:
+            if isinstance(getattr(module, "weight", None), nn.Parameter):
+                bn_weights.append(module.weight)
+        elif isinstance(getattr(module, "weight", None), nn.Parameter):
+            weights.append(module.weight)
+    opt = torch.optim.SGD(bn_weights, lr=lr, momentum=momentum, nesterov=True)
+    opt.add_param_group({"params": weights, "weight_decay": weight_decay})
+    opt.add_param_group({"params": biases})
+    return opt
