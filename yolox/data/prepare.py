@@ -30,7 +30,7 @@ import yaml
 from yolox.assets import resolve_dataset
 from yolox.config import DataParams
 from yolox.data.readers import Issue, RawDataset, RawImage, read_coco, read_yolo
-from yolox.data.records import DetectionDataset, ImageRecord
+from yolox.data.records import DetectionDataset, ImageRecord, load_prepared
 from yolox.data.validate import validate_images
 from yolox.errors import ConfigError, DataError
 
@@ -387,3 +387,31 @@ def _yaml_text(names: list[str], category_ids: list[int]) -> str:
     }
     header = "# Prepared by `yolox prepare`: COCO json per split, file_name relative to images/\n"
     return header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+
+
+def load_dataset(source: str | Path, split: str = "val", images: str | None = None,
+                 params: DataParams | None = None) -> DetectionDataset:
+    """One split of any dataset, validated in memory (nothing written): a prepared dataset folder, a
+    YOLO ``dataset.yaml`` or folder, a COCO ``.json`` (with ``images``), or a dataset name.
+
+    Bad images and boxes are skipped and logged (as ``prepare`` does). Image ids are 1..N by file name.
+
+    Raises:
+        AssetError: not a path nor a known name. DataError: unreadable, or ``split`` not in the source.
+    """
+    path = resolve_dataset(str(source))
+    if path.is_dir() and (path / "annotations" / f"{split}.json").is_file():
+        return load_prepared(path, split)
+    params = params or DataParams(source=str(source))
+    raw, issues = read_source(path, images)
+    if is_coco_json(path) and split not in raw.splits:
+        split = next(iter(raw.splits))  # a COCO json holds one split, whatever its name
+    if split not in raw.splits:
+        raise DataError(f"{path}: no {split!r} split (has: {', '.join(sorted(raw.splits))})")
+    result = validate_images(raw.splits[split], raw.num_classes, params, f"reading {split} images")
+    for issue in [*issues, *result.issues]:
+        log.warning("skipped %s %s: %s", issue.kind, issue.file, issue.reason)
+    records = sorted(result.records, key=lambda r: str(r.path))
+    for i, rec in enumerate(records, start=1):
+        rec.image_id = i
+    return DetectionDataset(raw.names, raw.category_ids, records)
