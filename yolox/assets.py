@@ -156,3 +156,23 @@ def _write_coco_yaml_if_missing(root: Path) -> None:
 
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(COCO_CLASSES))
     (root / "dataset.yaml").write_text(f"path: .\ntrain: images/train2017\nnames:\n{names}\n")
+
+
+def fetch_dataset(value: str, out_dir: str | Path) -> Path:
+    """Copy the dataset ``value`` (name or folder, see :func:`resolve_dataset`) into ``out_dir``, replacing
+    what was there (written beside it first, then renamed). Returns ``out_dir``.
+
+    Raises:
+        AssetError: as :func:`resolve_dataset`, or the source is not a folder.
+    """
+    src = resolve_dataset(value)
+    if not src.is_dir():
+        raise AssetError(f"dataset {value!r} resolves to {src}, which is not a folder")
+    out = Path(out_dir)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, copy_function=shutil.copyfile)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

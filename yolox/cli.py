@@ -87,6 +87,20 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
 
 
 @app.command()
+def fetch(
+    data: Annotated[Optional[str], typer.Option(help="Dataset name (e.g. coco128) or folder.")] = None,
+    out: Annotated[Path, typer.Option(help="Where the raw dataset is copied (DVC tracks it).")] = Path("data/raw"),
+    params: ParamsOpt = None,
+) -> None:
+    """Copy a raw dataset (by name, from YOLOX_ASSETS_DIR or the download cache) into the project."""
+    from yolox.assets import fetch_dataset
+
+    p = _params(params)
+    path = fetch_dataset(data or p.data.source, out)
+    console.print(f"raw dataset {data or p.data.source} -> {path}")
+
+
+@app.command()
 def prepare(
     data: Annotated[Optional[str], typer.Option(help="Dataset name (coco128), YOLO dataset.yaml/folder, or COCO json.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder of the prepared dataset.")] = None,
@@ -145,7 +159,9 @@ def eval_(
     from yolox.inference import OnnxBackend, TorchBackend
 
     p = _params(params, set_)
-    weights = weights or str(Path(p.train.output_dir) / "last.pth")
+    from yolox.assets import resolve_weights
+
+    weights = str(resolve_weights(weights or str(Path(p.train.output_dir) / "last.pth")))
     dataset = load_dataset(data or p.data.prepared_dir, split, images)
     if weights.endswith(".onnx"):
         backend: Any = OnnxBackend(weights)

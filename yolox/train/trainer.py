@@ -128,6 +128,7 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
     ema = ModelEMA(model, tp.ema_decay) if tp.ema else None
 
     start_epoch, iteration = 0, 0
+    history: list[dict[str, float]] = []
     if resume:
         state = load_checkpoint(out / "last.pth")
         unwrap(model).load_state_dict(state["model_raw"])
@@ -138,6 +139,7 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         start_epoch, iteration = int(state["epoch"]), int(state["iteration"])
+        history = list(state.get("history", []))
         if "rng" in state and ctx.rank == 0:
             set_rng_state(state["rng"])
         if start_epoch >= tp.epochs:
@@ -149,7 +151,6 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
         ddp_kwargs: dict[str, Any] = {"device_ids": [ctx.device.index]} if ctx.device.type == "cuda" else {}
         model = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, **ddp_kwargs)
 
-    history: list[dict[str, float]] = []
     strides = unwrap(model).strides
     columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -194,9 +195,10 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
             if ctx.is_main and ((epoch + 1) % tp.eval_interval == 0 or epoch + 1 == tp.epochs):
                 metrics.update(_evaluate(eval_model, val_set, mp.input_size, params, ctx.device))
             if ctx.is_main:
-                save_checkpoint(_checkpoint_state(model, ema, optimizer, scaler, epoch + 1, iteration, no_aug,
-                                                  params, names), out / "last.pth")
                 history.append({"epoch": epoch + 1, **metrics})
+                state = _checkpoint_state(model, ema, optimizer, scaler, epoch + 1, iteration, no_aug, params, names)
+                save_checkpoint({**state, "history": history}, out / "last.pth")
+                write_history_csv(history, out / "history.csv")
                 log.info("epoch %d/%d %s", epoch + 1, tp.epochs,
                          " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
                 if on_epoch_end is not None:
@@ -204,6 +206,17 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
             barrier(ctx)
     cleanup(ctx)
     return TrainResult(out / "last.pth", out, mp.name, mp.input_size, names, tp.epochs, history, time.time() - start)
+
+
+def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
+    """Per-epoch metrics as CSV (one row per epoch; ``dvc plots`` reads it). Missing values are empty."""
+    import csv
+
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
 
 
 def _checkpoint_state(model: torch.nn.Module, ema: ModelEMA | None, optimizer: torch.optim.Optimizer,

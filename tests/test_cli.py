@@ -1,0 +1,81 @@
+"""The CLI contract other tools rely on, run as a user runs it (a subprocess of the `yolox` script)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+YOLOX = str(Path(sys.executable).parent / "yolox")
+METRIC_KEYS = {"AP50_95", "AP50", "AP75", "APs", "APm", "APl"}
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run([YOLOX, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"yolox {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--params", "missing.yaml"], "params file not found: missing.yaml"),
+    (["eval", "--model", "yolox-nano", "--weights", "nope.pth", "--data", "coco128", "--split", "train"],
+     "weights 'nope.pth': no such file"),
+    (["eval", "--weights", "x.pth", "--data", "no/such/dataset.yaml"], "no/such/dataset.yaml"),
+    (["prepare", "--data", "no-such-dataset", "--out", "prep"], "no-such-dataset"),
+])
+def test_user_errors_print_one_message_without_traceback(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = run(args, tmp_path, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_bad_param_value_names_the_field(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("train:\n  epochs: 0\n  lr: 1\nmodel:\n  name: yolox-q\n")
+    proc = run(["train", "--params", "p.yaml"], tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "train.epochs" in proc.stderr and "train.lr: unknown key" in proc.stderr
+    assert "model.name: must be one of" in proc.stderr and "yolox-darknet53" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_eval_pth_and_onnx_give_the_same_ap(tmp_path: Path, coco128_dir: Path, assets_dir: Path) -> None:
+    """`yolox eval` on the authors' nano weights, as .pth and as their released .onnx, on coco128 train."""
+    results = {}
+    for weights in ("yolox_nano.pth", "yolox_nano.onnx"):
+        out = tmp_path / f"{weights}.json"
+        run(["eval", "--model", "yolox-nano", "--weights", str(assets_dir / "weights" / weights),
+             "--data", str(coco128_dir / "dataset.yaml"), "--split", "train", "--img-size", "416",
+             "--out", str(out)], tmp_path)
+        metrics = json.loads(out.read_text())
+        assert METRIC_KEYS <= set(metrics) and isinstance(metrics["per_class"], dict)
+        assert all(0.0 <= metrics[k] <= 1.0 for k in METRIC_KEYS)
+        results[weights] = metrics
+    print({k: v["AP50_95"] for k, v in results.items()})
+    assert abs(results["yolox_nano.pth"]["AP50_95"] - results["yolox_nano.onnx"]["AP50_95"]) <= 0.001
+    assert 0.25 < results["yolox_nano.pth"]["AP50_95"] < 0.45
+
+
+def test_prepare_export_predict(tmp_path: Path, coco128_dir: Path, assets_dir: Path) -> None:
+    run(["prepare", "--data", str(coco128_dir), "--out", "prep"], tmp_path)
+    assert (tmp_path / "prep" / "annotations" / "val.json").is_file()
+    onnx_path = tmp_path / "nano.onnx"
+    proc = run(["export", "--model", "yolox-nano", "--weights", str(assets_dir / "weights" / "yolox_nano.pth"),
+                "--img-size", "416", "--out", str(onnx_path), "--check-images", "prep/images"], tmp_path)
+    assert onnx_path.is_file() and "max |onnx - torch|" in proc.stdout + proc.stderr
+    image = sorted((coco128_dir / "images" / "train2017").glob("*.jpg"))[0]
+    for weights in (str(onnx_path), str(assets_dir / "weights" / "yolox_nano.pth")):
+        out = tmp_path / Path(weights).suffix[1:]
+        run(["predict", "--weights", weights, "--model", "yolox-nano", "--source", str(image), "--out", str(out)],
+            tmp_path)
+        preds = json.loads((out / "predictions.json").read_text())
+        assert (out / image.name).is_file() and preds[0]["detections"]
+    onnx_dets = json.loads((tmp_path / "onnx" / "predictions.json").read_text())[0]["detections"]
+    pth_dets = json.loads((tmp_path / "pth" / "predictions.json").read_text())[0]["detections"]
+    assert [d["class_name"] for d in onnx_dets] == [d["class_name"] for d in pth_dets]
