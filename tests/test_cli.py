@@ -26,7 +26,8 @@ def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     (["train", "--params", "missing.yaml"], "params file not found: missing.yaml"),
     (["eval", "--model", "yolox-nano", "--weights", "nope.pth", "--data", "coco128", "--split", "train"],
      "weights 'nope.pth': no such file"),
-    (["eval", "--weights", "x.pth", "--data", "no/such/dataset.yaml"], "no/such/dataset.yaml"),
+    (["eval", "--model", "yolox-nano", "--weights", "yolox_nano.pth", "--data", "no/such/dataset.yaml"],
+     "no/such/dataset.yaml"),
     (["prepare", "--data", "no-such-dataset", "--out", "prep"], "no-such-dataset"),
 ])
 def test_user_errors_print_one_message_without_traceback(tmp_path: Path, args: list[str], message: str) -> None:
