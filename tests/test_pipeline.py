@@ -19,7 +19,7 @@ TINY = {
     "model": {"name": "yolox-nano", "input_size": 416, "weights": "yolox_nano.pth"},
     "augment": {"multiscale_range": 0},
     "train": {"epochs": 2, "batch_size": 4, "warmup_epochs": 1, "no_aug_epochs": 1, "max_iters_per_epoch": 3,
-              "eval_interval": 1, "workers": 0, "basic_lr_per_img": 1.0e-7},
+              "eval_interval": 1, "workers": 0, "basic_lr_per_img": 1.5625e-5, "freeze": ["backbone.backbone.stem"]},
     "export": {"check_images": 2},
     "tracking": {"experiment": "e2e", "registered_model": "yolox-e2e"},
 }

@@ -105,6 +105,10 @@ class TrainParams(_Params):
         None, ge=1, description="Cap on iterations per epoch (quick runs and tests); null = full epoch."
     )
     eval_interval: int = Field(10, ge=1, description="Evaluate the EMA model on val every N epochs.")
+    freeze: list[str] = Field(
+        default_factory=list,
+        description="Parameter-name prefixes kept fixed while training, e.g. ['backbone.backbone.stem'].",
+    )
     output_dir: str = Field("runs/train", description="Checkpoints and logs of the training stage.")
 
     @model_validator(mode="after")

@@ -11,16 +11,19 @@ def build_optimizer(model: nn.Module, lr: float, momentum: float = 0.9, weight_d
     """Nesterov SGD; weight decay on conv/linear weights only, none on BatchNorm weights or biases.
 
     Groups (as the authors'): 0 = BatchNorm weights, 1 = conv/linear weights (decayed), 2 = biases.
+    Frozen parameters (``requires_grad=False``) are left out.
     """
     bn_weights, weights, biases = [], [], []
     for name, module in model.named_modules():
-        if isinstance(getattr(module, "bias", None), nn.Parameter):
-            biases.append(module.bias)
+        bias, weight = getattr(module, "bias", None), getattr(module, "weight", None)
+        if isinstance(bias, nn.Parameter) and bias.requires_grad:
+            biases.append(bias)
+        if not (isinstance(weight, nn.Parameter) and weight.requires_grad):
+            continue
         if isinstance(module, nn.BatchNorm2d) or "bn" in name.split(".")[-1:]:
-            if isinstance(getattr(module, "weight", None), nn.Parameter):
-                bn_weights.append(module.weight)
-        elif isinstance(getattr(module, "weight", None), nn.Parameter):
-            weights.append(module.weight)
+            bn_weights.append(weight)
+        else:
+            weights.append(weight)
     opt = torch.optim.SGD(bn_weights, lr=lr, momentum=momentum, nesterov=True)
     opt.add_param_group({"params": weights, "weight_decay": weight_decay})
     opt.add_param_group({"params": biases})

@@ -108,6 +108,9 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
         load_report = load_weights(model, path)
         if ctx.is_main:
             log.info("%s", load_report)
+    frozen = freeze_parameters(model, tp.freeze)
+    if frozen and ctx.is_main:
+        log.info("frozen: %d parameter tensors under %s", frozen, ", ".join(tp.freeze))
     model.to(ctx.device)
     use_amp = tp.amp and ctx.device.type == "cuda"
     if ctx.device.type == "cuda":
@@ -206,6 +209,23 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
             barrier(ctx)
     cleanup(ctx)
     return TrainResult(out / "last.pth", out, mp.name, mp.input_size, names, tp.epochs, history, time.time() - start)
+
+
+def freeze_parameters(model: torch.nn.Module, prefixes: list[str]) -> int:
+    """Set ``requires_grad=False`` on parameters whose name starts with one of ``prefixes``; returns how many.
+
+    Raises:
+        ConfigError: a prefix matches no parameter (names the prefix).
+    """
+    count = 0
+    for prefix in prefixes:
+        matched = [p for n, p in model.named_parameters() if n.startswith(prefix)]
+        if not matched:
+            raise ConfigError(f"train.freeze: {prefix!r} matches no parameter of the model")
+        for p in matched:
+            p.requires_grad_(False)
+        count += len(matched)
+    return count
 
 
 def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
