@@ -105,6 +105,10 @@ class TrainParams(_Params):
         None, ge=1, description="Cap on iterations per epoch (quick runs and tests); null = full epoch."
     )
     eval_interval: int = Field(10, ge=1, description="Evaluate the EMA model on val every N epochs.")
+    deterministic: bool = Field(
+        False, description="Deterministic algorithms and seeded workers: same seed -> same weights (CPU)."
+    )
+    checkpoint_interval: int = Field(1, ge=1, description="Write last.pth every N epochs (atomic).")
     freeze: list[str] = Field(
         default_factory=list,
         description="Parameter-name prefixes kept fixed while training, e.g. ['backbone.backbone.stem'].",
@@ -157,6 +161,8 @@ class GateParams(_Params):
         0.005, ge=0.0, le=1.0, description="Largest allowed AP50:95 drop below the champion (fraction)."
     )
     require_export_check: bool = True
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
 
 
 class PipelineParams(_Params):
