@@ -55,6 +55,9 @@ def yolox_loss(raw: torch.Tensor, targets: torch.Tensor, num_targets: torch.Tens
         :class:`LossOutput`.
     """
     raw = raw.float()
+    if targets.shape[1] == 0:  # no box anywhere in the batch: one zero row keeps the gathers valid
+        targets = targets.new_zeros(targets.shape[0], 1, 5)
+        num_targets = torch.zeros_like(num_targets)
     B, A = raw.shape[:2]
     G = targets.shape[1]
     grid, stride = anchor_points(input_hw, strides, raw.device, raw.dtype)

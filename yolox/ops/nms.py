@@ -36,7 +36,7 @@ def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.nda
         (K,) int64 indices into the inputs.
     """
     order = np.argsort(-scores, kind="stable")
-    boxes = boxes_xyxy.astype(np.float32)[order]
+    boxes = boxes_xyxy[order]
     x0, y0, x1, y1 = boxes.T
     area = (x1 - x0) * (y1 - y0)
     alive = np.ones(len(order), bool)
@@ -58,11 +58,14 @@ def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.nda
 
 def batched_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_thresh: float) -> np.ndarray:
     """Class-aware NMS: boxes of different classes never suppress each other. Returns kept indices,
-    by descending score. Done by offsetting each class's boxes so classes cannot overlap."""
+    by descending score. Each class's boxes are moved (after shifting all to start at 0) by
+    ``label * (extent + 1)``, so boxes of different classes cannot overlap, whatever their sign."""
     if len(scores) == 0:
         return np.zeros((0,), np.int64)
-    offset = labels.astype(np.float32)[:, None] * (float(boxes_xyxy.max()) + 1.0)
-    return nms(boxes_xyxy + offset, scores, iou_thresh)
+    low = float(boxes_xyxy.min())
+    extent = float(boxes_xyxy.max()) - low
+    offset = labels.astype(np.float64)[:, None] * (extent + 1.0)
+    return nms((boxes_xyxy.astype(np.float64) - low) + offset, scores, iou_thresh)
 
 
 def postprocess(decoded: torch.Tensor, conf_thresh: float = 0.01, nms_thresh: float = 0.65,
