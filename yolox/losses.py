@@ -36,8 +36,9 @@ class LossOutput:
 
     def as_dict(self) -> dict[str, float]:
         """Plain floats for logging: total_loss, iou_loss, obj_loss, cls_loss, l1_loss, num_fg."""
-        return {"total_loss": float(self.total), "iou_loss": float(self.iou), "obj_loss": float(self.obj),
-                "cls_loss": float(self.cls), "l1_loss": float(self.l1), "num_fg": float(self.num_fg)}
+        parts = {"total_loss": self.total, "iou_loss": self.iou, "obj_loss": self.obj, "cls_loss": self.cls,
+                 "l1_loss": self.l1}
+        return {**{k: float(v.detach()) for k, v in parts.items()}, "num_fg": float(self.num_fg)}
 
 
 def yolox_loss(raw: torch.Tensor, targets: torch.Tensor, num_targets: torch.Tensor,
