@@ -3,7 +3,11 @@
 Input: a DataFrame with a string column ``image``: each row one image file, base64-encoded (JPEG/PNG).
 Output: a DataFrame with one row per detection: ``image`` (row index of the input), ``x0, y0, x1, y1``
 (float, original-image pixels), ``score`` (float), ``class_id`` (int), ``class_name`` (str).
-Detection runs through :func:`yolox.inference.detect`, the same path as ``yolox predict``.
+Detection runs through :func:`yolox.inference.detect`, the same path as ``yolox predict``, with the same
+thresholds: score >= ``conf_thresh`` 0.25, class-aware NMS IoU ``nms_thresh`` 0.45, at most ``max_det`` 100
+per image (``yolox predict``'s defaults). They are stored in the model (pickled with it, in its metadata
+and as the defaults of its signature's params) and a request may override them, e.g.
+``{"dataframe_split": ..., "params": {"conf_thresh": 0.5}}``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ import numpy as np
 import pandas as pd
 
 OUTPUT_COLUMNS = ["image", "x0", "y0", "x1", "y1", "score", "class_id", "class_name"]
+OUTPUT_DTYPES = ["int64", "float64", "float64", "float64", "float64", "float64", "int64", "str"]
+# The serving thresholds: equal to `yolox predict`'s defaults (--conf 0.25, --nms 0.45; max_det 100).
+CONF_THRESH = 0.25
+NMS_THRESH = 0.45
+MAX_DET = 100
 
 
 def encode_image(path: str | Path) -> str:
@@ -35,12 +44,17 @@ def detections_frame(dets: list, names: list[str]) -> pd.DataFrame:
 
 
 class YoloxOnnxModel(mlflow.pyfunc.PythonModel):
-    """pyfunc over ``artifacts["onnx"]``; thresholds from ``artifacts`` metadata, defaults as predict's."""
+    """pyfunc over ``artifacts["onnx"]``; thresholds fixed at logging time (defaults: predict's)."""
 
-    def __init__(self, conf_thresh: float = 0.25, nms_thresh: float = 0.45, max_det: int = 100) -> None:
-        self.conf_thresh = conf_thresh
-        self.nms_thresh = nms_thresh
-        self.max_det = max_det
+    def __init__(self, conf_thresh: float = CONF_THRESH, nms_thresh: float = NMS_THRESH,
+                 max_det: int = MAX_DET) -> None:
+        self.conf_thresh = float(conf_thresh)
+        self.nms_thresh = float(nms_thresh)
+        self.max_det = int(max_det)
+
+    def thresholds(self) -> dict[str, Any]:
+        """``{"conf_thresh", "nms_thresh", "max_det"}``: the signature's params and the model's metadata."""
+        return {"conf_thresh": self.conf_thresh, "nms_thresh": self.nms_thresh, "max_det": self.max_det}
 
     def load_context(self, context: Any) -> None:
         from yolox.export.onnx_export import read_metadata
@@ -63,5 +77,7 @@ class YoloxOnnxModel(mlflow.pyfunc.PythonModel):
             if img is None:
                 raise ValueError(f"row {i}: 'image' is not a base64-encoded image file")
             images.append(img)
-        dets = detect(self.backend, images, self.input_size, self.conf_thresh, self.nms_thresh, self.max_det)
+        p = {**self.thresholds(), **(params or {})}
+        dets = detect(self.backend, images, self.input_size, float(p["conf_thresh"]), float(p["nms_thresh"]),
+                      int(p["max_det"]))
         return detections_frame(dets, self.names)

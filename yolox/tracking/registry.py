@@ -1,22 +1,62 @@
-"""The MLflow model registry: registering a pipeline's model and moving aliases.
+"""The MLflow model registry: registering a pipeline's model, and moving the champion alias.
 
 Aliases, not stages (deprecated in MLflow 3): ``challenger`` on registration; ``champion`` only via the
-promotion gate (or a recorded manual override).
+promotion gate, a recorded manual override, or a rollback.
+
+**Promotion history.** Every move of the champion alias made here is recorded twice:
+
+- on the new champion's version: tags ``previous_champion`` (the version it replaced, or ``none``),
+  ``promotion`` (``gate``, ``manual``) and ``promoted_at``; a rollback leaves ``previous_champion`` as it
+  was (so a second rollback walks further back) and sets ``rollback_from``;
+- on the registered model: one tag per event, ``champion.history.000001``, ``...000002``, ... with a json
+  ``{"seq", "version", "previous", "how", "at", "by", "note"}``: an append-only log whose last event
+  always names the current champion.
+
+**Concurrency.** An alias is single-valued, so two racing promotions always leave exactly one champion;
+what can go wrong is the history (two events numbered alike, or a ``previous_champion`` naming a version
+that was displaced in between) and a gate promoting against a champion that is no longer the one it
+evaluated. So each promotion runs read -> check -> write -> verify inside :func:`promotion_lock`:
+
+- local SQLite store (``sqlite:////path/mlflow.db``, the default): an exclusive ``fcntl.flock`` on
+  ``<db>.promote.lock`` next to the database. The OS releases it when the process dies (no stale lock),
+  and every process that can write the database can take it. This is the lock the tests race on.
+- any other store (a tracking server): MLflow offers no compare-and-set, so a lease held in the
+  registered-model tag ``promotion.lease`` (``<token> <expiry>``): write it when absent or expired, wait
+  ``LEASE_SETTLE`` seconds, and proceed only if it still holds our token. Best effort (a writer slower
+  than the settle time can still interleave); a server deployment that promotes from many places at once
+  should funnel promotions through one scheduled job.
+
+Inside the lock, the alias is moved after the version tags and before the history event; then the alias
+is read back (verify) and, if a previous holder of the lock crashed between the two, or someone moved the
+alias by hand in the UI, the next promotion first appends an ``external`` event so the log matches the
+alias again (:func:`_reconcile`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import json
 import logging
-from dataclasses import dataclass
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolox.errors import TrackingError
+from yolox.errors import GateError, TrackingError
 
 log = logging.getLogger("yolox.tracking")
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+HISTORY_PREFIX = "champion.history."
+LEASE_TAG = "promotion.lease"
+LEASE_SETTLE = 0.5  # seconds between writing the lease and reading it back
+LEASE_TTL = 120.0  # seconds: a lease older than this is taken over (its holder died)
 
 
 @dataclass
@@ -28,10 +68,63 @@ class RegisteredVersion:
     model_uri: str
 
 
+@dataclass
+class VersionInfo:
+    """A model version with its tags, its aliases and its source run's tags."""
+
+    name: str
+    version: str
+    run_id: str | None
+    tags: dict[str, str]
+    aliases: list[str]
+    run_tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Promotion:
+    """One move of the champion alias (one event of the history)."""
+
+    seq: int
+    version: str
+    previous: str | None
+    how: str  # gate | manual | rollback | external
+    at: str
+    by: str = ""
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _client() -> Any:
+    import mlflow
+
+    from yolox.tracking.store import configure
+
+    configure()
+    return mlflow.MlflowClient()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _wrap(what: str, err: Exception) -> TrackingError:
+    from yolox.tracking.store import redact, tracking_uri
+
+    return TrackingError(f"{what} at {redact(tracking_uri())}: {type(err).__name__}: {str(err)[:300]}")
+
+
 def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, sample_image: str | Path,
-                     extra_tags: dict[str, str] | None = None) -> RegisteredVersion:
-    """Log the ONNX-backed pyfunc to the run (with signature and input example), register it as a new
-    version of ``registered_model`` and give it the ``challenger`` alias.
+                     extra_tags: dict[str, str] | None = None, conf_thresh: float | None = None,
+                     nms_thresh: float | None = None, max_det: int | None = None,
+                     alias: str = CHALLENGER) -> RegisteredVersion:
+    """Log the ONNX-backed pyfunc to the run, register it as a new version of ``registered_model`` and
+    give it the ``alias`` (``challenger``).
+
+    The logged model has a signature (input column ``image``, the output columns, and params
+    ``conf_thresh``, ``nms_thresh``, ``max_det`` whose defaults are the serving thresholds, those of
+    ``yolox predict`` unless given) and an input example (``sample_image``).
 
     Raises:
         TrackingError: the registry refused the operation.
@@ -40,35 +133,315 @@ def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, 
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from yolox.tracking.pyfunc import OUTPUT_COLUMNS, YoloxOnnxModel, encode_image
-    from yolox.tracking.store import configure
+    from yolox.tracking.pyfunc import OUTPUT_COLUMNS, OUTPUT_DTYPES, YoloxOnnxModel, encode_image
 
-    configure()
+    client = _client()
+    pyfunc = YoloxOnnxModel(**{k: v for k, v in {"conf_thresh": conf_thresh, "nms_thresh": nms_thresh,
+                                                   "max_det": max_det}.items() if v is not None})
     example = pd.DataFrame({"image": [encode_image(sample_image)]})
-    out_example = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-        OUTPUT_COLUMNS, ["int64", "float64", "float64", "float64", "float64", "float64", "int64", "str"])})
-    signature = infer_signature(example, out_example)
+    out_example = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(OUTPUT_COLUMNS, OUTPUT_DTYPES)})
+    signature = infer_signature(example, out_example, params=pyfunc.thresholds())
+    tags = {**(extra_tags or {}), **{k: str(v) for k, v in pyfunc.thresholds().items()}}
     try:
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=YoloxOnnxModel(), artifacts={"onnx": str(onnx_path)},
-                signature=signature, input_example=example,
+                name="model", python_model=pyfunc, artifacts={"onnx": str(onnx_path)},
+                signature=signature, input_example=example, metadata=pyfunc.thresholds(),
                 pip_requirements=["onnxruntime", "opencv-python-headless", "numpy", "pandas", "torch"],
             )
-        mv = mlflow.register_model(info.model_uri, registered_model, tags=extra_tags or {})
-        client = mlflow.MlflowClient()
-        client.set_registered_model_alias(registered_model, CHALLENGER, mv.version)
-    except Exception as err:  # noqa: BLE001
-        raise TrackingError(f"registering {registered_model}: {type(err).__name__}: {err}") from err
-    log.info("registered %s version %s as %s", registered_model, mv.version, CHALLENGER)
+        mv = mlflow.register_model(info.model_uri, registered_model, tags=tags)
+        client.set_registered_model_alias(registered_model, alias, mv.version)
+    except Exception as err:
+        raise _wrap(f"registering {registered_model}", err) from err
+    log.info("registered %s version %s as %s", registered_model, mv.version, alias)
     return RegisteredVersion(registered_model, str(mv.version), f"models:/{registered_model}/{mv.version}")
 
 
 def alias_version(name: str, alias: str) -> Any | None:
-    """The model version holding ``alias``, or None."""
+    """The model version holding ``alias``, or None (also when the model does not exist)."""
     import mlflow
 
     try:
-        return mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+        return _client().get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException:
         return None
+
+
+def _registered(client: Any, name: str) -> Any:
+    """The registered model ``name`` (aliases, tags), read fresh.
+
+    Raises:
+        TrackingError: no such registered model (says how to create one).
+    """
+    import mlflow
+
+    try:
+        return client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException as err:
+        if "RESOURCE_DOES_NOT_EXIST" in str(err.error_code):
+            raise TrackingError(f"no registered model {name!r}: run the pipeline to register one, or check "
+                                "tracking.registered_model in the params") from None
+        raise
+
+
+def _alias_holder(client: Any, name: str, alias: str) -> str | None:
+    """The version number holding ``alias``, read from the registered model (no cache), or None."""
+    holder = _registered(client, name).aliases.get(alias)
+    return None if holder is None else str(holder)
+
+
+def version_info(name: str, version: str) -> VersionInfo:
+    """Tags, aliases and run tags of version ``version`` of ``name``.
+
+    Raises:
+        TrackingError: no such model or version (names both), or the registry cannot be reached.
+    """
+    import mlflow
+
+    client = _client()
+    _registered(client, name)
+    try:
+        mv = client.get_model_version(name, str(version))
+    except mlflow.exceptions.MlflowException as err:
+        if "RESOURCE_DOES_NOT_EXIST" in str(err.error_code):
+            raise TrackingError(f"registered model {name!r} has no version {version}: see the Models page "
+                                "of the MLflow UI for its versions") from None
+        raise _wrap(f"reading {name} version {version}", err) from err
+    run_tags: dict[str, str] = {}
+    if mv.run_id:
+        with contextlib.suppress(mlflow.exceptions.MlflowException):
+            run_tags = dict(client.get_run(mv.run_id).data.tags)
+    return VersionInfo(name, str(mv.version), mv.run_id, dict(mv.tags), list(mv.aliases or []), run_tags)
+
+
+def load_version_model(name: str, version: str) -> Any:
+    """The registered pyfunc of a version, unwrapped: a loaded :class:`YoloxOnnxModel` (``.backend`` an
+    OnnxBackend, ``.input_size``, ``.names``), as ``mlflow models serve`` would load it.
+
+    Raises:
+        TrackingError: the version or its artifacts cannot be loaded.
+    """
+    import mlflow
+
+    version_info(name, version)  # a clear error for a missing version
+    try:
+        return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    except Exception as err:
+        raise _wrap(f"loading models:/{name}/{version}", err) from err
+
+
+def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
+    client = _client()
+    try:
+        for k, v in tags.items():
+            client.set_model_version_tag(name, str(version), k, str(v))
+    except Exception as err:
+        raise _wrap(f"tagging {name} version {version}", err) from err
+
+
+def describe_version(name: str, version: str, text: str) -> None:
+    """Set a version's description (Markdown, shown on its page in the MLflow UI)."""
+    try:
+        _client().update_model_version(name, str(version), description=text)
+    except Exception as err:
+        raise _wrap(f"describing {name} version {version}", err) from err
+
+
+# --- promotion --------------------------------------------------------------------------------------
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout: float) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(path, "a+") as f:
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TrackingError(f"promotion lock {path} held by another process for {timeout:.0f} s: "
+                                        "is a promotion stuck? Retry when it is done.") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _lease(client: Any, name: str, timeout: float) -> Iterator[None]:
+    import random
+
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + timeout
+    while True:
+        held = _registered(client, name).tags.get(LEASE_TAG)
+        expired = held is None or float(held.split()[-1]) < time.time()
+        if expired:
+            try:
+                client.set_registered_model_tag(name, LEASE_TAG, f"{token} {time.time() + LEASE_TTL:.0f}")
+            except Exception as err:  # noqa: BLE001 - a concurrent write of the same tag (unique key): retry
+                log.debug("lease write lost to another writer: %s", str(err)[:200])
+            else:
+                time.sleep(LEASE_SETTLE)
+                if client.get_registered_model(name).tags.get(LEASE_TAG, "").startswith(token):
+                    break
+        if time.monotonic() > deadline:
+            raise TrackingError(f"promotion lease {LEASE_TAG} of {name!r} held for {timeout:.0f} s ({held}): "
+                                "another promotion is running; retry when it is done")
+        time.sleep(0.1 + random.random() * 0.3)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            if client.get_registered_model(name).tags.get(LEASE_TAG, "").startswith(token):
+                client.delete_registered_model_tag(name, LEASE_TAG)
+
+
+@contextlib.contextmanager
+def promotion_lock(name: str, lock: str = "auto", timeout: float = 120.0) -> Iterator[None]:
+    """Serialise promotions of ``name`` across processes (see the module docstring).
+
+    Args:
+        lock: ``auto`` (file lock for a SQLite store, else lease), ``file`` or ``lease``.
+    """
+    from yolox.tracking.store import tracking_uri
+
+    db = _sqlite_path(tracking_uri())
+    kind = ("file" if db else "lease") if lock == "auto" else lock
+    if kind == "file":
+        if db is None:
+            raise TrackingError(f"a file lock needs a local SQLite tracking store, not {tracking_uri()}")
+        with _file_lock(db.with_name(db.name + ".promote.lock"), timeout):
+            yield
+    else:
+        with _lease(_client(), name, timeout):
+            yield
+
+
+def champion_history(name: str) -> list[Promotion]:
+    """The champion alias' history of ``name``, oldest first (empty when never promoted)."""
+    try:
+        tags = _registered(_client(), name).tags
+    except TrackingError:
+        raise
+    except Exception as err:
+        raise _wrap(f"reading the registered model {name}", err) from err
+    return _history(tags)
+
+
+def _history(tags: dict[str, str]) -> list[Promotion]:
+    events = [Promotion(**json.loads(v)) for k, v in tags.items() if k.startswith(HISTORY_PREFIX)]
+    return sorted(events, key=lambda e: e.seq)
+
+
+def _append(client: Any, name: str, version: str, previous: str | None, how: str, note: str = "") -> Promotion:
+    seq = max((e.seq for e in _history(_registered(client, name).tags)), default=0) + 1
+    event = Promotion(seq, str(version), previous, how, _now(),
+                      f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}", note[:500])
+    client.set_registered_model_tag(name, f"{HISTORY_PREFIX}{seq:06d}", json.dumps(event.to_json()))
+    return event
+
+
+def _reconcile(client: Any, name: str, alias: str) -> str | None:
+    """The current alias holder; appends an ``external`` event first if the history's last event does
+    not name it (the alias was moved outside this module, or a promotion died half-way)."""
+    current = _alias_holder(client, name, alias)
+    history = _history(_registered(client, name).tags)
+    last = history[-1].version if history else None
+    if current is not None and current != last:
+        log.warning("%s: %s is version %s but the history ends at %s: recording it", name, alias, current, last)
+        _append(client, name, current, last, "external", "alias moved outside yolox promote")
+    return current
+
+
+def _verify(client: Any, name: str, alias: str, version: str) -> None:
+    holder = _alias_holder(client, name, alias)
+    last = _history(_registered(client, name).tags)[-1]
+    if holder != str(version) or last.version != str(version):
+        raise TrackingError(f"{name}: after promoting version {version}, {alias!r} is {holder} and the history "
+                            f"ends at {last.version}: another writer bypassed the promotion lock")
+
+
+_ANY = object()
+
+
+def promote(name: str, version: str, how: str = "manual", alias: str = CHAMPION, expected_champion: Any = _ANY,
+            note: str = "", lock: str = "auto") -> Promotion:
+    """Give ``version`` the champion alias, recording the previous champion (see the module docstring).
+
+    Args:
+        how: ``gate`` (decided by the gate) or ``manual`` (an override, ``yolox promote --version``).
+        expected_champion: when given (a version string, or None for "no champion"), promote only if the
+            alias still points there (the gate evaluated against it).
+        lock: see :func:`promotion_lock`.
+
+    Raises:
+        GateError: the champion moved away from ``expected_champion``. TrackingError: no such version, or
+        the registry refused.
+    """
+    version = version_info(name, version).version
+    client = _client()
+    try:
+        with promotion_lock(name, lock):
+            current = _reconcile(client, name, alias)
+            if expected_champion is not _ANY and current != (None if expected_champion is None
+                                                             else str(expected_champion)):
+                raise GateError(f"{name}: {alias!r} moved to version {current} while the gate compared against "
+                                f"{expected_champion or 'no champion'}: re-run the gate")
+            if current == version:
+                log.info("%s version %s already holds %s", name, version, alias)
+                return _history(_registered(client, name).tags)[-1]
+            for k, v in {"previous_champion": current or "none", "promotion": how, "promoted_at": _now()}.items():
+                client.set_model_version_tag(name, version, k, v)
+            client.set_registered_model_alias(name, alias, version)
+            event = _append(client, name, version, current, how, note)
+            _verify(client, name, alias, version)
+    except (GateError, TrackingError):
+        raise
+    except Exception as err:
+        raise _wrap(f"promoting {name} version {version}", err) from err
+    log.info("%s: version %s is %s (%s; previous %s)", name, version, alias, how, current)
+    return event
+
+
+def rollback(name: str, alias: str = CHAMPION, note: str = "", lock: str = "auto") -> Promotion:
+    """Move the champion alias back to the version recorded as ``previous_champion`` on the current one.
+
+    Raises:
+        GateError: no champion, or it records no previous champion. TrackingError: the registry refused.
+    """
+    client = _client()
+    try:
+        with promotion_lock(name, lock):
+            current = _reconcile(client, name, alias)
+            if current is None:
+                raise GateError(f"registered model {name!r} has no {alias!r}: nothing to roll back")
+            previous = client.get_model_version(name, current).tags.get("previous_champion", "none")
+            if previous == "none":
+                raise GateError(f"{name} version {current} records no previous champion: promote a version with "
+                                "`yolox promote --version N` instead")
+            version_info(name, previous)  # the previous champion still exists
+            client.set_model_version_tag(name, previous, "rollback_from", current)
+            client.set_model_version_tag(name, current, "rolled_back_at", _now())
+            client.set_registered_model_alias(name, alias, previous)
+            event = _append(client, name, previous, current, "rollback", note)
+            _verify(client, name, alias, previous)
+    except (GateError, TrackingError):
+        raise
+    except Exception as err:
+        raise _wrap(f"rolling back {name}", err) from err
+    log.info("%s: rolled back %s from version %s to %s", name, alias, current, previous)
+    return event

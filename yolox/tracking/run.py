@@ -14,12 +14,23 @@ log = logging.getLogger("yolox.tracking")
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
-    """The current git commit (with ``-dirty`` when the work tree has changes), or ``unknown``."""
+    """The git commit of the code that runs (with ``-dirty`` when tracked files changed), or ``unknown``.
+
+    Looks in ``cwd`` (default: the working directory), then in the folder of the installed ``yolox``
+    package (an editable install run from elsewhere, e.g. a pipeline started in a scratch folder).
+    """
+    found = _git_commit(cwd)
+    if found == "unknown" and cwd is None:
+        found = _git_commit(Path(__file__).resolve().parents[2])
+    return found
+
+
+def _git_commit(cwd: str | Path | None) -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                              check=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -41,11 +52,31 @@ class MlflowRun:
                 self.run_id = run_id
             else:
                 self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags or {}).info.run_id
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise TrackingError(f"cannot start an MLflow run at {redact(tracking_uri())}: {err}") from err
         if run_id and tags:
             self.set_tags(tags)
         log.info("MLflow run %s (%s)", self.run_id, redact(tracking_uri()))
+
+    @classmethod
+    def attach(cls, run_id: str) -> MlflowRun:
+        """An existing run, to add artifacts or tags without changing its status (e.g. a finished run).
+
+        Raises:
+            TrackingError: the run does not exist or the store cannot be reached.
+        """
+        from mlflow.tracking import MlflowClient
+
+        from yolox.tracking.store import configure
+
+        configure()
+        self = cls.__new__(cls)
+        self.client = MlflowClient()
+        try:
+            self.run_id = self.client.get_run(run_id).info.run_id
+        except Exception as err:
+            raise TrackingError(f"MLflow run {run_id} not found at {redact(tracking_uri())}: {err}") from err
+        return self
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Log flattened params; values already logged (a resumed run) are skipped, not re-sent."""
@@ -57,8 +88,9 @@ class MlflowRun:
             self.client.log_batch(self.run_id, params=new[i:i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
         import time
+
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
@@ -76,7 +108,21 @@ class MlflowRun:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """Log a matplotlib figure as an image artifact (e.g. ``plots/pr_curves.png``)."""
         self.client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_figures(self, figures: dict[str, Any]) -> None:
+        """Log ``{artifact_file: figure}`` (figures of :mod:`yolox.evaluate.plots`)."""
+        for name, fig in figures.items():
+            self.log_figure(fig, name)
+
+    def log_dict(self, obj: dict[str, Any], artifact_file: str) -> None:
+        """Log a dict as a json (or yaml, by suffix) artifact, e.g. ``gate/decision.json``."""
+        self.client.log_dict(self.run_id, obj, artifact_file)
+
+    def set_note(self, markdown: str) -> None:
+        """The run's description in the MLflow UI (Markdown)."""
+        self.client.set_tag(self.run_id, "mlflow.note.content", markdown)
 
     def end(self, status: str = "FINISHED") -> None:
         """Mark the run FINISHED, FAILED or KILLED."""

@@ -1,0 +1,189 @@
+"""Serving the champion: `mlflow models serve -m models:/NAME@champion` (local env manager, loopback)
+answers a real HTTP request with real coco128 images, with the detections `yolox predict` finds.
+
+The served model is the authors' yolox_nano.pth exported to ONNX, registered as the ONNX-backed pyfunc
+and promoted to champion (no training).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+pytestmark = pytest.mark.slow
+
+NAME = "yolox-serve"
+BIN = Path(sys.executable).parent
+READY_TIMEOUT = 90.0  # seconds; the server is usually ready in ~5 s
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory: pytest.TempPathFactory, coco128_dir: Path, nano_pth: Path) -> dict[str, Path]:
+    """A SQLite store holding NAME version 1 (the exported nano ONNX) as champion; env restored after."""
+    import mlflow
+
+    from yolox.data.coco_classes import COCO_CLASSES
+    from yolox.export.onnx_export import export_onnx
+    from yolox.models import build_model, load_weights
+    from yolox.tracking.registry import log_and_register, promote
+    from yolox.tracking.run import MlflowRun
+
+    root = tmp_path_factory.mktemp("serve")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    mlflow.create_experiment("serve-tests", artifact_location=(root / "mlartifacts").as_uri())
+    model = build_model("yolox-nano", 80)
+    load_weights(model, nano_pth)
+    onnx_path = export_onnx(model.eval(), root / "nano.onnx", 416, COCO_CLASSES, "yolox-nano")
+    images = root / "images"
+    images.mkdir()
+    for name in ("000000000009.jpg", "000000000074.jpg"):  # food on a table; a dog, a bicycle, people
+        shutil.copy(coco128_dir / "images" / "train2017" / name, images / name)
+    run = MlflowRun("serve-tests", "serve", {"model": "yolox-nano"})
+    mv = log_and_register(run.run_id, onnx_path, NAME, images / "000000000009.jpg", {"export_check": "passed"})
+    run.end()
+    promote(NAME, mv.version, "manual", note="test_serve")
+    yield {"root": root, "onnx": onnx_path, "images": images}
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(registered: dict[str, Path]) -> Iterator[str]:
+    """`mlflow models serve` of NAME@champion on a free loopback port; always stopped afterwards."""
+    port = _free_port()
+    log = open(registered["root"] / "server.log", "w")  # noqa: SIM115 - closed below
+    # the server execs `uvicorn` by name: the venv's bin folder must be on PATH (as in an activated venv)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_DISABLE_TELEMETRY": "true",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{NAME}@champion",
+                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+                            cwd=registered["root"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            assert proc.poll() is None, (registered["root"] / "server.log").read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, f"no /ping answer in {READY_TIMEOUT} s: " + \
+                (registered["root"] / "server.log").read_text()[-3000:]
+            time.sleep(0.5)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn worker: our own process group
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        log.close()
+
+
+def _yolox_predict(registered: dict[str, Path]) -> dict[str, list[dict]]:
+    out = registered["root"] / "predict"
+    proc = subprocess.run([str(BIN / "yolox"), "predict", "--weights", str(registered["onnx"]), "--source",
+                           str(registered["images"]), "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return {Path(r["image"]).name: r["detections"] for r in json.loads((out / "predictions.json").read_text())}
+
+
+def _compare(served: list[dict], predicted: list[dict]) -> None:
+    """Same detections in the same order: classes equal, boxes within 1e-3 px of `yolox predict`'s json
+    (which rounds boxes to 0.01 px, so the served box is rounded the same way first), scores alike."""
+    assert len(served) == len(predicted) > 0
+    for s, p in zip(served, predicted):
+        assert (s["class_id"], s["class_name"]) == (p["class_id"], p["class_name"])
+        box = [round(s[k], 2) for k in ("x0", "y0", "x1", "y1")]
+        assert np.abs(np.array(box) - np.array(p["box_xyxy"])).max() <= 1e-3, (box, p["box_xyxy"])
+        assert abs(s["score"] - p["score"]) <= 1e-5
+
+
+def test_pyfunc_thresholds_are_predicts() -> None:
+    from yolox.cli import predict as predict_command
+    from yolox.predict import predict
+    from yolox.tracking.pyfunc import YoloxOnnxModel
+
+    defaults = inspect.signature(predict).parameters
+    served = YoloxOnnxModel().thresholds()
+    assert served == {"conf_thresh": defaults["conf_thresh"].default, "nms_thresh": defaults["nms_thresh"].default,
+                      "max_det": defaults["max_det"].default}
+    cli = inspect.signature(predict_command).parameters
+    assert (cli["conf"].default, cli["nms"].default) == (served["conf_thresh"], served["nms_thresh"])
+
+
+def test_served_champion_answers_like_yolox_predict(server: str, registered: dict[str, Path]) -> None:
+    from mlflow import MlflowClient
+
+    from yolox.inference import OnnxBackend, detect
+    from yolox.tracking.pyfunc import encode_image
+
+    # the registered model carries its signature (with the thresholds), an input example and metadata
+    mv = MlflowClient().get_model_version_by_alias(NAME, "champion")
+    info = __import__("mlflow").models.get_model_info(f"models:/{NAME}@champion")
+    assert [c["name"] for c in info.signature.inputs.to_dict()] == ["image"]
+    assert {p.name: p.default for p in info.signature.params.params} == {"conf_thresh": 0.25, "nms_thresh": 0.45,
+                                                                         "max_det": 100}
+    assert info.saved_input_example_info is not None and mv.tags["conf_thresh"] == "0.25"
+
+    names = sorted(p.name for p in registered["images"].iterdir())
+    payload = {"dataframe_split": {"columns": ["image"],
+                                   "data": [[encode_image(registered["images"] / n)] for n in names]}}
+    resp = requests.post(f"{server}/invocations", json=payload, timeout=120)
+    assert resp.status_code == 200, resp.text[:2000]
+    rows = resp.json()["predictions"]
+    assert set(rows[0]) == {"image", "x0", "y0", "x1", "y1", "score", "class_id", "class_name"}
+    predicted = _yolox_predict(registered)
+    for i, n in enumerate(names):
+        _compare([r for r in rows if r["image"] == i], predicted[n])
+
+    # dataframe_records, one image; unrounded boxes equal the in-process detection path within 1e-3 px
+    one = registered["images"] / names[1]
+    resp = requests.post(f"{server}/invocations", json={"dataframe_records": [{"image": encode_image(one)}]},
+                         timeout=120)
+    assert resp.status_code == 200, resp.text[:2000]
+    served = resp.json()["predictions"]
+    import cv2
+
+    det = detect(OnnxBackend(registered["onnx"]), [cv2.imread(str(one))], 416, 0.25, 0.45, 100)[0]
+    assert len(served) == len(det) and [r["class_id"] for r in served] == det.labels.tolist()
+    boxes = np.array([[r[k] for k in ("x0", "y0", "x1", "y1")] for r in served])
+    assert np.abs(boxes - det.boxes).max() <= 1e-3
+    _compare(served, predicted[names[1]])
+    print({n: len(predicted[n]) for n in names}, "detections served and predicted")
+
+    # a request may override the stored thresholds; a bad image is a client error, not a crash
+    strict = requests.post(f"{server}/invocations", json={"dataframe_records": [{"image": encode_image(one)}],
+                                                          "params": {"conf_thresh": 0.6}}, timeout=120)
+    assert strict.status_code == 200 and 0 < len(strict.json()["predictions"]) < len(served)
+    bad = requests.post(f"{server}/invocations", json={"dataframe_records": [{"image": "bm90IGFuIGltYWdl"}]},
+                        timeout=60)
+    assert bad.status_code in (400, 500) and "not a base64-encoded image" in bad.text

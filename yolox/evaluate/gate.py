@@ -1,0 +1,343 @@
+"""The promotion gate: may a candidate model take the champion alias?
+
+The decision itself is one pure function, :func:`decide`, of the candidate's and the champion's
+evaluations (both made in the same gate run, on the same prepared val set), the export check and the
+gate params. Its rules (each recorded with its threshold, value and pass/fail):
+
+``min_ap``          candidate AP50:95 >= ``gate.min_ap`` (an absolute floor; also for the first model).
+``max_regression``  candidate AP50:95 >= champion AP50:95 - ``gate.max_regression`` (passes when there is
+                    no champion yet).
+``export_check``    the candidate's ONNX matched PyTorch (always passes when
+                    ``gate.require_export_check`` is false, but the value is still recorded).
+``same_val_set``    the candidate and the champion were evaluated on the same val set: equal
+                    fingerprints of the val split that was read (annotations and image bytes); never a
+                    number measured on other data (passes when there is no champion).
+
+Around it: :func:`evaluate_registered` evaluates a registered version (its ONNX, through the pyfunc the
+registry serves) on a val set, :func:`record_decision` writes the decision to MLflow and
+:func:`apply_decision` moves the champion alias (compare-and-set: only if the champion is still the one
+that was evaluated). :func:`run_gate` chains them for ``yolox gate``; the Prefect flow calls the pieces
+as separate tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yolox.config import EvalParams, GateParams, PipelineParams
+from yolox.data.records import DetectionDataset
+from yolox.errors import CheckpointError, DataError, GateError
+
+log = logging.getLogger("yolox.gate")
+
+METRIC = "AP50_95"
+
+
+@dataclass
+class ModelEval:
+    """A model version evaluated by the gate.
+
+    Attributes:
+        version: registered version (string, as MLflow), or None for an unregistered model.
+        metrics: the six COCO APs (fractions), as :class:`yolox.evaluate.coco_eval.EvalResult`.
+        val_set: fingerprint of the val split that was evaluated (:func:`val_set_id`).
+        data_version: the DVC hash of the prepared dataset when the caller knows it (informational).
+        num_images: images evaluated.
+    """
+
+    version: str | None
+    metrics: dict[str, float]
+    val_set: str
+    data_version: str | None = None
+    num_images: int = 0
+
+    @property
+    def ap(self) -> float:
+        return float(self.metrics[METRIC])
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "metrics": {k: round(float(v), 6) for k, v in self.metrics.items()}}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ModelEval:
+        return cls(**{k: raw.get(k) for k in ("version", "metrics", "val_set", "data_version", "num_images")})
+
+
+@dataclass
+class Rule:
+    """One gate rule: ``passed`` is the verdict on ``value`` against ``threshold``."""
+
+    name: str
+    threshold: float | str | None
+    value: float | str | None
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class Decision:
+    """The gate's decision record (``gate/decision.json``).
+
+    ``decision`` is ``promote`` or ``reject``; ``outcome`` says what was done with it (filled by
+    :func:`apply_decision`: promoted, not promoted, dry run, or refused because the champion moved).
+    """
+
+    model: str
+    candidate: ModelEval
+    champion: ModelEval | None
+    rules: list[Rule]
+    gate: dict[str, Any]
+    decision: str = "reject"
+    outcome: str = "not applied"
+    decided_at: str = ""
+    mlflow_run_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def promote(self) -> bool:
+        return self.decision == "promote"
+
+    @property
+    def failed(self) -> list[Rule]:
+        return [r for r in self.rules if not r.passed]
+
+    def reason(self) -> str:
+        """One line: the decision and, when rejected, each failed rule with its value and threshold."""
+        who = f"{self.model} version {self.candidate.version}"
+        if self.promote:
+            base = f"champion version {self.champion.version}" if self.champion else "no champion yet"
+            return f"{who} passes the gate ({METRIC} {self.candidate.ap:.4f}; {base})"
+        return f"{who} rejected: " + "; ".join(f"{r.name}: {r.detail}" for r in self.failed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "decision": self.decision, "outcome": self.outcome, "reason": self.reason(),
+                "decided_at": self.decided_at, "mlflow_run_id": self.mlflow_run_id,
+                "candidate": self.candidate.to_json(),
+                "champion": self.champion.to_json() if self.champion else None,
+                "rules": [{k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(r).items()}
+                          for r in self.rules], "gate": self.gate, **self.extra}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Decision:
+        known = {"model", "decision", "outcome", "reason", "decided_at", "mlflow_run_id", "candidate", "champion",
+                 "rules", "gate"}
+        return cls(raw["model"], ModelEval.from_json(raw["candidate"]),
+                   ModelEval.from_json(raw["champion"]) if raw.get("champion") else None,
+                   [Rule(**r) for r in raw["rules"]], raw["gate"], raw["decision"], raw.get("outcome", ""),
+                   raw.get("decided_at", ""), raw.get("mlflow_run_id"),
+                   {k: v for k, v in raw.items() if k not in known})
+
+    def tags(self) -> dict[str, str]:
+        """Model-version tags: ``gate.decision``, ``gate.rule.<name>`` = pass/fail, APs and the champion."""
+        tags = {"gate.decision": self.decision, f"gate.{METRIC}": f"{self.candidate.ap:.4f}",
+                "gate.champion_version": str(self.champion.version) if self.champion else "none",
+                "gate.val_set": self.candidate.val_set, "gate.decided_at": self.decided_at}
+        if self.champion:
+            tags[f"gate.champion_{METRIC}"] = f"{self.champion.ap:.4f}"
+        tags.update({f"gate.rule.{r.name}": "pass" if r.passed else "fail" for r in self.rules})
+        return tags
+
+    def markdown(self) -> str:
+        """The record as Markdown (Prefect artifact, model-version description, run note)."""
+        def fmt(v: Any) -> str:
+            return f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+        cand, champ = self.candidate, self.champion
+        lines = [f"## Gate: {self.decision.upper()} {self.model} version {cand.version}", "",
+                 f"{self.reason()}.", "", f"Outcome: **{self.outcome}**.", "",
+                 "| rule | threshold | value | result |", "|---|---|---|---|"]
+        lines += [f"| {r.name} | {fmt(r.threshold)} | {fmt(r.value)} | {'pass' if r.passed else '**FAIL**'} |"
+                  for r in self.rules]
+        lines += ["", "| metric | candidate v" + str(cand.version) + " | champion " +
+                  (f"v{champ.version}" if champ else "(none)") + " |", "|---|---|---|"]
+        for k, v in cand.metrics.items():
+            lines.append(f"| {k} | {v:.4f} | {fmt(champ.metrics.get(k)) if champ else '-'} |")
+        lines += ["", (f"Val set `{cand.val_set}` ({cand.num_images} images), data version "
+                       f"`{cand.data_version or 'unknown'}`; decided {self.decided_at}.")]
+        return "\n".join(lines) + "\n"
+
+
+def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_check: bool | None,
+           params: GateParams, champion_error: str | None = None) -> Decision:
+    """Apply the gate rules (see the module docstring). Pure: no I/O, no clock.
+
+    Args:
+        model: registered model name. candidate, champion: evaluations made in this gate run (champion
+            None when no version holds the champion alias). export_check: the candidate's ONNX check
+            (None when unknown, which fails when required). champion_error: why a champion that exists
+            could not be evaluated on this val set (e.g. other classes); then no comparison is possible
+            and ``max_regression`` and ``same_val_set`` fail (promote by hand if that is intended).
+    """
+    ap = candidate.ap
+    rules = [Rule("min_ap", params.min_ap, ap, ap >= params.min_ap,
+                  f"{METRIC} {ap:.4f} {'>=' if ap >= params.min_ap else '<'} floor {params.min_ap:.4f}")]
+    if champion is None and champion_error:
+        why = f"the champion could not be evaluated on this val set: {champion_error}"
+        rules.append(Rule("max_regression", None, ap, False, why))
+    elif champion is None:
+        rules.append(Rule("max_regression", None, ap, True, "no champion yet: first model"))
+    else:
+        floor = champion.ap - params.max_regression
+        ok = ap >= floor - 1e-12
+        rules.append(Rule("max_regression", round(floor, 6), ap, ok,
+                          f"{METRIC} {ap:.4f} {'>=' if ok else '<'} {floor:.4f} = champion v{champion.version} "
+                          f"{champion.ap:.4f} - {params.max_regression}"))
+    state = {True: "passed", False: "failed", None: "unknown"}[export_check]
+    rules.append(Rule("export_check", "passed" if params.require_export_check else "not required", state,
+                      bool(export_check) or not params.require_export_check, f"ONNX check {state}"))
+    if champion is None and champion_error:
+        rules.append(Rule("same_val_set", None, candidate.val_set, False, "no champion evaluation on this val set"))
+    elif champion is None:
+        rules.append(Rule("same_val_set", None, candidate.val_set, True, "no champion to compare with"))
+    else:
+        same = candidate.val_set == champion.val_set
+        rules.append(Rule("same_val_set", champion.val_set, candidate.val_set, same,
+                          "candidate and champion evaluated on the same val set" if same else
+                          f"candidate evaluated on {candidate.val_set}, champion on {champion.val_set}: "
+                          "evaluate both on the same prepared val set"))
+    decision = "promote" if all(r.passed for r in rules) else "reject"
+    extra = {"champion_error": champion_error} if champion_error else {}
+    return Decision(model, candidate, champion, rules, params.model_dump(mode="json"), decision, extra=extra)
+
+
+def val_set_id(dataset: DetectionDataset) -> str:
+    """Fingerprint of a val split: sha256 over class names, every image's file name, size, boxes and
+    labels, and the image bytes (``sha256:<16 hex>``). Same files -> same id, wherever they live."""
+    h = hashlib.sha256(json.dumps([dataset.names, dataset.category_ids]).encode())
+    for rec in sorted(dataset.records, key=lambda r: r.path.name):
+        h.update(json.dumps([rec.path.name, rec.width, rec.height, rec.boxes.round(3).tolist(),
+                             rec.labels.tolist()]).encode())
+        h.update(hashlib.sha256(Path(rec.path).read_bytes()).digest())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+# --- around the decision: evaluate, record, apply ---------------------------------------------------
+
+
+def evaluate_registered(name: str, version: str, dataset: DetectionDataset, params: EvalParams,
+                        val_set: str | None = None, data_version: str | None = None) -> tuple[ModelEval, Any]:
+    """Evaluate registered version ``version`` of ``name``: its ONNX, loaded through the registered pyfunc
+    (the artifact that is served), run by ONNX Runtime on ``dataset`` at the model's own input size.
+
+    Returns:
+        (the :class:`ModelEval`, the full :class:`yolox.evaluate.coco_eval.EvalResult`).
+
+    Raises:
+        TrackingError: the version cannot be loaded. DataError: class counts differ.
+    """
+    from yolox.evaluate.coco_eval import evaluate
+    from yolox.tracking.registry import load_version_model
+
+    model = load_version_model(name, version)
+    result = evaluate(model.backend, dataset, model.input_size, params, progress=False)
+    ev = ModelEval(str(version), dict(result.metrics), val_set or val_set_id(dataset), data_version,
+                   result.num_images)
+    log.info("%s v%s: %s %.4f on %d val images (%s)", name, version, METRIC, ev.ap, ev.num_images, ev.val_set)
+    return ev, result
+
+
+def record_decision(decision: Decision, artifact_file: str = "gate/decision.json") -> None:
+    """Write the decision to MLflow: json artifact on ``decision.mlflow_run_id`` (when set), and on the
+    candidate version tags (``gate.*``) and its description (the Markdown table)."""
+    from yolox.tracking.registry import describe_version, set_version_tags
+    from yolox.tracking.run import MlflowRun
+
+    if not decision.decided_at:
+        decision.decided_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if decision.candidate.version is not None:
+        set_version_tags(decision.model, decision.candidate.version, decision.tags())
+        describe_version(decision.model, decision.candidate.version, decision.markdown())
+    if decision.mlflow_run_id:
+        run = MlflowRun.attach(decision.mlflow_run_id)
+        run.log_dict(decision.to_json(), artifact_file)
+        run.set_tags({"gate.decision": decision.decision, "gate.outcome": decision.outcome})
+
+
+def apply_decision(decision: Decision, params: GateParams, dry_run: bool = False) -> Decision:
+    """Move the champion alias to the candidate when the decision is ``promote`` (unless ``dry_run``).
+
+    Compare-and-set: the alias moves only if the champion is still the version that was evaluated
+    (:func:`yolox.tracking.registry.promote` with ``expected_champion``); if another promotion won in
+    between, nothing moves and ``outcome`` says so. Sets ``decision.outcome`` and returns the decision.
+
+    Raises:
+        TrackingError: the registry refused the operation.
+    """
+    from yolox.tracking.registry import promote
+
+    version = decision.candidate.version
+    if not decision.promote:
+        decision.outcome = f"not promoted: version {version} stays {params.challenger_alias}"
+    elif dry_run:
+        decision.outcome = "dry run: nothing moved"
+    else:
+        expected = decision.champion.version if decision.champion else None
+        try:
+            p = promote(decision.model, str(version), "gate", alias=params.champion_alias,
+                        expected_champion=expected, note=decision.reason())
+        except GateError as err:  # the champion moved while this gate ran: its comparison is stale
+            decision.outcome = f"not promoted: {err}"
+            decision.extra["stale"] = True
+        else:
+            decision.outcome = (f"promoted: version {p.version} is {params.champion_alias} "
+                                f"(previous: {p.previous or 'none'})")
+    log.info("gate: %s", decision.outcome)
+    return decision
+
+
+def export_check_of(name: str, version: str) -> bool | None:
+    """The candidate's recorded ONNX check (version tag ``export_check``, else its run's tag), or None."""
+    from yolox.tracking.registry import version_info
+
+    info = version_info(name, version)
+    value = info.tags.get("export_check") or info.run_tags.get("export_check")
+    return None if value is None else value == "passed"
+
+
+def run_gate(params: PipelineParams, candidate_version: str | None = None, prepared_dir: str | Path | None = None,
+             dry_run: bool = False, data_version: str | None = None) -> Decision:
+    """``yolox gate``: evaluate the candidate (default: the challenger) and the current champion on the
+    prepared val set of ``params``, decide, and (unless ``dry_run``, which writes nothing) promote and
+    record the decision (``gate/decision-<time>.json`` on the candidate's run, ``gate.*`` version tags).
+
+    Raises:
+        GateError: no candidate, or the candidate is already the champion. DataError: no prepared val set.
+        TrackingError: the registry cannot be reached.
+    """
+    from yolox.data.records import load_prepared
+    from yolox.tracking.registry import alias_version, version_info
+
+    name, gp = params.tracking.registered_model, params.gate
+    if candidate_version is None:
+        mv = alias_version(name, gp.challenger_alias)
+        if mv is None:
+            raise GateError(f"registered model {name!r} has no {gp.challenger_alias!r} version: pass "
+                            "--candidate-version N or run the pipeline first")
+        candidate_version = str(mv.version)
+    info = version_info(name, str(candidate_version))
+    champion = alias_version(name, gp.champion_alias)
+    if champion is not None and str(champion.version) == info.version:
+        raise GateError(f"{name} version {info.version} already holds {gp.champion_alias!r}: nothing to decide")
+    dataset = load_prepared(prepared_dir or params.data.prepared_dir, "val")
+    val_set = val_set_id(dataset)
+    cand, _ = evaluate_registered(name, info.version, dataset, params.eval, val_set, data_version)
+    champ, error = None, None
+    if champion is not None:
+        try:
+            champ, _ = evaluate_registered(name, str(champion.version), dataset, params.eval, val_set, data_version)
+        except (DataError, CheckpointError) as err:  # e.g. the champion predicts other classes
+            error = f"version {champion.version}: {err}"
+    decision = decide(name, cand, champ, export_check_of(name, info.version), gp, error)
+    decision.mlflow_run_id = info.run_id
+    decision.decided_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    apply_decision(decision, gp, dry_run)
+    if not dry_run:
+        stamp = decision.decided_at.replace(":", "").replace("-", "")
+        record_decision(decision, f"gate/decision-{stamp}.json")
+    return decision
