@@ -71,11 +71,10 @@ def class_cost(cls_prob: torch.Tensor, gt_classes: torch.Tensor) -> torch.Tensor
     Returns:
         (..., G, P) float32.
     """
-    neg = -torch.log1p(-cls_prob).clamp(min=-100)          # BCE(p, 0) = -log(1 - p)
-    pos = -torch.log(cls_prob).clamp(min=-100)             # BCE(p, 1) = -log(p)
-    neg_sum = neg.sum(-1)                                  # (..., P)
+    neg_sum = (-torch.log1p(-cls_prob).clamp(min=-100)).sum(-1)                      # (..., P); BCE(p, 0)
     idx = gt_classes.unsqueeze(-2).expand(*cls_prob.shape[:-1], gt_classes.shape[-1])  # (..., P, G)
-    delta = pos.gather(-1, idx) - neg.gather(-1, idx)      # (..., P, G)
+    p_y = cls_prob.gather(-1, idx)                          # the element-wise terms only where needed
+    delta = -torch.log(p_y).clamp(min=-100) - -torch.log1p(-p_y).clamp(min=-100)      # BCE(p_y, 1) - BCE(p_y, 0)
     return (neg_sum.unsqueeze(-1) + delta).transpose(-1, -2)
 
 
@@ -86,6 +85,70 @@ def geometry_prior(gt_cxcywh: torch.Tensor, grid: torch.Tensor, stride: torch.Te
     radius = (CENTER_RADIUS * stride)[:, None]                  # (A, 1)
     delta = (centres - gt_cxcywh[..., :, None, :2]).abs()        # (..., G, A, 2)
     return (delta < radius).all(dim=-1)
+
+
+def _level_layout(grid: torch.Tensor, stride: torch.Tensor) -> list[tuple[int, int, int]] | None:
+    """``[(start, rows, cols), ...]`` per level when the anchor points are the row-major grids of
+    :func:`yolox.models.head.anchor_points`, else None (callers fall back to the dense prior)."""
+    counts = torch.unique_consecutive(stride, return_counts=True)[1]
+    layout, start = [], 0
+    for count in counts.tolist():
+        cols, rows = (int(v) + 1 for v in grid[start + count - 1].tolist())
+        if rows * cols != count:
+            return None
+        layout.append((start, rows, cols))
+        start += count
+    return layout
+
+
+def candidate_mask(gt_cxcywh: torch.Tensor, gt_valid: torch.Tensor, grid: torch.Tensor,
+                   stride: torch.Tensor) -> torch.Tensor:
+    """(B, G, 4), (B, G) bool, (A, 2), (A,) -> (B, A) bool: anchor points inside the geometry prior of
+    at least one valid box; equal to ``(geometry_prior(...) & gt_valid[..., None]).any(1)``.
+
+    The prior is separable: per level, a column test (B, G, W) and a row test (B, G, H) computed with
+    the same float operations as :func:`geometry_prior`, combined over the boxes by a 0/1 matrix
+    product (counts, exact in float), so no (B, G, A) tensor is built.
+    """
+    layout = _level_layout(grid, stride)
+    if layout is None:
+        return (geometry_prior(gt_cxcywh, grid, stride) & gt_valid[:, :, None]).any(dim=1)
+    centres = (grid + 0.5) * stride[:, None]                     # (A, 2), as geometry_prior
+    radius = CENTER_RADIUS * stride                              # (A,)
+    valid = gt_valid.to(gt_cxcywh.dtype)[:, :, None]
+    parts = []
+    for start, rows, cols in layout:
+        r = radius[start]
+        col_in = ((centres[start:start + cols, 0] - gt_cxcywh[:, :, None, 0]).abs() < r).to(valid.dtype)
+        row_in = ((centres[start:start + rows * cols:cols, 1] - gt_cxcywh[:, :, None, 1]).abs() < r
+                  ).to(valid.dtype)
+        hits = torch.bmm(row_in.transpose(1, 2), col_in * valid)            # (B, H, W): boxes per cell
+        parts.append(hits.reshape(hits.shape[0], rows * cols) > 0)
+    return torch.cat(parts, dim=1)
+
+
+def _pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """:func:`yolox.ops.boxes.pairwise_iou_cxcywh` for (B, N, 4) x (B, M, 4) -> (B, N, M), the same
+    float operations written per coordinate (no (B, N, M, 2) tensors reduced over their last dim), so
+    bit-identical results, ~2x faster on CPU."""
+    ax0, ay0 = a[..., 0] - a[..., 2] / 2, a[..., 1] - a[..., 3] / 2
+    ax1, ay1 = a[..., 0] + a[..., 2] / 2, a[..., 1] + a[..., 3] / 2
+    bx0, by0 = b[..., 0] - b[..., 2] / 2, b[..., 1] - b[..., 3] / 2
+    bx1, by1 = b[..., 0] + b[..., 2] / 2, b[..., 1] + b[..., 3] / 2
+    tlx, tly = torch.maximum(ax0[..., :, None], bx0[..., None, :]), torch.maximum(ay0[..., :, None], by0[..., None, :])
+    brx, bry = torch.minimum(ax1[..., :, None], bx1[..., None, :]), torch.minimum(ay1[..., :, None], by1[..., None, :])
+    inter = (brx - tlx) * (bry - tly) * ((tlx < brx) & (tly < bry))
+    area_a = (a[..., 2] * a[..., 3])[..., :, None]
+    area_b = (b[..., 2] * b[..., 3])[..., None, :]
+    return inter / (area_a + area_b - inter)
+
+
+def _ascending_keys(values: torch.Tensor) -> torch.Tensor:
+    """(..., P) float32 -> (..., P) int64 keys, distinct, whose order is that of a stable ascending
+    sort of ``values`` (the value's IEEE bits made monotonic, then the position as tie-breaker)."""
+    bits = (values.float() + 0.0).contiguous().view(torch.int32).to(torch.int64)  # + 0.0: -0.0 -> +0.0
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)                        # monotonic in value
+    return (ordered << 32) | torch.arange(values.shape[-1], device=values.device)
 
 
 @torch.no_grad()
@@ -119,55 +182,53 @@ def simota_assign(pred_boxes: torch.Tensor, cls_logits: torch.Tensor, obj_logits
     if G == 0 or not bool(gt_valid.any()):
         return Assignment(fg_mask, matched_gt, matched_iou)
     gt_boxes = gt_boxes.float()
+    grid, stride = grid.float(), stride.float()
 
-    # 1. geometry prior and the candidates of each image, gathered into (B, P) in anchor order.
-    in_prior = geometry_prior(gt_boxes, grid, stride) & gt_valid[:, :, None]       # (B, G, A)
-    is_cand = in_prior.any(dim=1)                                                  # (B, A)
+    # 1. candidates of each image (no (B, G, A) tensor), gathered into (B, P) in ascending anchor order;
+    #    padding slots point at anchor 0 and are masked by cand_valid.
+    is_cand = candidate_mask(gt_boxes, gt_valid, grid, stride)                     # (B, A)
     n_cand = is_cand.sum(dim=1)                                                    # (B,)
     P = int(n_cand.max())
     if P == 0:
         return Assignment(fg_mask, matched_gt, matched_iou)
-    # Stable sort puts candidates first, in ascending anchor order; the tail of each row is padding.
-    order = torch.sort((~is_cand).to(torch.uint8), dim=1, stable=True).indices[:, :P]   # (B, P)
     cand_valid = torch.arange(P, device=device)[None, :] < n_cand[:, None]              # (B, P)
+    order = torch.zeros(B, P, dtype=torch.long, device=device)
+    order[cand_valid] = torch.nonzero(is_cand)[:, 1]                                    # row-major both
     boxes_p = pred_boxes.float().gather(1, order[..., None].expand(B, P, 4))            # (B, P, 4)
     cls_p = cls_logits.float().gather(1, order[..., None].expand(B, P, cls_logits.shape[-1]))
     obj_p = obj_logits.float().gather(1, order)
-    prior_p = in_prior.gather(2, order[:, None, :].expand(B, G, P))                     # (B, G, P)
+    centres_p = ((grid + 0.5) * stride[:, None])[order]                                 # (B, P, 2)
+    radius_p = (CENTER_RADIUS * stride)[order][:, None, :]                              # (B, 1, P)
+    prior_p = (((centres_p[:, None, :, 0] - gt_boxes[:, :, None, 0]).abs() < radius_p)
+               & ((centres_p[:, None, :, 1] - gt_boxes[:, :, None, 1]).abs() < radius_p))  # (B, G, P)
 
     # 2. cost
     pair_valid = gt_valid[:, :, None] & cand_valid[:, None, :]                          # (B, G, P)
-    ious = pairwise_iou_cxcywh(gt_boxes, boxes_p)                                       # (B, G, P)
-    ious = torch.where(pair_valid, ious, torch.zeros_like(ious))
+    ious = _pairwise_iou(gt_boxes, boxes_p).masked_fill_(~pair_valid, 0.0)              # (B, G, P)
     prob = (cls_p.sigmoid() * obj_p.sigmoid()[..., None]).sqrt()
     cost = (class_cost(prob, gt_classes) + IOU_COST_WEIGHT * -torch.log(ious + 1e-8)
             + OUTSIDE_PRIOR_COST * (~prior_p).float())
-    cost = torch.where(pair_valid, cost, torch.full_like(cost, float("inf")))
+    cost.masked_fill_(~pair_valid, float("inf"))
 
-    # 3. dynamic k, and each box's k lowest-cost candidates
+    # 3. dynamic k, and each box's k lowest-cost candidates (ties: lower anchor index first, as a
+    #    stable sort; topk on distinct int64 keys instead of a full sort of every row)
     k_top = min(TOPK_IOU, P)
     dynamic_k = ious.topk(k_top, dim=2).values.sum(2).int().clamp(min=1)               # (B, G)
-    k_take = min(TOPK_IOU, P)
-    lowest = cost.argsort(dim=2, stable=True)[..., :k_take]                            # (B, G, k)
-    take = torch.arange(k_take, device=device)[None, None, :] < dynamic_k[..., None]
+    lowest = _ascending_keys(cost).topk(k_top, dim=2, largest=False).indices           # (B, G, k)
+    take = torch.arange(k_top, device=device)[None, None, :] < dynamic_k[..., None]
     matching = torch.zeros(B, G, P, dtype=torch.bool, device=device)
     matching.scatter_(2, lowest, take)
     matching &= pair_valid
 
     # 4. a prediction claimed by several boxes keeps its lowest-cost box
     claims = matching.sum(dim=1)                                                        # (B, P)
-    best_gt = cost.argmin(dim=1)                                                        # (B, P)
-    multi = claims > 1
-    resolved = torch.nn.functional.one_hot(best_gt, G).transpose(1, 2).bool()          # (B, G, P)
-    matching = torch.where(multi[:, None, :], resolved, matching)
-
-    pos = claims > 0                                                                    # (B, P)
-    gt_idx = matching.float().argmax(dim=1)                                             # (B, P)
+    gt_idx = torch.where(claims > 1, cost.argmin(dim=1), matching.to(torch.uint8).argmax(dim=1))
+    pos = (claims > 0) & cand_valid                                                     # (B, P)
     iou_pos = ious.gather(1, gt_idx[:, None, :]).squeeze(1)                             # (B, P)
-    # scatter back to anchor points; padded candidate slots are never positive
-    fg_mask.scatter_(1, order, pos)
-    matched_gt.scatter_(1, order, torch.where(pos, gt_idx, torch.zeros_like(gt_idx)))
-    matched_iou.scatter_(1, order, torch.where(pos, iou_pos, torch.zeros_like(iou_pos)))
+    # back to anchor points: candidates are in the same row-major order in both
+    fg_mask[is_cand] = pos[cand_valid]
+    matched_gt[is_cand] = torch.where(pos, gt_idx, torch.zeros_like(gt_idx))[cand_valid]
+    matched_iou[is_cand] = torch.where(pos, iou_pos, torch.zeros_like(iou_pos))[cand_valid]
     return Assignment(fg_mask, matched_gt, matched_iou)
 
 

@@ -12,6 +12,13 @@ sampler when it makes the next batch's keys (batches already prefetched by the w
 ``workers * prefetch_factor``, keep the old setting), which is what makes it work with persistent
 workers.
 
+The augmentation's random state travels the same way too (the training loader's sampler has a
+``sample_seed``): each key carries a seed drawn from ``(sample_seed, epoch, batch)`` and the dataset
+reseeds its augmentation with it before making the sample. So every sample of a run is a pure function
+of (seed, rank, epoch, position in the epoch): independent of the number of workers, of which worker
+makes it, of persistent workers' state, and of what happened in earlier epochs; which is what makes a
+resumed run (``yolox train --resume``) draw exactly the augmentations of an uninterrupted one.
+
 Sample of :class:`TrainDataset`: ``(image (3, S, S) float32 BGR 0-255, targets (max_labels, 5) float32
 rows [class, cx, cy, w, h] in input pixels padded with zeros, number of valid rows, image_id)``.
 Batch of :func:`collate`: ``(images (B, 3, S, S) float32, targets (B, max_labels, 5) float32,
@@ -65,11 +72,13 @@ def multiscale_sizes(model_name: str, input_size: int, range_: int) -> list[int]
 
 class SampleKey(NamedTuple):
     """What a batch sampler asks :class:`TrainDataset` for: record ``index`` at side ``size`` (pixels),
-    with the mosaic draw allowed or not."""
+    with the mosaic draw allowed or not, and the seed to reset the augmentation with first (None: keep
+    the dataset's running random state)."""
 
     index: int
     size: int
     mosaic: bool
+    seed: int | None = None
 
 
 def _chw_float(img: np.ndarray) -> torch.Tensor:
@@ -90,13 +99,15 @@ class TrainDataset(Dataset):
         input_size: side S (pixels) of samples fetched by plain int index; the loader's batch sampler
             passes its own size with each :class:`SampleKey`.
         model_name: e.g. ``"yolox-nano"`` (per-size defaults), or None to use ``params`` as given.
-        seed: seed of the augmentation's random state (workers reseed it, see :func:`seed_worker`).
+        seed: seed of the augmentation's random state (workers reseed it, see :func:`seed_worker`;
+            keys carrying their own seed reseed it per sample).
     """
 
     def __init__(self, dataset: DetectionDataset, params: AugmentParams, input_size: int,
                  model_name: str | None = None, seed: int = 0) -> None:
         self.dataset = dataset
         self.params = recipe_for_model(model_name, params) if model_name else params
+        self.seed = int(seed)
         self.augment = TrainAugment(dataset, self.params, seed)
         self.input_size = int(input_size)
         self.max_labels = self.params.max_labels
@@ -120,14 +131,18 @@ class TrainDataset(Dataset):
         """Reset the augmentation's random state."""
         self.augment.reseed(seed)
 
-    def __getitem__(self, key: int | SampleKey | tuple[int, int, bool]
+    def __getitem__(self, key: int | SampleKey | tuple
                     ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
         """One sample: ``(image (3, S, S) float32 BGR 0-255, targets (max_labels, 5) float32
-        [class, cx, cy, w, h] in input pixels, zero rows after the valid ones, num_valid, image_id)``."""
+        [class, cx, cy, w, h] in input pixels, zero rows after the valid ones, num_valid, image_id)``.
+
+        ``key``: a record index, or a :class:`SampleKey` (or a plain ``(index, size, mosaic[, seed])``)."""
         if isinstance(key, tuple):
-            index, size, mosaic = key
+            index, size, mosaic, seed = SampleKey(*key)
         else:
-            index, size, mosaic = int(key), self.input_size, self.augment.mosaic_enabled
+            index, size, mosaic, seed = int(key), self.input_size, self.augment.mosaic_enabled, None
+        if seed is not None:
+            self.augment.reseed(seed)
         img, boxes, labels = self.augment(index, size, mosaic)
         n = len(boxes)
         targets = np.zeros((self.max_labels, 5), np.float32)
@@ -151,11 +166,15 @@ class MultiScaleBatchSampler(Sampler[list[SampleKey]]):
             are read for each batch.
         sizes: candidate sides (pixels); None or one entry = no multi-scale.
         every: batches between two size draws.
-        seed: seed of the size draws (same on every rank).
+        seed: seed of the size draws (same on every rank) and, when ``sampler`` has a torch
+            ``generator`` (RandomSampler), of each epoch's order: reseeded from ``(seed, epoch)``.
+        sample_seed: when given, each key carries an augmentation seed drawn from
+            ``(sample_seed, epoch, batch)`` (see the module docstring); this rank's seed.
     """
 
     def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool, dataset: TrainDataset,
-                 sizes: Sequence[int] | None = None, every: int = MULTISCALE_EVERY, seed: int = 0) -> None:
+                 sizes: Sequence[int] | None = None, every: int = MULTISCALE_EVERY, seed: int = 0,
+                 sample_seed: int | None = None) -> None:
         self.sampler = sampler
         self.batch_size = int(batch_size)
         self.drop_last = drop_last
@@ -163,6 +182,7 @@ class MultiScaleBatchSampler(Sampler[list[SampleKey]]):
         self.sizes = list(sizes) if sizes else []
         self.every = max(int(every), 1)
         self.seed = int(seed)
+        self.sample_seed = None if sample_seed is None else int(sample_seed)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -176,15 +196,26 @@ class MultiScaleBatchSampler(Sampler[list[SampleKey]]):
         draw = np.random.default_rng([self.seed, epoch, batch // self.every])
         return self.sizes[int(draw.integers(len(self.sizes)))]
 
+    def sample_seeds(self, epoch: int, batch: int, n: int) -> list[int | None]:
+        """The augmentation seeds of the ``n`` samples of batch ``batch`` of epoch ``epoch`` (Nones
+        without ``sample_seed``)."""
+        if self.sample_seed is None:
+            return [None] * n
+        return np.random.SeedSequence([self.sample_seed, epoch, batch]).generate_state(n).tolist()
+
     def _keys(self, indices: list[int], epoch: int, batch: int) -> list[SampleKey]:
         size, mosaic = self.size_of(epoch, batch), self.dataset.mosaic_enabled
-        return [SampleKey(i, size, mosaic) for i in indices]
+        seeds = self.sample_seeds(epoch, batch, len(indices))
+        return [SampleKey(i, size, mosaic, s) for i, s in zip(indices, seeds)]
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
         epoch = self.epoch
         self.epoch += 1
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
+        generator = getattr(self.sampler, "generator", None)
+        if isinstance(generator, torch.Generator):  # RandomSampler: the epoch's order from (seed, epoch)
+            generator.manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
         batch: list[int] = []
         b = 0
         for idx in self.sampler:
@@ -206,25 +237,55 @@ def collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor, int, int]]
     """Stack training samples: ``(images (B, 3, S, S) float32, targets (B, max_labels, 5) float32,
     num_targets (B,) int64, image_ids (B,) int64)``. All samples must share S (the batch sampler's job)."""
     images, targets, counts, ids = zip(*batch)
-    return (torch.stack(images), torch.stack(targets), torch.tensor(counts, dtype=torch.int64),
+    return (_stack(images), _stack(targets), torch.tensor(counts, dtype=torch.int64),
             torch.tensor(ids, dtype=torch.int64))
 
 
+def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack``; in a loader worker, straight into shared memory (as torch's default collate):
+    no extra copy to send the batch, and no batch-sized buffer left on the worker's heap."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.stack(tensors)
+    first = tensors[0]
+    storage = first.untyped_storage()._new_shared(len(tensors) * first.numel() * first.element_size())
+    out = first.new_empty(0).set_(storage, 0, (len(tensors), *first.shape))
+    return torch.stack(tensors, out=out)
+
+
+def worker_seed(dataset_seed: int, worker_id: int) -> int:
+    """The seed of data-loader worker ``worker_id`` of a loader whose dataset has seed ``dataset_seed``."""
+    return int(np.random.SeedSequence([dataset_seed, 1 + worker_id]).generate_state(1)[0])
+
+
 def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed ``random``, NumPy and the dataset's augmentation from the
-    worker's torch seed (``base_seed + worker_id``, the base drawn from the loader's seeded generator),
-    and run OpenCV single-threaded (the workers are the parallelism)."""
-    seed = torch.initial_seed() % 2**32
+    """DataLoader ``worker_init_fn``: seed torch, ``random``, NumPy and the dataset's augmentation with
+    :func:`worker_seed` of the dataset's seed (a pure function of (seed, rank, worker id); else the
+    worker's torch seed), and run OpenCV single-threaded (the workers are the parallelism).
+
+    With per-sample seeds (the training loader) the augmentation is reseeded for every sample anyway;
+    this keeps anything else a worker draws reproducible too."""
+    info = torch.utils.data.get_worker_info()
+    base = getattr(info.dataset, "seed", None) if info is not None else None
+    seed = worker_seed(base, worker_id) if base is not None else torch.initial_seed() % 2**32
+    torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     cv2.setNumThreads(0)
-    info = torch.utils.data.get_worker_info()
     if info is not None and hasattr(info.dataset, "reseed"):
         info.dataset.reseed(seed)
 
 
-def _rank_seed(seed: int, rank: int) -> int:
+def rank_seed(seed: int, rank: int) -> int:
+    """The augmentation seed of process ``rank`` of a run seeded with ``seed``."""
     return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def loader_seeds(seed: int, rank: int, workers: int) -> dict[str, object]:
+    """What seeds the training loader of process ``rank`` (recorded in checkpoints): the shuffling seed
+    (per epoch: see the trainer), this rank's per-sample augmentation seed and each worker's seed."""
+    rs = rank_seed(seed, rank)
+    return {"seed": int(seed), "rank": int(rank), "sample_seed": rs,
+            "worker_seeds": [worker_seed(rs, w) for w in range(workers)]}
 
 
 def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_name: str, input_size: int,
@@ -240,8 +301,8 @@ def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_n
         input_size: base input side (pixels).
         batch_size: images per batch of THIS process (``TrainParams.batch_size // world_size``).
         workers: worker processes (0 = load in the main process); persistent when > 0.
-        seed: seeds the shuffling (same on all ranks), the size draws and, mixed with ``rank``, the
-            augmentation of each worker.
+        seed: seeds the shuffling (per epoch, same on all ranks), the size draws and, mixed with
+            ``rank``, the augmentation of each sample (:func:`loader_seeds`).
         rank, world_size, distributed: with ``distributed``, a DistributedSampler gives this rank its
             share of each epoch.
         multiscale: draw the side from :func:`multiscale_sizes` every ``multiscale_every`` batches;
@@ -254,8 +315,8 @@ def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_n
     """
     if not dataset.records:
         raise DataError("the training dataset has no images: check the prepared train split")
-    rank_seed = _rank_seed(seed, rank)
-    train_set = TrainDataset(dataset, params, input_size, model_name, seed=rank_seed)
+    rs = rank_seed(seed, rank)
+    train_set = TrainDataset(dataset, params, input_size, model_name, seed=rs)
     if distributed:
         sampler: Sampler[int] = DistributedSampler(train_set, num_replicas=world_size, rank=rank,
                                                    shuffle=True, seed=seed, drop_last=drop_last)
@@ -263,11 +324,11 @@ def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_n
         sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(seed))
     sizes = multiscale_sizes(model_name, input_size, params.multiscale_range) if multiscale else None
     batch_sampler = MultiScaleBatchSampler(sampler, batch_size, drop_last, train_set, sizes,
-                                           multiscale_every, seed)
+                                           multiscale_every, seed, sample_seed=rs)
     return DataLoader(
         train_set, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate,
         pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker, persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(rank_seed),
+        generator=torch.Generator().manual_seed(rs),
     )
 
 

@@ -25,6 +25,8 @@ class DistContext:
     world_size: int
     local_rank: int
     device: torch.device
+    owns_group: bool = False
+    """True when :func:`init_distributed` created the process group (and :func:`cleanup` ends it)."""
 
     @property
     def distributed(self) -> bool:
@@ -53,18 +55,24 @@ def select_device(spec: str, local_rank: int = 0) -> torch.device:
 
 
 def init_distributed(device_spec: str = "auto") -> DistContext:
-    """Join the torchrun job if the environment describes one, else a single-process context."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    """Join the torchrun job if the environment describes one (``WORLD_SIZE`` > 1, ``RANK``,
+    ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``), else a single-process context. A process group
+    that already exists (the caller's) is used as it is."""
+    if dist.is_available() and dist.is_initialized():
+        world, rank = dist.get_world_size(), dist.get_rank()
+    else:
+        world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = select_device(device_spec, local_rank)
+    owns = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
+        owns = True
         log.info("distributed: rank %d/%d on %s (%s)", rank, world, device, backend)
-    return DistContext(rank, world, local_rank, device)
+    return DistContext(rank, world, local_rank, device, owns)
 
 
 def barrier(ctx: DistContext) -> None:
@@ -73,5 +81,6 @@ def barrier(ctx: DistContext) -> None:
 
 
 def cleanup(ctx: DistContext) -> None:
-    if ctx.distributed and dist.is_initialized():
+    """End the process group if :func:`init_distributed` created it."""
+    if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()

@@ -33,9 +33,15 @@ class ModelEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """``ema = d * ema + (1 - d) * model`` for every floating-point tensor (one fused foreach pass)."""
         self.updates += 1
         d = self.decay(self.updates)
         model_state = unwrap(model).state_dict()
-        for k, v in self.ema.state_dict().items():
-            if v.dtype.is_floating_point:
-                v.mul_(d).add_(model_state[k].detach(), alpha=1.0 - d)
+        pairs = [(v, model_state[k].detach()) for k, v in self.ema.state_dict().items() if v.dtype.is_floating_point]
+        if not pairs:
+            return
+        ema_tensors, model_tensors = (list(t) for t in zip(*pairs))
+        if any(m.dtype != e.dtype or m.device != e.device for e, m in pairs):
+            model_tensors = [m.to(e.device, e.dtype) for e, m in pairs]
+        torch._foreach_mul_(ema_tensors, d)
+        torch._foreach_add_(ema_tensors, model_tensors, alpha=1.0 - d)

@@ -4,12 +4,22 @@ One call to :func:`train` runs the authors' recipe on a prepared dataset: build 
 from a checkpoint; class predictors re-initialised when the class count differs), SGD with the authors'
 parameter groups, warm-up cosine lr set every iteration, Mosaic/MixUp until the last ``no_aug_epochs``
 (then the L1 loss switches on), EMA of the weights, CUDA AMP when on a GPU, DDP under torchrun, a
-checkpoint every epoch (atomic), and an evaluation of the EMA model every ``eval_interval`` epochs.
+checkpoint every ``checkpoint_interval`` epochs (atomic), and an evaluation of the EMA model every
+``eval_interval`` epochs.
+
+Exact resume: everything random in an epoch is a pure function of (seed, rank, epoch): the shuffling
+(the batch sampler reseeds it per epoch), the multi-scale sizes, and each sample's augmentation (a seed
+per sample, carried by the batch sampler's keys: :mod:`yolox.data.dataset`). The lr is a function of
+the iteration, the no-aug phase of the epoch, and the checkpoint restores weights, EMA (and its update
+count), optimizer momentum and grad scaler. So a run killed at any point and continued with
+``resume=True`` from its last checkpoint ends with the weights of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -19,15 +29,29 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from yolox.assets import resolve_weights
 from yolox.config import PipelineParams
 from yolox.data.records import load_prepared
 from yolox.errors import CheckpointError, ConfigError
-from yolox.losses import yolox_loss
+from yolox.losses import LossOutput, yolox_loss
 from yolox.models import build_model, load_weights
-from yolox.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from yolox.train.checkpoint import (
+    load_checkpoint,
+    read_run_info,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_run_info,
+)
 from yolox.train.distributed import DistContext, barrier, cleanup, init_distributed
 from yolox.train.ema import ModelEMA, unwrap
 from yolox.train.optim import build_optimizer
@@ -41,7 +65,11 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 
 @dataclass
 class TrainResult:
-    """Where the run left its checkpoint, and what it measured per epoch."""
+    """Where the run left its checkpoint, and what it measured per epoch.
+
+    ``run_id`` is the MLflow run id given to :func:`train` or found in the resumed checkpoint;
+    ``model`` is this process's raw (not EMA) model at the end, on its training device.
+    """
 
     checkpoint: Path
     output_dir: Path
@@ -51,6 +79,8 @@ class TrainResult:
     epochs: int
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    run_id: str | None = None
+    model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
 
 
 def seed_everything(seed: int) -> None:
@@ -59,26 +89,78 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _num_classes_of(path: Path) -> int | None:
-    from yolox.models.checkpoint import read_state_dict
+def set_deterministic(enabled: bool) -> None:
+    """Deterministic algorithms (an error for an op without a deterministic kernel) and no cuDNN
+    autotuning when ``enabled``; cuDNN autotuning on CUDA otherwise."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on CUDA >= 10.2
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled and torch.cuda.is_available()
 
-    w = read_state_dict(path).get("head.cls_preds.0.weight")
-    return None if w is None else int(w.shape[0])
+
+def prepare_for_training(model: torch.nn.Module, device: torch.device,
+                         channels_last: bool = True) -> torch.memory_format:
+    """Move ``model`` to ``device`` for training; returns the memory format to give the inputs.
+
+    - channels_last (NHWC) on CUDA (tensor cores, cuDNN NHWC kernels) and on CPU too: oneDNN's NHWC
+      convolutions and BatchNorm measured 13-23 % faster per step here (yolox-s, yolox-nano;
+      ``bench/train_step.py --contiguous`` for the other);
+    - activations out of place: an in-place SiLU after a BatchNorm makes autograd save a copy of its
+      input for the backward pass; out of place, the BatchNorm output it already keeps is reused
+      (same numbers, one copy per block less).
+    """
+    for m in model.modules():
+        if isinstance(m, (torch.nn.SiLU, torch.nn.ReLU, torch.nn.LeakyReLU)):
+            m.inplace = False
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(device, memory_format=fmt)
+    return fmt
+
+
+def train_step(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, num_targets: torch.Tensor,
+               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, strides: tuple[int, ...],
+               use_l1: bool = False, use_amp: bool = False) -> LossOutput:
+    """One optimizer step: forward (autocast when ``use_amp``), SimOTA + loss in float32, backward
+    (scaled), step. ``images (B, 3, S, S)`` and ``targets (B, G, 5)`` already on the model's device."""
+    with torch.autocast(device_type=images.device.type, enabled=use_amp):
+        raw = model(images)
+    loss = yolox_loss(raw, targets, num_targets, tuple(images.shape[2:]), strides, use_l1=use_l1)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss.total).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
+def loss_values(loss: LossOutput) -> dict[str, float]:
+    """The loss terms as floats (the keys of :meth:`LossOutput.as_dict`), read without autograd."""
+    terms = torch.stack([loss.total, loss.iou, loss.obj, loss.cls, loss.l1]).detach().float().tolist()
+    return {**dict(zip(("total_loss", "iou_loss", "obj_loss", "cls_loss", "l1_loss"), terms)),
+            "num_fg": float(loss.num_fg)}
 
 
 def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Path | None = None,
           resume: bool = False, on_epoch_end: EpochCallback | None = None, progress: bool = True,
-          deterministic: bool = False) -> TrainResult:
+          deterministic: bool = False, run_id: str | None = None) -> TrainResult:
     """Train (or continue training) YOLOX on a prepared dataset.
 
     Args:
         params: all params (model, augment, train, eval are read).
         prepared_dir: output of ``yolox prepare`` (``annotations/train.json``, ``val.json``, ``images/``).
-        output_dir: checkpoints go here (``last.pth`` every epoch); default ``params.train.output_dir``.
-        resume: continue from ``<output_dir>/last.pth`` (model, EMA, optimizer, scaler, epoch, RNG
-            states); ``params.train.epochs`` may be larger than the original run's.
-        on_epoch_end: see :data:`EpochCallback`.
-        deterministic: ``torch.use_deterministic_algorithms(True)`` (same weights for the same seed on CPU).
+        output_dir: checkpoints go here (``last.pth``, ``history.csv``, ``run.json``); default
+            ``params.train.output_dir``.
+        resume: continue from ``<output_dir>/last.pth`` (weights, EMA, optimizer, scaler, epoch,
+            iteration, RNG states); ``params.train.epochs`` may be larger than the original run's (the
+            schedule is recomputed for the new total). Without a ``last.pth`` (a run killed in its
+            first epoch) the run starts from epoch 0, which gives the same result.
+        on_epoch_end: see :data:`EpochCallback`. On resume, epochs that were checkpointed but not yet
+            reported to it (``run.json``'s ``reported_epoch``) are reported first.
+        deterministic: deterministic algorithms (also on with ``params.train.deterministic``): the
+            same seed gives the same weights on CPU. Restored to its previous setting on return.
+        run_id: the MLflow run the caller logs to; stored in the checkpoint (``mlflow_run_id``) and in
+            ``run.json`` (see :func:`yolox.train.checkpoint.read_run_id`). On resume, default: the
+            stored one.
 
     Returns:
         :class:`TrainResult` (the last checkpoint; its ``"model"`` holds the EMA weights).
@@ -87,34 +169,50 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
         ConfigError: bad device or params. CheckpointError: weights or resume checkpoint do not fit.
         DataError: the prepared dataset is missing or empty.
     """
-    from yolox.data.dataset import build_train_loader
+    tp = params.train
+    ctx: DistContext = init_distributed(tp.device)
+    flags = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)
+    try:
+        set_deterministic(deterministic or tp.deterministic)
+        return _train(params, ctx, Path(prepared_dir), Path(output_dir or tp.output_dir), resume, on_epoch_end,
+                      progress, run_id)
+    finally:   # the process-wide flags as they were
+        torch.use_deterministic_algorithms(flags[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[1], flags[2]
+        cleanup(ctx)
+
+
+def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Path, resume: bool,
+           on_epoch_end: EpochCallback | None, progress: bool, run_id: str | None) -> TrainResult:
+    from yolox.data.dataset import build_train_loader, loader_seeds
 
     tp, mp = params.train, params.model
-    ctx: DistContext = init_distributed(tp.device)
-    out = Path(output_dir or tp.output_dir)
-    if deterministic:
-        torch.use_deterministic_algorithms(True)
-    seed_everything(tp.seed + ctx.rank)
     start = time.time()
+    ckpt_path = out / "last.pth"
 
     train_set = load_prepared(prepared_dir, "train")
     val_set = load_prepared(prepared_dir, "val")
     names = train_set.names
 
-    # Model: fresh, or from a checkpoint (class predictors re-initialised when the class count differs).
+    # Model: fresh (same init on every rank), or from a checkpoint (class predictors re-initialised
+    # when the class count differs).
+    seed_everything(tp.seed)
     model = build_model(mp.name, train_set.num_classes)
-    if mp.weights and not resume:
-        path = resolve_weights(mp.weights)
-        load_report = load_weights(model, path)
+    seed_everything(tp.seed + ctx.rank)
+    continuing = resume
+    if resume and not ckpt_path.is_file():
         if ctx.is_main:
-            log.info("%s", load_report)
+            log.warning("resume: %s does not exist (killed before its first checkpoint?); starting at epoch 0",
+                        ckpt_path)
+        resume = False
+    if mp.weights and not resume:
+        load_weights(model, resolve_weights(mp.weights))       # logs what it loaded
     frozen = freeze_parameters(model, tp.freeze)
     if frozen and ctx.is_main:
         log.info("frozen: %d parameter tensors under %s", frozen, ", ".join(tp.freeze))
-    model.to(ctx.device)
+    fmt = prepare_for_training(model, ctx.device)
     use_amp = tp.amp and ctx.device.type == "cuda"
-    if ctx.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
 
     if tp.batch_size % ctx.world_size:
         raise ConfigError(f"train.batch_size={tp.batch_size} must be divisible by the {ctx.world_size} processes")
@@ -128,91 +226,140 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
     schedule = WarmupCosineSchedule(lr, tp.epochs * iters_per_epoch, tp.warmup_epochs * iters_per_epoch,
                                     tp.no_aug_epochs * iters_per_epoch, tp.min_lr_ratio, tp.warmup_lr)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    ema = ModelEMA(model, tp.ema_decay) if tp.ema else None
+    ema = ModelEMA(model, tp.ema_decay) if tp.ema and ctx.is_main else None   # rank 0 evaluates and saves
 
     start_epoch, iteration = 0, 0
     history: list[dict[str, float]] = []
+    reported = int(read_run_info(out).get("reported_epoch", 0)) if continuing else 0   # epochs the callback had
     if resume:
-        state = load_checkpoint(out / "last.pth")
-        unwrap(model).load_state_dict(state["model_raw"])
-        if ema is not None:
-            ema.ema.load_state_dict(state["model"])
-            ema.updates = int(state.get("ema_updates", 0))
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        state = load_checkpoint(ckpt_path)
+        _restore(state, ckpt_path, params, names, model, ema, optimizer, scaler)
         start_epoch, iteration = int(state["epoch"]), int(state["iteration"])
         history = list(state.get("history", []))
-        if "rng" in state and ctx.rank == 0:
-            set_rng_state(state["rng"])
-        if start_epoch >= tp.epochs:
-            raise ConfigError(f"{out / 'last.pth'} already has {start_epoch} epochs; raise train.epochs to continue")
+        run_id = run_id or state.get("mlflow_run_id")
         if ctx.is_main:
-            log.info("resumed from %s at epoch %d (iteration %d)", out / "last.pth", start_epoch, iteration)
+            set_rng_state(state["rng"])
+            reported = _report_missed_epochs(out, history, reported, on_epoch_end)
+            log.info("resumed from %s at epoch %d (iteration %d)", ckpt_path, start_epoch, iteration)
+        if start_epoch > tp.epochs:
+            raise ConfigError(f"{ckpt_path} already has {start_epoch} epochs, more than train.epochs={tp.epochs}: "
+                              "raise train.epochs to continue it")
+    elif continuing:   # killed before its first checkpoint: the run id is in run.json, if anywhere
+        run_id = run_id or read_run_info(out).get("mlflow_run_id")
+    if ctx.is_main:
+        write_run_info(out, mlflow_run_id=run_id, reported_epoch=reported)
 
     if ctx.distributed:
         ddp_kwargs: dict[str, Any] = {"device_ids": [ctx.device.index]} if ctx.device.type == "cuda" else {}
         model = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, **ddp_kwargs)
 
     strides = unwrap(model).strides
+    seeds = {"loader": loader_seeds(tp.seed, ctx.rank, tp.workers), "world_size": ctx.world_size}
     columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, disable=not (progress and ctx.is_main)) as bar:
         for epoch in range(start_epoch, tp.epochs):
             no_aug = epoch >= tp.epochs - tp.no_aug_epochs
-            loader.dataset.set_mosaic(not no_aug)
-            loader.batch_sampler.set_epoch(epoch)
-            if hasattr(loader.batch_sampler.sampler, "generator") and loader.batch_sampler.sampler.generator is not None:
-                loader.batch_sampler.sampler.generator.manual_seed(tp.seed * 100003 + epoch)
+            loader.dataset.set_mosaic(not no_aug)       # travels to the workers in the sampler's keys
+            loader.batch_sampler.set_epoch(epoch)       # shuffling, sizes and augmentation seeds of this epoch
             model.train()
             sums: dict[str, float] = {}
+            done = 0
             task = bar.add_task("train", total=iters_per_epoch, epoch=epoch + 1, epochs=tp.epochs, losses="")
-            for i, (images, targets, num_targets, _ids) in enumerate(loader):
-                if i >= iters_per_epoch:
-                    break
+            for images, targets, num_targets, _ids in itertools.islice(loader, iters_per_epoch):
                 iteration += 1
                 for group in optimizer.param_groups:
                     group["lr"] = schedule(iteration)
-                images = images.to(ctx.device, non_blocking=True)
-                if ctx.device.type == "cuda":
-                    images = images.to(memory_format=torch.channels_last)
+                images = images.to(ctx.device, non_blocking=True).contiguous(memory_format=fmt)
                 targets = targets.to(ctx.device, non_blocking=True)
-                with torch.autocast(device_type=ctx.device.type, enabled=use_amp):
-                    raw = model(images)
-                loss = yolox_loss(raw, targets, num_targets, tuple(images.shape[2:]), strides, use_l1=no_aug)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss.total).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                loss = train_step(model, images, targets, num_targets, optimizer, scaler, strides,
+                                  use_l1=no_aug, use_amp=use_amp)
                 if ema is not None:
                     ema.update(model)
-                for k, v in loss.as_dict().items():
+                values = loss_values(loss)
+                for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
-                bar.update(task, advance=1, losses=f"loss {float(loss.total):.3f} iou {float(loss.iou):.3f} "
-                           f"obj {float(loss.obj):.3f} cls {float(loss.cls):.3f} size {images.shape[-1]}")
+                done += 1
+                bar.update(task, advance=1, losses=f"loss {values['total_loss']:.3f} iou {values['iou_loss']:.3f} "
+                           f"obj {values['obj_loss']:.3f} cls {values['cls_loss']:.3f} size {images.shape[-1]}")
             bar.remove_task(task)
-            n = max(min(iters_per_epoch, i + 1), 1)
-            metrics = {f"train/{k}": v / n for k, v in sums.items()}
+            metrics = {f"train/{k}": v / max(done, 1) for k, v in sums.items()}
             metrics["train/lr"] = optimizer.param_groups[0]["lr"]
-            eval_model = ema.ema if ema is not None else unwrap(model)
-            if ctx.is_main and ((epoch + 1) % tp.eval_interval == 0 or epoch + 1 == tp.epochs):
-                metrics.update(_evaluate(eval_model, val_set, mp.input_size, params, ctx.device))
+            last = epoch + 1 == tp.epochs
             if ctx.is_main:
+                if (epoch + 1) % tp.eval_interval == 0 or last:
+                    eval_model = ema.ema if ema is not None else unwrap(model)
+                    metrics.update(_evaluate(eval_model, val_set, mp.input_size, params, ctx.device))
                 history.append({"epoch": epoch + 1, **metrics})
-                state = _checkpoint_state(model, ema, optimizer, scaler, epoch + 1, iteration, no_aug, params, names)
-                save_checkpoint({**state, "history": history}, out / "last.pth")
-                write_history_csv(history, out / "history.csv")
+                if (epoch + 1) % tp.checkpoint_interval == 0 or last:
+                    state = _checkpoint_state(model, ema, optimizer, scaler, epoch + 1, iteration, no_aug, params,
+                                              names)
+                    save_checkpoint({**state, **seeds, "history": history, "mlflow_run_id": run_id}, ckpt_path)
+                    write_history_csv(history, out / "history.csv")
                 log.info("epoch %d/%d %s", epoch + 1, tp.epochs,
                          " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-                if on_epoch_end is not None:
+                if on_epoch_end is not None and epoch + 1 > reported:   # re-run epochs were reported before
                     on_epoch_end(epoch + 1, metrics)
-            barrier(ctx)
-    cleanup(ctx)
-    return TrainResult(out / "last.pth", out, mp.name, mp.input_size, names, tp.epochs, history, time.time() - start)
+                    write_run_info(out, reported_epoch=epoch + 1)
+            barrier(ctx)   # the other ranks wait for rank 0's evaluation and checkpoint
+    return TrainResult(ckpt_path, out, mp.name, mp.input_size, names, tp.epochs, history, time.time() - start,
+                       run_id, unwrap(model))
+
+
+def _restore(state: dict[str, Any], path: Path, params: PipelineParams, names: list[str], model: torch.nn.Module,
+             ema: ModelEMA | None, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """Load a resume checkpoint into the freshly built model, EMA, optimizer and scaler.
+
+    Raises:
+        CheckpointError: the checkpoint is of another model, class list or parameter grouping
+            (e.g. ``train.freeze`` changed).
+    """
+    if state.get("model_name", params.model.name) != params.model.name:
+        raise CheckpointError(f"{path} is a {state['model_name']} checkpoint, but model.name is "
+                              f"{params.model.name}: use another train.output_dir or the same model")
+    if list(state.get("names", names)) != list(names):
+        raise CheckpointError(f"{path} was trained on other classes than this prepared dataset: "
+                              "resume with the dataset it was trained on")
+    try:
+        model.load_state_dict(state["model_raw"])
+        if ema is not None:
+            ema.ema.load_state_dict(state["model"])
+            ema.updates = int(state.get("ema_updates", 0))
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path} does not fit this run ({type(err).__name__}: {str(err)[:300]}); "
+                              "did train.freeze or the model change?") from None
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    saved = state.get("params", {}).get("train", {})
+    now = params.train.model_dump(mode="json")
+    changed = {k: (saved[k], v) for k, v in now.items() if k in saved and saved[k] != v}
+    if changed:
+        log.warning("resume: train params changed since the checkpoint: %s",
+                    ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items())))
+
+
+def _report_missed_epochs(out: Path, history: list[dict[str, float]], reported: int,
+                          on_epoch_end: EpochCallback | None) -> int:
+    """Give the epoch callback the checkpointed epochs after ``reported`` that it has not seen (killed
+    between the checkpoint and the callback), so the tracked metrics have every epoch once. Returns the
+    last epoch reported: epochs up to it that are trained again (``checkpoint_interval`` > 1, or no
+    checkpoint yet) are not reported twice."""
+    if on_epoch_end is None:
+        return reported
+    for row in history:
+        epoch = int(row["epoch"])
+        if epoch > reported:
+            on_epoch_end(epoch, {k: v for k, v in row.items() if k != "epoch"})
+            reported = epoch
+            write_run_info(out, reported_epoch=epoch)
+    return reported
 
 
 def freeze_parameters(model: torch.nn.Module, prefixes: list[str]) -> int:
     """Set ``requires_grad=False`` on parameters whose name starts with one of ``prefixes``; returns how many.
+
+    BatchNorm running statistics under the prefixes are buffers, not parameters: they keep updating.
 
     Raises:
         ConfigError: a prefix matches no parameter (names the prefix).
@@ -233,10 +380,12 @@ def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
     import csv
 
     columns = list(dict.fromkeys(k for row in history for k in row))
-    with open(path, "w", newline="") as f:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
+    os.replace(tmp, path)
 
 
 def _checkpoint_state(model: torch.nn.Module, ema: ModelEMA | None, optimizer: torch.optim.Optimizer,

@@ -1,0 +1,305 @@
+"""The training loop on CPU (REFERENCE.md 'Training recipe'; issue 4 items 5 and 7): deterministic mode,
+background images, crowded batches through the SimOTA chunking, frozen parameters, the lr schedule per
+iteration, and the EMA weights in the checkpoint.
+
+Tiny runs: yolox-nano at 128 px, batch 4, 3 iterations an epoch, on a 16-image subset of the real
+coco128 prepared with ``yolox.data.prepare``; one torch thread (a loaded 2-core machine makes two
+threads spin). The helpers here are shared with test_resume.py and test_ddp.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import yolox.assign as assign_module
+from yolox.assign import simota_assign, simota_assign_reference
+from yolox.config import DataParams, PipelineParams
+from yolox.data.prepare import prepare_dataset
+from yolox.errors import ConfigError
+from yolox.models import build_model, load_weights
+from yolox.models.head import anchor_points
+from yolox.train.checkpoint import read_run_id
+from yolox.train.ema import ModelEMA
+from yolox.train.schedule import WarmupCosineSchedule
+from yolox.train.trainer import freeze_parameters, load_trained, train, train_step
+
+SIZE = 128
+STEM = "backbone.backbone.stem"
+
+# ------------------------------------------------------------------------------------ shared helpers
+
+
+def make_yolo_subset(coco128_dir: Path, root: Path, n: int = 16, start: int = 0, keep_labels: bool = True) -> Path:
+    """A YOLO-layout copy of coco128 images ``start .. start + n`` (sorted by name): images symlinked,
+    label files copied (none when ``keep_labels`` is False: every image is then a background image)."""
+    images, labels = root / "images" / "train2017", root / "labels" / "train2017"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    src = sorted((coco128_dir / "images" / "train2017").glob("*.jpg"))
+    for path in src[start:start + n]:
+        (images / path.name).symlink_to(path)
+        label = coco128_dir / "labels" / "train2017" / f"{path.stem}.txt"
+        if keep_labels and label.is_file():
+            shutil.copy(label, labels / label.name)
+    shutil.copy(coco128_dir / "dataset.yaml", root / "dataset.yaml")
+    return root
+
+
+def prepare_subset(coco128_dir: Path, tmp: Path, n: int = 16) -> Path:
+    """A prepared dataset of ``n`` coco128 images (seeded 75/25 split)."""
+    source = make_yolo_subset(coco128_dir, tmp / "raw", n=n)
+    return prepare_dataset(DataParams(source=str(source), val_fraction=0.25), tmp / "prepared").out_dir
+
+
+def tiny_params(**train: Any) -> PipelineParams:
+    """yolox-nano at 128 px from scratch, batch 4, 3 epochs of 3 iterations (warm-up 1, no-aug 1: all
+    three phases), no multi-scale, CPU, evaluation only at the end; ``train`` overrides TrainParams."""
+    raw: dict[str, Any] = {
+        "model": {"name": "yolox-nano", "input_size": SIZE, "weights": None},
+        "augment": {"multiscale_range": 0},
+        "train": {"epochs": 3, "batch_size": 4, "warmup_epochs": 1, "no_aug_epochs": 1, "max_iters_per_epoch": 3,
+                  "workers": 0, "device": "cpu", "eval_interval": 100, "seed": 0, **train},
+        "eval": {"batch_size": 4},
+    }
+    return PipelineParams.model_validate(raw)
+
+
+def checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], exact: bool = True) -> None:
+    assert a.keys() == b.keys()
+    for k, x in a.items():
+        y = b[k]
+        same = torch.equal(x, y) if exact else torch.allclose(x.float(), y.float(), rtol=1e-5, atol=1e-6)
+        assert same, f"{k} differs (max abs diff {float((x.float() - y.float()).abs().max()):.3g})"
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def prepared(coco128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare_subset(coco128_dir, tmp_path_factory.mktemp("subset"))
+
+
+@pytest.fixture(scope="module")
+def run_a(prepared: Path, nano_pth: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Fine-tune the released nano weights (deterministic mode, stem frozen), recording the lr of every
+    optimizer step."""
+    params = tiny_params(deterministic=True, freeze=[STEM])
+    params.model.weights = str(nano_pth)
+    lrs: list[list[float]] = []
+    real_step = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        lrs.append([g["lr"] for g in self.param_groups])
+        return real_step(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.SGD, "step", recording_step)
+        result = train(params, prepared, tmp_path_factory.mktemp("run_a"), progress=False, run_id="run-a")
+    return {"params": params, "result": result, "lrs": lrs, "state": checkpoint(result.checkpoint)}
+
+
+# ------------------------------------------------------------------------------------ determinism
+
+
+def test_deterministic_runs_give_identical_weights(run_a: dict[str, Any], prepared: Path, tmp_path: Path) -> None:
+    assert not torch.are_deterministic_algorithms_enabled()        # restored after the run
+    again = train(run_a["params"], prepared, tmp_path / "b", progress=False)
+    b = checkpoint(again.checkpoint)
+    a = run_a["state"]
+    assert_same_weights(a["model_raw"], b["model_raw"])
+    assert_same_weights(a["model"], b["model"])
+    assert [h["train/total_loss"] for h in a["history"]] == [h["train/total_loss"] for h in b["history"]]
+    assert a["loader"] == b["loader"] and a["loader"]["sample_seed"] > 0
+
+    other = run_a["params"].model_copy(deep=True)
+    other.train.seed = 1
+    c = checkpoint(train(other, prepared, tmp_path / "c", progress=False).checkpoint)
+    differs = [k for k, v in a["model_raw"].items() if v.dtype.is_floating_point and not torch.equal(v, c["model_raw"][k])]
+    assert len(differs) > 100                                       # the seed matters
+
+
+def test_checkpoint_contents(run_a: dict[str, Any]) -> None:
+    state, result = run_a["state"], run_a["result"]
+    assert state["epoch"] == 3 and state["iteration"] == 9 and state["ema_updates"] == 9
+    assert state["phase"] == {"mosaic": False, "l1": True}          # the last epoch is the no-aug epoch
+    assert state["mlflow_run_id"] == "run-a" == read_run_id(result.output_dir) == result.run_id
+    assert set(state["rng"]) >= {"torch", "numpy", "python"}
+    assert state["loader"]["seed"] == 0 and state["world_size"] == 1
+    assert state["params"]["train"]["freeze"] == [STEM]
+    assert [h["epoch"] for h in state["history"]] == [1, 2, 3] and "val/AP50_95" in state["history"][-1]
+    assert (result.output_dir / "history.csv").is_file()
+    hist = state["history"]
+    assert hist[2]["train/l1_loss"] > 0 and hist[0]["train/l1_loss"] == 0   # L1 only in the no-aug epoch
+
+
+# ------------------------------------------------------------------------------------ schedule, freeze, EMA
+
+
+def test_lr_follows_the_schedule_every_iteration(run_a: dict[str, Any]) -> None:
+    tp = run_a["params"].train
+    lr = tp.basic_lr_per_img * tp.batch_size
+    schedule = WarmupCosineSchedule(lr, 9, 3, 3, tp.min_lr_ratio, tp.warmup_lr)
+    lrs = run_a["lrs"]
+    assert len(lrs) == 9
+    for it, groups in enumerate(lrs, start=1):
+        assert len(groups) == 3 and all(g == pytest.approx(schedule(it), rel=1e-12) for g in groups), it
+    assert lrs[0][0] == pytest.approx(lr / 9) and lrs[2][0] == pytest.approx(lr)     # (it / 3)^2 warm-up
+    assert lrs[-1][0] == pytest.approx(lr * tp.min_lr_ratio)                          # constant no-aug tail
+    history = run_a["state"]["history"]
+    assert [h["train/lr"] for h in history] == pytest.approx([schedule(3), schedule(6), schedule(9)])
+
+
+def test_frozen_parameters_do_not_move(run_a: dict[str, Any], nano_pth: Path) -> None:
+    start = build_model("yolox-nano", 80)
+    load_weights(start, nano_pth)
+    initial = start.state_dict()
+    raw = run_a["state"]["model_raw"]
+    frozen = [n for n, _ in start.named_parameters() if n.startswith(STEM)]
+    assert frozen
+    for name in frozen:
+        assert torch.equal(raw[name], initial[name]), name
+    moved = [n for n, _ in start.named_parameters() if not n.startswith(STEM) and not torch.equal(raw[n], initial[n])]
+    assert len(moved) > 100
+
+    model = build_model("yolox-nano", 80)
+    assert freeze_parameters(model, [STEM, "head.cls_preds"]) == len(frozen) + 6
+    with pytest.raises(ConfigError, match="'backbone.nope' matches no parameter"):
+        freeze_parameters(model, ["backbone.nope"])
+
+
+def test_ema_weights_are_the_checkpoint_model(run_a: dict[str, Any], prepared: Path, nano_pth: Path,
+                                              tmp_path: Path) -> None:
+    state = run_a["state"]
+    floats = [k for k, v in state["model"].items() if v.dtype.is_floating_point]
+    assert sum(not torch.equal(state["model"][k], state["model_raw"][k]) for k in floats) > 100
+    loaded, meta = load_trained(run_a["result"].checkpoint)
+    assert_same_weights({k: v for k, v in loaded.state_dict().items()}, state["model"])
+    assert meta["model_name"] == "yolox-nano" and meta["input_size"] == SIZE
+
+    # One optimizer step from known weights: "model" = d * initial + (1 - d) * raw, d = decay(1).
+    params = tiny_params(epochs=1, warmup_epochs=0, no_aug_epochs=0, max_iters_per_epoch=1)
+    params.model.weights = str(nano_pth)
+    one = checkpoint(train(params, prepared, tmp_path, progress=False).checkpoint)
+    start = build_model("yolox-nano", 80)
+    load_weights(start, nano_pth)
+    d = ModelEMA(start).decay(1)
+    assert one["ema_updates"] == 1 and 0 < d < 1e-3
+    for k, v in start.state_dict().items():
+        if v.dtype.is_floating_point:
+            want = v * d + one["model_raw"][k] * (1 - d)
+            assert torch.allclose(one["model"][k], want, rtol=1e-5, atol=1e-6), k
+
+
+# ------------------------------------------------------------------------------------ background, crowded
+
+
+def test_background_images_train(coco128_dir: Path, tmp_path: Path) -> None:
+    """Every training image without boxes: every batch has zero positives; the loss stays finite and the
+    objectness still learns (towards 'nothing here')."""
+    background = make_yolo_subset(coco128_dir, tmp_path / "bg", n=12, keep_labels=False)
+    labelled = make_yolo_subset(coco128_dir, tmp_path / "val", n=4, start=12)
+    prepared = prepare_dataset(DataParams(source=str(background), val_source=str(labelled)),
+                               tmp_path / "prepared").out_dir
+    params = tiny_params(epochs=2, no_aug_epochs=1)
+    result = train(params, prepared, tmp_path / "out", progress=False)
+    for row in result.history:
+        assert row["train/num_fg"] == 0
+        for k, v in row.items():
+            assert math.isfinite(v), (k, v)
+    assert result.history[1]["train/obj_loss"] > 0
+    state = checkpoint(result.checkpoint)
+    prior = build_model("yolox-nano", 80).state_dict()["head.obj_preds.0.bias"]   # a constant at init
+    assert (state["model_raw"]["head.obj_preds.0.bias"] < prior).all()
+
+
+def _crowded_targets(n_boxes: int, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, n, 5) rows [class, cx, cy, w, h] of a jittered grid of small boxes covering the 128 image."""
+    g = torch.Generator().manual_seed(0)
+    side = math.ceil(math.sqrt(n_boxes))
+    step = SIZE / side
+    idx = torch.arange(n_boxes)
+    targets = torch.zeros(batch, n_boxes, 5)
+    for b in range(batch):
+        targets[b, :, 0] = torch.randint(0, 80, (n_boxes,), generator=g).float()
+        targets[b, :, 1] = (idx % side + 0.5) * step + torch.rand(n_boxes, generator=g) - 0.5
+        targets[b, :, 2] = (idx // side + 0.5) * step + torch.rand(n_boxes, generator=g) - 0.5
+        targets[b, :, 3:5] = step * (0.6 + 0.8 * torch.rand(n_boxes, 2, generator=g))
+    return targets, torch.full((batch,), n_boxes, dtype=torch.int64)
+
+
+def test_crowded_batch_is_assigned_in_chunks(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Hundreds of boxes per image: with a small cost-entry budget SimOTA assigns one image at a time
+    (and logs it), the step trains, and the assignment is still exactly the per-image reference's."""
+    torch.manual_seed(0)
+    model = build_model("yolox-nano", 80).train()
+    targets, counts = _crowded_targets(300)
+    images = torch.rand(2, 3, SIZE, SIZE) * 255
+    A = anchor_points((SIZE, SIZE))[0].shape[0]
+    monkeypatch.setattr(assign_module, "MAX_COST_ENTRIES", 300 * A)           # room for one image
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    with caplog.at_level(logging.INFO, logger="yolox.assign"):
+        loss = train_step(model, images, targets, counts, opt, scaler, model.strides)
+    assert "SimOTA: crowded batch (300 boxes max per image), assigning 1 image(s) at a time" in caplog.text
+    assert math.isfinite(float(loss.total.detach())) and loss.num_fg > 100
+
+    # the chunked assignment is the reference's
+    with torch.no_grad():
+        raw = model(images)
+    grid, stride = anchor_points((SIZE, SIZE))
+    boxes = torch.cat([(raw[..., :2] + grid) * stride[:, None], torch.exp(raw[..., 2:4]) * stride[:, None]], -1)
+    inputs = (boxes, raw[..., 5:], raw[..., 4], targets[..., 1:5], targets[..., 0].long(),
+              torch.ones(2, 300, dtype=torch.bool), grid, stride)
+    chunked, reference = simota_assign(*inputs), simota_assign_reference(*inputs)
+    assert torch.equal(chunked.fg_mask, reference.fg_mask)
+    fg = reference.fg_mask
+    assert torch.equal(chunked.matched_gt[fg], reference.matched_gt[fg])
+    assert torch.equal(chunked.matched_iou[fg], reference.matched_iou[fg])
+
+
+# ------------------------------------------------------------------------------------ loader randomness
+
+
+def test_loader_batches_are_a_function_of_seed_and_epoch_only(coco128_dir: Path) -> None:
+    """Per-sample augmentation seeds: the same batches with 0 or 2 workers, in an epoch reached
+    directly or after other epochs (what exact resume needs), different in another epoch."""
+    from yolox.config import AugmentParams
+    from yolox.data.dataset import build_train_loader
+    from yolox.data.prepare import load_dataset
+
+    data = load_dataset(str(coco128_dir / "dataset.yaml"), "train")
+
+    def epoch_batches(workers: int, epochs: list[int]) -> list[list[tuple[torch.Tensor, ...]]]:
+        loader = build_train_loader(data, AugmentParams(), "yolox-s", 160, batch_size=4, workers=workers, seed=3)
+        out = []
+        for e in epochs:
+            loader.batch_sampler.set_epoch(e)
+            out.append([b for _, b in zip(range(3), loader)])
+        return out
+
+    (a2,) = epoch_batches(0, [2])
+    _, b1, b2 = epoch_batches(2, [0, 1, 2])
+    for x, y in zip(a2, b2):
+        assert all(torch.equal(u, v) for u, v in zip(x, y))
+    assert not torch.equal(a2[0][0], b1[0][0])
+    assert all(b[0].shape[-1] in range(32, 321, 32) for b in a2)
