@@ -5,6 +5,8 @@
     yolox eval     --model NAME --weights FILE.pth|FILE.onnx --data DATASET --split SPLIT --img-size N --out metrics.json
     yolox export   --model NAME --weights FILE.pth --img-size N --out FILE.onnx
     yolox predict  --weights FILE --source IMAGE_OR_DIR --out DIR
+    yolox gate     --params FILE [--candidate-version N] [--dry-run]   (exit 1 when rejected)
+    yolox promote  --params FILE --version N | --rollback
     yolox pipeline --params FILE                        (the Prefect flow ``train-yolox``)
     yolox augment-preview --params FILE --out FILE.png
 
@@ -19,7 +21,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,11 +31,11 @@ from rich.table import Table
 from yolox.errors import ConfigError, YoloxError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="YOLOX: prepare, train, evaluate, export, predict, and run the whole pipeline.")
+                  help="YOLOX: prepare, train, evaluate, export, predict, gate and promote, and run the whole pipeline.")
 console = Console(stderr=True)
 
-ParamsOpt = Annotated[Optional[Path], typer.Option("--params", "-p", help="Params YAML (params/*.yaml).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a param: section.key=value (repeatable).")]
+ParamsOpt = Annotated[Path | None, typer.Option("--params", "-p", help="Params YAML (params/*.yaml).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param: section.key=value (repeatable).")]
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -68,8 +70,8 @@ def _torch_model(weights: str, model_name: str | None) -> tuple[Any, list[str], 
         raw = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(raw, dict):
             meta = {k: raw[k] for k in ("model_name", "names", "input_size") if k in raw}
-    except Exception:  # noqa: BLE001 - read_state_dict below reports unreadable files
-        pass
+    except Exception as err:  # noqa: BLE001 - read_state_dict below reports unreadable files
+        logging.getLogger("yolox").debug("%s: no project metadata (%s)", path, err)
     name = model_name or meta.get("model_name")
     if name is None:
         raise ConfigError(f"{path}: say which model it is with --model (e.g. yolox-nano)")
@@ -88,7 +90,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
 
 @app.command()
 def fetch(
-    data: Annotated[Optional[str], typer.Option(help="Dataset name (e.g. coco128) or folder.")] = None,
+    data: Annotated[str | None, typer.Option(help="Dataset name (e.g. coco128) or folder.")] = None,
     out: Annotated[Path, typer.Option(help="Where the raw dataset is copied (DVC tracks it).")] = Path("data/raw"),
     params: ParamsOpt = None,
 ) -> None:
@@ -102,9 +104,9 @@ def fetch(
 
 @app.command()
 def prepare(
-    data: Annotated[Optional[str], typer.Option(help="Dataset name (coco128), YOLO dataset.yaml/folder, or COCO json.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder of the prepared dataset.")] = None,
-    images: Annotated[Optional[str], typer.Option(help="Image folder of a COCO json source.")] = None,
+    data: Annotated[str | None, typer.Option(help="Dataset name (coco128), YOLO dataset.yaml/folder, or COCO json.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder of the prepared dataset.")] = None,
+    images: Annotated[str | None, typer.Option(help="Image folder of a COCO json source.")] = None,
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -128,8 +130,8 @@ def prepare(
 def train(
     params: ParamsOpt = None,
     set_: SetOpt = None,
-    prepared: Annotated[Optional[Path], typer.Option(help="Prepared dataset (default: data.prepared_dir).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Checkpoint folder (default: train.output_dir).")] = None,
+    prepared: Annotated[Path | None, typer.Option(help="Prepared dataset (default: data.prepared_dir).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: train.output_dir).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from <out>/last.pth.")] = False,
 ) -> None:
     """Train YOLOX (fine-tune from model.weights) on a prepared dataset; writes <out>/last.pth each epoch."""
@@ -143,13 +145,13 @@ def train(
 
 @app.command("eval")
 def eval_(
-    weights: Annotated[Optional[str], typer.Option(help="A .pth checkpoint or an .onnx model.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name for a .pth (e.g. yolox-nano).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="YOLO dataset.yaml, COCO json (with --images), or prepared folder.")] = None,
+    weights: Annotated[str | None, typer.Option(help="A .pth checkpoint or an .onnx model.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name for a .pth (e.g. yolox-nano).")] = None,
+    data: Annotated[str | None, typer.Option(help="YOLO dataset.yaml, COCO json (with --images), or prepared folder.")] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate (train, val).")] = "val",
-    images: Annotated[Optional[str], typer.Option(help="Image folder of a COCO json.")] = None,
-    img_size: Annotated[Optional[int], typer.Option("--img-size", help="Input side (pixels).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="metrics.json to write.")] = None,
+    images: Annotated[str | None, typer.Option(help="Image folder of a COCO json.")] = None,
+    img_size: Annotated[int | None, typer.Option("--img-size", help="Input side (pixels).")] = None,
+    out: Annotated[Path | None, typer.Option(help="metrics.json to write.")] = None,
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -181,11 +183,11 @@ def eval_(
 
 @app.command()
 def export(
-    weights: Annotated[Optional[str], typer.Option(help="A .pth checkpoint.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name (e.g. yolox-nano).")] = None,
-    img_size: Annotated[Optional[int], typer.Option("--img-size", help="Input side (pixels).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="The .onnx to write.")] = None,
-    check_images: Annotated[Optional[Path], typer.Option(help="Folder of real images for the ONNX check.")] = None,
+    weights: Annotated[str | None, typer.Option(help="A .pth checkpoint.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (e.g. yolox-nano).")] = None,
+    img_size: Annotated[int | None, typer.Option("--img-size", help="Input side (pixels).")] = None,
+    out: Annotated[Path | None, typer.Option(help="The .onnx to write.")] = None,
+    check_images: Annotated[Path | None, typer.Option(help="Folder of real images for the ONNX check.")] = None,
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -216,8 +218,8 @@ def predict(
     weights: Annotated[str, typer.Option(help="A .pth checkpoint or an .onnx model.")],
     source: Annotated[Path, typer.Option(help="An image or a folder of images.")],
     out: Annotated[Path, typer.Option(help="Output folder (drawn images + predictions.json).")],
-    model: Annotated[Optional[str], typer.Option(help="Model name for an authors' .pth.")] = None,
-    img_size: Annotated[Optional[int], typer.Option("--img-size")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name for an authors' .pth.")] = None,
+    img_size: Annotated[int | None, typer.Option("--img-size")] = None,
     conf: Annotated[float, typer.Option(help="Score threshold.")] = 0.25,
     nms: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.45,
 ) -> None:
@@ -239,9 +241,76 @@ def predict(
     console.print(f"{result.detections} detections on {result.images} images -> {result.out_dir} ({result.json_path.name})")
 
 
+def _decision_table(decision: Any) -> Table:
+    cand, champ = decision.candidate, decision.champion
+    title = (f"gate: {decision.model} v{cand.version} vs champion "
+             f"{'v' + str(champ.version) if champ else '(none)'} on val set {cand.val_set}")
+    table = Table(title=title)
+    for col in ("rule", "threshold", "value", "result", "detail"):
+        table.add_column(col)
+    for r in decision.rules:
+        fmt = [f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in (r.threshold, r.value)]
+        table.add_row(r.name, *fmt, "[green]pass[/]" if r.passed else "[bold red]FAIL[/]", r.detail)
+    return table
+
+
+@app.command()
+def gate(
+    params: ParamsOpt = Path("params/default.yaml"),
+    set_: SetOpt = None,
+    candidate_version: Annotated[str | None, typer.Option(
+        "--candidate-version", help="Registered version to gate (default: the challenger alias).")] = None,
+    prepared: Annotated[Path | None, typer.Option(help="Prepared dataset (default: data.prepared_dir).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and print; move and record nothing.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the decision record here.")] = None,
+) -> None:
+    """Gate a candidate against the champion (both evaluated on the prepared val set); promote it if it passes, exit 1 if not."""
+    from yolox.errors import GateError
+    from yolox.evaluate.gate import run_gate
+
+    p = _params(params, set_)
+    decision = run_gate(p, candidate_version, prepared, dry_run)
+    Console().print(_decision_table(decision))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(decision.to_json(), indent=2) + "\n")
+    console.print(decision.outcome, highlight=False)
+    if not decision.promote:
+        raise GateError(decision.reason())
+    if decision.extra.get("stale"):
+        raise GateError(decision.outcome)
+
+
+@app.command()
+def promote(
+    params: ParamsOpt = Path("params/default.yaml"),
+    set_: SetOpt = None,
+    version: Annotated[str | None, typer.Option(help="Make this registered version the champion (manual override).")] = None,
+    rollback: Annotated[bool, typer.Option("--rollback", help="Back to the champion before the current one.")] = False,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the promotion history).")] = "",
+) -> None:
+    """Move the champion alias by hand: --version N (recorded as promotion=manual) or --rollback."""
+    from yolox.tracking.registry import champion_history
+    from yolox.tracking.registry import promote as do_promote
+    from yolox.tracking.registry import rollback as do_rollback
+
+    p = _params(params, set_)
+    name, alias = p.tracking.registered_model, p.gate.champion_alias
+    if (version is None) == (not rollback):
+        raise ConfigError("yolox promote: pass exactly one of --version N or --rollback")
+    event = do_rollback(name, alias, reason) if rollback else do_promote(name, version, "manual", alias, note=reason)
+    console.print(f"{name}: {alias} is version {event.version} ({event.how}; before: {event.previous or 'none'})",
+                  highlight=False)
+    table = Table(title=f"{name}: {alias} history (latest last)")
+    for col in ("#", "version", "previous", "how", "at", "by"):
+        table.add_column(col)
+    for e in champion_history(name)[-10:]:
+        table.add_row(str(e.seq), e.version, e.previous or "-", e.how, e.at, e.by)
+    Console().print(table)
+
 @app.command()
 def pipeline(params: ParamsOpt = Path("params/default.yaml"), set_: SetOpt = None) -> None:
-    """Run the whole pipeline (Prefect flow train-yolox): prepare -> train -> evaluate -> export -> register."""
+    """Run the whole pipeline (Prefect flow train-yolox): prepare -> train -> evaluate -> export -> register -> gate."""
     _params(params, set_)  # validate before starting Prefect
     os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -257,7 +326,7 @@ def augment_preview(
     params: ParamsOpt = Path("params/default.yaml"),
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("reports/augment_preview.png"),
     n: Annotated[int, typer.Option(help="Number of samples.")] = 16,
-    prepared: Annotated[Optional[Path], typer.Option(help="Prepared dataset.")] = None,
+    prepared: Annotated[Path | None, typer.Option(help="Prepared dataset.")] = None,
 ) -> None:
     """Save a grid of augmented training samples with their boxes (what the model is fed)."""
     from yolox.data.dataset import augment_preview as preview
@@ -276,7 +345,7 @@ def run() -> None:
     except YoloxError as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         sys.exit(1)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         import click
 
         if isinstance(err, click.exceptions.ClickException):

@@ -36,3 +36,7 @@ class TrackingError(YoloxError):
 
 class GateError(YoloxError):
     """A promotion was refused or cannot be decided (e.g. no evaluation on the champion's data)."""
+
+
+class StageError(YoloxError):
+    """A pipeline stage failed; the message names the stage and the cause (the champion is untouched)."""
