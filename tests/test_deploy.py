@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from project_files import copy_project
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -35,15 +35,6 @@ TINY = {
     "tracking": {"experiment": "deploy-test", "registered_model": "yolox-deploy-test"},
 }
 
-
-def copy_project(dst: Path) -> None:
-    """The repository's files (tracked and new, not ignored) copied into ``dst``."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        if (REPO / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, dst / f)
 
 
 def free_port() -> int:

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from project_files import copy_project
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _copy_project(dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        if (REPO / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, dst / f)
 
 
 def test_dvc_repro_twice(tmp_path: Path, coco128_dir: Path) -> None:
-    _copy_project(tmp_path)
+    copy_project(tmp_path)
     params_path = tmp_path / "params" / "default.yaml"
     params = yaml.safe_load(params_path.read_text())
     params["train"].update(epochs=1, warmup_epochs=0, no_aug_epochs=0, max_iters_per_epoch=2, workers=0)

@@ -16,19 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from project_files import copy_project
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 GIT = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
 
-
-def copy_project(dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        if (REPO / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, dst / f)
 
 
 def lock_outs(repo: Path) -> dict[str, dict]:
