@@ -161,12 +161,13 @@ def test_lr_follows_the_schedule_every_iteration(run_a: dict[str, Any]) -> None:
     schedule = WarmupCosineSchedule(lr, 9, 3, 3, tp.min_lr_ratio, tp.warmup_lr)
     lrs = run_a["lrs"]
     assert len(lrs) == 9
-    for it, groups in enumerate(lrs, start=1):
-        assert len(groups) == 3 and all(g == pytest.approx(schedule(it), rel=1e-12) for g in groups), it
-    assert lrs[0][0] == pytest.approx(lr / 9) and lrs[2][0] == pytest.approx(lr)     # (it / 3)^2 warm-up
+    for step, groups in enumerate(lrs):   # the authors' order: step k (from 0) runs at schedule(k)
+        assert len(groups) == 3 and all(g == pytest.approx(schedule(step), rel=1e-12) for g in groups), step
+    assert lrs[0][0] == tp.warmup_lr == 0.0                                           # first step: warmup_lr
+    assert lrs[1][0] == pytest.approx(lr / 9) and lrs[3][0] == pytest.approx(lr)     # (it / 3)^2 warm-up
     assert lrs[-1][0] == pytest.approx(lr * tp.min_lr_ratio)                          # constant no-aug tail
     history = run_a["state"]["history"]
-    assert [h["train/lr"] for h in history] == pytest.approx([schedule(3), schedule(6), schedule(9)])
+    assert [h["train/lr"] for h in history] == pytest.approx([schedule(2), schedule(5), schedule(8)])
 
 
 def test_frozen_parameters_do_not_move(run_a: dict[str, Any], nano_pth: Path) -> None:

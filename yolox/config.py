@@ -77,7 +77,10 @@ class AugmentParams(_Params):
     translate: float = Field(0.1, ge=0.0, le=0.5, description="Max translation (fraction of the side).")
     shear: float = Field(2.0, ge=0.0, le=45.0, description="Max shear (degrees).")
     max_labels: int = Field(120, ge=1, description="At most this many boxes per image after augmentation.")
-    min_box_size: float = Field(2.0, ge=0.0, description="Boxes below this after augmentation are dropped (pixels).")
+    min_box_size: float = Field(
+        1.0, ge=0.0, description="Boxes narrower or shorter than this after augmentation are dropped (pixels; "
+        "the authors keep min(w, h) > 1)."
+    )
     multiscale_range: int = Field(
         5, ge=0, description="Multi-scale training: side drawn from input +- range*32 every 10 iterations."
     )

@@ -16,8 +16,8 @@ Non-mosaic path (mosaic not drawn, or switched off: the "no-aug" phase of the la
 
     resize to fit S -> HSV jitter, horizontal flip (of the resized image) -> top-left on a 114 canvas
 
-Both paths end by dropping boxes narrower or shorter than ``min_box_size`` pixels and keeping at most
-``max_labels`` boxes. Images are BGR uint8 throughout (as read by cv2); boxes xyxy float32 in output
+Both paths end by dropping boxes narrower or shorter than ``min_box_size`` pixels (default 1: the authors
+keep boxes with min(w, h) > 1) and keeping at most ``max_labels`` boxes. Images are BGR uint8 throughout (as read by cv2); boxes xyxy float32 in output
 pixels; labels int64.
 
 What comes from albumentations, and what does not (and why):
@@ -34,9 +34,11 @@ What comes from albumentations, and what does not (and why):
   junction, and rebuilds a Compose per cell per call; ``A.Affine`` pivots at the image centre and
   keeps the input size, so it cannot map the authors' 2S canvas into S (the zoomed-out samples of
   scale < 1 would lose the content the authors show). The authors' geometry is a few lines of NumPy and
-  one ``cv2.warpAffine`` here, which also allows two exact speed-ups: images whose canvas region is
-  outside the visible window are not decoded (their boxes would all be clipped away), and images
-  shown at <= 1/2 of their resolution are decoded at 1/2, 1/4 or 1/8 by libjpeg (DCT scaling).
+  one ``cv2.warpAffine`` here, which also allows an exact speed-up: images whose canvas region is
+  outside the visible window are not decoded (their boxes would all be clipped away). Every image is
+  decoded at full size and resized with ``INTER_LINEAR``, as the authors do: decoding at 1/2-1/8 by
+  libjpeg (DCT scaling) for zoomed-out mosaics was faster but gave smoother pixels than the authors'
+  (and than inference sees), a distribution shift this project no longer takes for speed.
 - MixUp is the authors' (own code), including their zero padding when the scaled image is smaller
   than S.
 
@@ -67,10 +69,6 @@ from yolox.errors import DataError
 from yolox.ops.letterbox import PAD_VALUE, pad_to
 
 SMALL_MODELS = ("yolox-nano", "yolox-tiny")
-
-_REDUCED_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-                  (2, cv2.IMREAD_REDUCED_COLOR_2))
-
 
 def recipe_for_model(model_name: str, params: AugmentParams) -> AugmentParams:
     """The authors' per-size defaults, for the fields the YAML did not set (``params.model_fields_set``).
@@ -186,23 +184,13 @@ def mosaic_placement(i: int, xc: int, yc: int, w: int, h: int, size: int
     return (x1, y1, x2, y2), small
 
 
-def read_image(path: Any, shrink: float = 1.0) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 BGR with ``cv2.imread``.
-
-    Args:
-        path: image file.
-        shrink: the scale the caller will show the image at (pixels out / pixels in); when <= 1/2, the
-            image is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg DCT scaling; never below ``shrink``).
+def read_image(path: Any) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 BGR with ``cv2.imread`` (full size).
 
     Raises:
         DataError: the file cannot be read or decoded.
     """
-    flag = cv2.IMREAD_COLOR
-    for factor, reduced in _REDUCED_FLAGS:
-        if shrink * factor <= 1.0:
-            flag = reduced
-            break
-    img = cv2.imread(str(path), flag)
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise DataError(f"{path}: cannot read or decode this image; check the file or re-run `yolox prepare`")
     return img
@@ -278,7 +266,7 @@ class TrainAugment:
             rec = self.records[index]
             r = min(size / rec.height, size / rec.width)
             w, h = max(int(rec.width * r), 1), max(int(rec.height * r), 1)
-            img = _resize_to(read_image(rec.path, r), w, h)
+            img = _resize_to(read_image(rec.path), w, h)
             boxes, labels = _valid(rec.boxes * np.float32(r), rec.labels)
             img, boxes, labels = self._finish(img, boxes, labels)
             if img.shape[0] != size or img.shape[1] != size:
@@ -300,7 +288,6 @@ class TrainAugment:
         xc = int(py.uniform(0.5 * size, 1.5 * size))
         indices = [index] + [py.randint(0, n - 1) for _ in range(3)]
         m = affine_matrix(py, size, p.degrees, p.translate, p.mosaic_scale, p.shear)
-        m_scale = float(np.linalg.norm(m[:, :2], 2))  # largest stretch of the affine
         # The part of the 2S canvas the output sees: bounding box of the output corners mapped back.
         inv = cv2.invertAffineTransform(m)
         corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64) @ inv.T
@@ -317,7 +304,7 @@ class TrainAugment:
             ax1, ay1, ax2, ay2 = max(lx1, x0), max(ly1, y0), min(lx2, x1), min(ly2, y1)
             if ax2 <= ax1 or ay2 <= ay1:
                 continue  # outside the visible window: every box of it would be clipped away
-            img = _resize_to(read_image(rec.path, r * m_scale), w, h)
+            img = _resize_to(read_image(rec.path), w, h)
             bx, by = sx1 + ax1 - lx1, sy1 + ay1 - ly1
             canvas[ay1 - y0:ay2 - y0, ax1 - x0:ax2 - x0] = img[by:by + ay2 - ay1, bx:bx + ax2 - ax1]
             if len(rec.boxes):
@@ -348,7 +335,7 @@ class TrainAugment:
         r = min(size / rec.height, size / rec.width)
         side = int(size * jit)  # the authors' S x S letterbox canvas, resized by jit
         w, h = max(int(int(rec.width * r) * jit), 1), max(int(int(rec.height * r) * jit), 1)
-        src = _resize_to(read_image(rec.path, r * jit), w, h)
+        src = _resize_to(read_image(rec.path), w, h)
         cp = np.full((side, side, 3), PAD_VALUE, np.uint8)
         cp[:h, :w] = src[:side, :side]
         if flip:

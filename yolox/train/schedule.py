@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class WarmupCosineSchedule:
-    """lr as a function of the iteration (1-based, counted over the whole run).
+    """lr as a function of the iteration: the number of optimizer steps already taken in the whole run.
+
+    The trainer sets ``schedule(k)`` before step k (from 0), the authors' order (their trainer updates
+    the lr after each step, and their first step runs at ``warmup_lr``).
 
     - warm-up: ``(lr - warmup_lr) * (it / warmup_iters)^2 + warmup_lr`` for ``it <= warmup_iters``;
     - no-aug tail: ``lr * min_lr_ratio`` for the last ``no_aug_iters``;

@@ -267,9 +267,9 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
             done = 0
             task = bar.add_task("train", total=iters_per_epoch, epoch=epoch + 1, epochs=tp.epochs, losses="")
             for images, targets, num_targets, _ids in itertools.islice(loader, iters_per_epoch):
-                iteration += 1
-                for group in optimizer.param_groups:
+                for group in optimizer.param_groups:   # the authors' order: step k (from 0) at schedule(k)
                     group["lr"] = schedule(iteration)
+                iteration += 1
                 images = images.to(ctx.device, non_blocking=True).contiguous(memory_format=fmt)
                 targets = targets.to(ctx.device, non_blocking=True)
                 loss = train_step(model, images, targets, num_targets, optimizer, scaler, strides,
