@@ -64,12 +64,12 @@ def prepare_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
     ``yolox/data``. Equal keys give equal prepared datasets, so prepare is skipped (state Cached). None (no
     caching) when the source cannot be resolved: the task then runs and reports why."""
     import yolox.data
-    from flows.data_version import dvc_dir_hash
     from yolox.errors import YoloxError
+    from yolox.lineage import data_version
 
     data = parameters["params"].data
     try:
-        parts = [dvc_dir_hash(p) for p in _source_paths(data)]
+        parts = [data_version(p) for p in _source_paths(data)]
     except (YoloxError, OSError):
         return None
     code = hashlib.sha256()
@@ -79,9 +79,10 @@ def prepare_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
     return "prepare-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
-def prepared_intact(data: dict[str, Any]) -> bool:
-    """A (cached) prepare result still describes what is on disk: the folder exists with that hash."""
-    from flows.data_version import dvc_dir_hash
+def prepared_intact(prepared: Any) -> bool:
+    """A (cached) :class:`yolox.pipeline.PreparedData` still describes what is on disk: the folder exists
+    with that hash."""
+    from yolox.lineage import data_version
 
-    path = Path(data["prepared_dir"])
-    return path.is_dir() and dvc_dir_hash(path) == data["data_version"]
+    path = Path(prepared.path)
+    return path.is_dir() and data_version(path) == prepared.data_version

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 YOLOX = str(Path(sys.executable).parent / "yolox")
 METRIC_KEYS = {"AP50_95", "AP50", "AP75", "APs", "APm", "APl"}
@@ -55,7 +56,9 @@ def test_eval_pth_and_onnx_give_the_same_ap(tmp_path: Path, coco128_dir: Path, a
              "--data", str(coco128_dir / "dataset.yaml"), "--split", "train", "--img-size", "416",
              "--out", str(out)], tmp_path)
         metrics = json.loads(out.read_text())
-        assert METRIC_KEYS <= set(metrics) and isinstance(metrics["per_class"], dict)
+        assert METRIC_KEYS <= set(metrics) and "per_class" not in metrics
+        per_class = json.loads(out.with_name(f"{out.stem}_per_class.json").read_text())
+        assert {"class", "AP50_95"} == set(per_class[0]) and len(per_class) > 60
         assert all(0.0 <= metrics[k] <= 1.0 for k in METRIC_KEYS)
         results[weights] = metrics
     print({k: v["AP50_95"] for k, v in results.items()})
@@ -80,3 +83,39 @@ def test_prepare_export_predict(tmp_path: Path, coco128_dir: Path, assets_dir: P
     onnx_dets = json.loads((tmp_path / "onnx" / "predictions.json").read_text())[0]["detections"]
     pth_dets = json.loads((tmp_path / "pth" / "predictions.json").read_text())[0]["detections"]
     assert [d["class_name"] for d in onnx_dets] == [d["class_name"] for d in pth_dets]
+
+
+def test_eval_a_val_only_dataset_yaml(tmp_path: Path, coco128_dir: Path, assets_dir: Path) -> None:
+    """A test set handed over as `val:` + `names:` (no `train:`), whose val folder may even be a train folder."""
+    names = yaml.safe_load((coco128_dir / "dataset.yaml").read_text())["names"]
+    (tmp_path / "test_set").mkdir()
+    (tmp_path / "test_set" / "dataset.yaml").write_text(yaml.safe_dump(
+        {"path": str(coco128_dir), "val": "images/train2017", "names": names}))
+    out = tmp_path / "m.json"
+    run(["eval", "--weights", str(assets_dir / "weights" / "yolox_nano.onnx"), "--data", "test_set/dataset.yaml",
+         "--split", "val", "--out", str(out)], tmp_path)
+    metrics = json.loads(out.read_text())
+    assert metrics["num_images"] == 128 and 0.25 < metrics["AP50_95"] < 0.45
+    proc = run(["eval", "--weights", str(assets_dir / "weights" / "yolox_nano.onnx"), "--data",
+                "test_set/dataset.yaml", "--split", "train"], tmp_path, check=False)
+    assert proc.returncode == 1 and "missing key 'train'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_export_outside_a_project_and_set_without_params(tmp_path: Path, assets_dir: Path) -> None:
+    """No prepared dataset here: the ONNX check is skipped with a notice (or asked to be, --skip-check); --set
+    works on the defaults without --params; the model's own input size is used (one rule)."""
+    weights = str(assets_dir / "weights" / "yolox_nano.pth")
+    proc = run(["export", "--model", "yolox-nano", "--weights", weights, "--out", "a.onnx",
+                "--set", "export.simplify=false"], tmp_path)
+    assert (tmp_path / "a.onnx").is_file() and "check skipped" in proc.stderr + proc.stdout
+    assert "no images at data/prepared/images" in " ".join((proc.stderr + proc.stdout).split())
+    from yolox.export.onnx_export import read_metadata
+    from yolox.meta import meta_of_onnx
+
+    props = read_metadata(tmp_path / "a.onnx")
+    meta = meta_of_onnx({k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items()})
+    assert meta is not None and meta.input_size == 416 and meta.name == "yolox-nano" and len(meta.names) == 80
+    run(["export", "--model", "yolox-nano", "--weights", weights, "--out", "b.onnx", "--skip-check",
+         "--img-size", "320"], tmp_path)
+    bad = run(["export", "--model", "yolox-nano", "--weights", weights, "--img-size", "333"], tmp_path, check=False)
+    assert bad.returncode == 1 and "multiple of 32" in bad.stderr and "Traceback" not in bad.stderr

@@ -164,6 +164,13 @@ def test_deployment_run_on_loopback(tmp_path: Path, coco128_dir: Path) -> None:
 
         state = httpx.get(f"{api}/flow_runs/{flow_run_id}", timeout=10).json()
         assert state["state_type"] == "COMPLETED"
+        # the run's logs (what the Prefect UI shows) have one line per training epoch, from the train task
+        logs_api = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}},
+                                                          "sort": "TIMESTAMP_ASC", "limit": 200}, timeout=10).json()
+        epochs = [entry["message"] for entry in logs_api if entry["message"].startswith("epoch ")]
+        assert len(epochs) == TINY["train"]["epochs"] and all(e["task_run_id"] for e in logs_api
+                                                              if e["message"].startswith("epoch ")), epochs
+        assert "ETA" in epochs[0] and not any("Accumulating evaluation" in e["message"] for e in logs_api)
         assert state["parameters"]["params_file"] == "params/ci-tiny.yaml"
         wlog = worker.output()
         assert "pipeline done" in wlog, wlog[-4000:]

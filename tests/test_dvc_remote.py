@@ -1,7 +1,7 @@
 """A DVC remote carries the exact data version a run recorded to another machine: `dvc repro` (tiny
 params) and `dvc push` to a local-directory remote, then in a fresh `git clone`: `dvc pull` restores
 data/prepared and models/model.onnx with the hashes dvc.lock names, the prepared dataset's hash is the
-`data_version` an MLflow run of the flow records (flows.data_version.dvc_dir_hash), a version can be
+`data_version` an MLflow run of the flow records (yolox.lineage.data_version), a version can be
 restored from that hash alone, `dvc repro` has nothing to do, and `dvc exp run` / `dvc metrics diff` /
 `dvc plots` work there."""
 
@@ -31,7 +31,7 @@ def lock_outs(repo: Path) -> dict[str, dict]:
 
 
 def test_push_pull_in_a_fresh_clone_and_experiments(tmp_path: Path, coco128_dir: Path) -> None:
-    from flows.data_version import dvc_dir_hash
+    from yolox.lineage import data_version as dvc_dir_hash
 
     project, clone, remote = tmp_path / "project", tmp_path / "clone", tmp_path / "dvc-remote"
     project.mkdir()
@@ -57,7 +57,7 @@ def test_push_pull_in_a_fresh_clone_and_experiments(tmp_path: Path, coco128_dir:
     out = sh(project, "dvc", "repro")
     assert "Running stage 'export'" in out
     # what the pipeline produced goes to git (dvc.lock, metrics, the plot file) and to the remote (the rest)
-    sh(project, "git", "add", "dvc.lock", "metrics.json")
+    sh(project, "git", "add", "dvc.lock", "metrics.json", "per_class.json")
     sh(project, "git", "add", "-f", "runs/train/history.csv")  # a cache: false plot under the ignored runs/
     sh(project, *GIT, "commit", "-qm", "pipeline outputs")
     pushed = sh(project, "dvc", "push")

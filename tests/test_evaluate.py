@@ -82,13 +82,17 @@ def test_metrics_keys_and_ranges(which: str, pth_result: EvalResult, onnx_result
 
 
 def test_eval_result_write(pth_result: EvalResult, tmp_path: Path) -> None:
-    path = pth_result.write(tmp_path / "sub" / "metrics.json")
+    path, per_class_path = pth_result.write(tmp_path / "sub" / "metrics.json")
     data = json.loads(path.read_text())
-    assert {"AP50_95", "AP50", "AP75", "APs", "APm", "APl", "per_class"} <= set(data)
+    assert set(data) == {"AP50_95", "AP50", "AP75", "APs", "APm", "APl", "num_images", "num_detections"}
     assert data["AP50_95"] == pytest.approx(pth_result.metrics["AP50_95"], abs=1e-6)
-    assert data["per_class"].keys() == pth_result.per_class.keys()
     assert data["num_images"] == 128
     assert list(data) == sorted(data)  # keys sorted, stable for DVC
+    assert len(path.read_text()) < 300  # `dvc metrics show` stays one short line per run
+    rows = json.loads(per_class_path.read_text())      # per-class AP in its own file, as dvc plots rows
+    assert per_class_path == tmp_path / "sub" / "metrics_per_class.json"
+    assert {r["class"] for r in rows} == pth_result.per_class.keys()
+    assert [r["AP50_95"] for r in rows] == sorted((r["AP50_95"] for r in rows), reverse=True)
 
 
 def test_class_count_mismatch_is_a_data_error(nano_onnx: Path, coco128_dataset: DetectionDataset) -> None:

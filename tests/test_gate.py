@@ -21,7 +21,7 @@ import yaml
 
 from yolox.config import GateParams, PipelineParams
 from yolox.errors import GateError
-from yolox.evaluate.gate import ModelEval, decide
+from yolox.tracking.gate import ModelEval, decide
 
 EXPERIMENT = "gate-tests"
 YOLOX = str(Path(sys.executable).parent / "yolox")
@@ -37,8 +37,8 @@ def _ev(version: str, ap: float, val_set: str = "sha256:aaaa") -> ModelEval:
 def test_decide_rules() -> None:
     gp = GateParams(min_ap=0.05, max_regression=0.01)
     first = decide("m", _ev("1", 0.30), None, True, gp)
-    assert first.promote and [r.name for r in first.rules] == ["min_ap", "max_regression", "export_check",
-                                                              "same_val_set"]
+    assert first.promote and [r.name for r in first.rules] == ["min_ap", "max_regression", "best_ever",
+                                                              "base_weights", "export_check", "same_val_set"]
     assert not decide("m", _ev("1", 0.04), None, True, gp).promote  # first model below the floor
     assert decide("m", _ev("2", 0.295), _ev("1", 0.30), True, gp).promote  # within the tolerance
     worse = decide("m", _ev("2", 0.28), _ev("1", 0.30), True, gp)
@@ -54,6 +54,53 @@ def test_decide_rules() -> None:
     assert record["decision"] == "reject" and record["champion"]["version"] == "1"
     assert {r["name"]: r["passed"] for r in record["rules"]}["max_regression"] is False
     assert worse.tags()["gate.rule.max_regression"] == "fail" and worse.tags()["gate.decision"] == "reject"
+
+
+def test_gate_cannot_drift_below_the_best_champion() -> None:
+    """Each nightly candidate within the tolerance of the current champion, but the champions slide: the
+    best-ever rule stops the slide once the total loss exceeds the tolerance (issue 10)."""
+    gp = GateParams(min_ap=0.05, max_regression=0.01)
+    best, champion, promoted = None, _ev("1", 0.4119), []
+    for v, ap in [("2", 0.4063), ("3", 0.4010), ("4", 0.3990)]:
+        if best is None or champion.ap > best["ap"]:
+            best = {"ap": champion.ap, "version": champion.version}
+        d = decide("m", _ev(v, ap), champion, True, gp, best=best)
+        assert next(r for r in d.rules if r.name == "max_regression").passed  # each step is within 0.01
+        if d.promote:
+            promoted.append(v)
+            champion = _ev(v, ap)
+        else:
+            assert [r.name for r in d.failed] == ["best_ever"]
+            assert "best champion on this val set (v1) 0.4119" in d.reason()
+    assert promoted == ["2"], "0.4010 is more than 0.01 below the best champion 0.4119"
+    assert decide("m", _ev("5", 0.4063), champion, True, GateParams(best_ever=False), best=best).promote
+
+
+def test_first_model_must_not_be_worse_than_its_base_weights() -> None:
+    gp = GateParams(min_ap=0.05, max_regression=0.01)
+    worse = decide("m", _ev("1", 0.323), None, True, gp, base=_ev(None, 0.336))   # the quickstart's numbers
+    assert not worse.promote and [r.name for r in worse.failed] == ["base_weights"]
+    assert "the base weights it was trained from 0.3360" in worse.reason()
+    record = worse.to_json()
+    assert record["base"]["metrics"]["AP50_95"] == 0.336 and record["promoted"] is False
+    assert decide("m", _ev("1", 0.330), None, True, gp, base=_ev(None, 0.336)).promote     # within 0.01
+    new_classes = decide("m", _ev("1", 0.2), None, True, gp, base_note="base predicts 80 classes, val has 3")
+    assert new_classes.promote and "80 classes" in next(r.detail for r in new_classes.rules if r.name == "base_weights")
+    assert "base_weights" not in [r.name for r in decide("m", _ev("2", 0.2), _ev("1", 0.2), True, gp).rules]
+
+
+def test_per_class_rule() -> None:
+    gp = GateParams(min_ap=0.05, max_regression=0.05, per_class_min_boxes=10, per_class_max_drop=0.05)
+
+    def ev(version: str, ap: float, per_class: dict[str, float]) -> ModelEval:
+        return ModelEval(version, {"AP50_95": ap}, "sha256:aaaa", None, 26, per_class,
+                         {"person": 120, "dog": 12, "kite": 3})
+
+    champion = ev("1", 0.40, {"person": 0.50, "dog": 0.40, "kite": 0.30})
+    ok = decide("m", ev("2", 0.40, {"person": 0.52, "dog": 0.36, "kite": 0.0}), champion, True, gp)
+    assert ok.promote, ok.reason()           # kite lost 0.30 but has only 3 val boxes; dog lost 0.04 <= 0.05
+    bad = decide("m", ev("2", 0.41, {"person": 0.60, "dog": 0.30, "kite": 0.30}), champion, True, gp)
+    assert [r.name for r in bad.failed] == ["per_class"] and "dog 0.4000 -> 0.3000" in bad.reason()
 
 
 def test_confusion_matrix_counts() -> None:
@@ -156,7 +203,7 @@ def _assert_consistent_history(name: str) -> list:
 def test_first_model_is_promoted_if_above_floor(store: Path, prepared: Path, onnx_models: dict[str, Path]) -> None:
     import mlflow
 
-    from yolox.evaluate.gate import run_gate
+    from yolox.tracking.gate import run_gate
     from yolox.tracking.registry import version_info
 
     v1 = _register("first", onnx_models["good"], prepared)
@@ -178,7 +225,7 @@ def test_first_model_is_promoted_if_above_floor(store: Path, prepared: Path, onn
 
 
 def test_worse_rejected_better_promoted(store: Path, prepared: Path, onnx_models: dict[str, Path]) -> None:
-    from yolox.evaluate.gate import run_gate
+    from yolox.tracking.gate import run_gate
     from yolox.tracking.registry import promote, version_info
 
     params = _params(store, prepared, "gated")
@@ -186,7 +233,8 @@ def test_worse_rejected_better_promoted(store: Path, prepared: Path, onnx_models
     assert run_gate(params).promote
     v2 = _register("gated", onnx_models["worse"], prepared)
     worse = run_gate(params)
-    assert not worse.promote and [r.name for r in worse.failed] == ["max_regression"]
+    assert not worse.promote and [r.name for r in worse.failed] == ["max_regression", "best_ever"]
+    assert worse.best == {"ap": pytest.approx(worse.champion.ap, abs=1e-6), "version": v1}
     assert worse.champion.version == v1 and worse.champion.val_set == worse.candidate.val_set
     assert worse.champion.ap - worse.candidate.ap > 0.05
     assert _champion("gated") == v1, "a rejected candidate must leave the champion where it was"

@@ -1,11 +1,12 @@
-"""End to end: `yolox pipeline` (the Prefect flow train-yolox) on coco128 with tiny params, then what a
-person finds in MLflow: the run with params, per-epoch and AP metrics, plots, tags, and a registered
-model version with the `challenger` alias, gated against the current champion.
+"""End to end: the pipeline on coco128 with tiny params, run both ways it is composed (the Prefect flow
+train-yolox, then `yolox pipeline`: the same stage functions, yolox/pipeline.py), then what a person finds in
+MLflow: the run with params, per-epoch and AP metrics, plots, tags, and a registered model version with the
+`challenger` alias, gated against the current champion.
 
 The store starts with a champion (the authors' nano exported at 320 px: weaker on the val set than the
 fine-tuned 416 px candidate), so the flow evaluates it on its own prepared val set, promotes the
-candidate and records the decision. A second run with an unreachable AP floor is rejected: the flow
-still completes and the new version stays `challenger`."""
+candidate and records the decision. A second run (`yolox pipeline`, no Prefect) with an unreachable AP floor
+is rejected: it still completes and the new version stays `challenger`."""
 
 from __future__ import annotations
 
@@ -63,16 +64,30 @@ def _register_champion(tmp_path: Path, nano_pth: Path, coco128_dir: Path) -> str
     return mv.version
 
 
-def _pipeline(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+def _pipeline(tmp_path: Path, *overrides: str, prefect: bool = False) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / ".prefect"), "MLFLOW_TRACKING_URI": "",
            "COLUMNS": "200"}
     env.pop("MLFLOW_TRACKING_URI")
-    args = [a for o in overrides for a in ("--set", o)]
-    proc = subprocess.run([str(Path(sys.executable).parent / "yolox"), "pipeline", "--params", "params.yaml", *args],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+    if prefect:  # the flow, on Prefect's ephemeral API
+        cmd = [sys.executable, "-m", "flows.train_yolox", "params.yaml", *overrides]
+    else:
+        cmd = [str(Path(sys.executable).parent / "yolox"), "pipeline", "--params", "params.yaml",
+               *[a for o in overrides for a in ("--set", o)]]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Completed" in proc.stdout + proc.stderr
+    if prefect:
+        assert "Completed" in proc.stdout + proc.stderr
     return proc
+
+
+def _task_logs(tmp_path: Path, task: str) -> list[str]:
+    """The log messages Prefect recorded for task runs named ``task-*`` (what its UI shows)."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / ".prefect" / "prefect.db") as db:
+        rows = db.execute("SELECT log.message FROM log JOIN task_run ON log.task_run_id = task_run.id "
+                          "WHERE task_run.name LIKE ? ORDER BY log.timestamp", (f"{task}-%",)).fetchall()
+    return [r[0] for r in rows]
 
 
 def _markdown_artifacts(tmp_path: Path) -> list[tuple[str, str]]:
@@ -86,7 +101,11 @@ def _markdown_artifacts(tmp_path: Path) -> list[tuple[str, str]]:
 def test_pipeline_end_to_end(tmp_path: Path, coco128_dir: Path, nano_pth: Path) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
     champion = _register_champion(tmp_path, nano_pth, coco128_dir)
-    _pipeline(tmp_path)
+    proc = _pipeline(tmp_path, prefect=True)
+    assert "pycocotools" not in proc.stdout + proc.stderr and "Accumulating evaluation" not in proc.stdout
+    epoch_lines = [m for m in _task_logs(tmp_path, "train") if m.startswith("epoch ")]
+    assert [m.split()[1] for m in epoch_lines] == ["1/2", "2/2"], epoch_lines   # one line per epoch, in the UI
+    assert "train/total_loss=" in epoch_lines[0] and "ETA" in epoch_lines[0] and "val/AP50_95=" in epoch_lines[1]
 
     import mlflow
     from mlflow import MlflowClient
@@ -101,13 +120,19 @@ def test_pipeline_end_to_end(tmp_path: Path, coco128_dir: Path, nano_pth: Path) 
     assert run.data.params["train.epochs"] == "2" and run.data.params["model.name"] == "yolox-nano"
     assert run.data.tags["data_version"].endswith(".dir") and run.data.tags["git_commit"]
     assert run.data.tags["model"] == "yolox-nano" and run.data.tags["input_size"] == "416"
-    assert run.data.tags["git_commit"] != "unknown" and run.info.run_name.startswith("yolox-nano-")
+    assert run.data.tags["git_commit"] != "unknown" and run.info.run_name.split()[1:] == [
+        "yolox-nano", run.data.tags["data_version"][:8]]                 # time first: what differs between runs
+    from yolox.lineage import data_version
+
+    assert run.data.tags["data_version"] == data_version(tmp_path / "data" / "prepared")
     assert 0.0 <= run.data.metrics["eval/AP50_95"] <= 1.0
     history = client.get_metric_history(run.info.run_id, "train/total_loss")
     assert [m.step for m in history] == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"checkpoint", "onnx", "metrics", "data", "plots", "gate"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "data")] == ["data/report.json"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "metrics")} == {"metrics/metrics.json",
+                                                                                  "metrics/per_class.json"}
     assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
         f"plots/{n}" for n in ("training_curves.png", "pr_curves.png", "per_class_ap.png", "val_detections.png",
                                "confusion_matrix.png", "confusion_matrix.json")}
@@ -124,7 +149,9 @@ def test_pipeline_end_to_end(tmp_path: Path, coco128_dir: Path, nano_pth: Path) 
     assert decision["champion"]["val_set"] == decision["candidate"]["val_set"]
     assert decision["champion"]["data_version"] == run.data.tags["data_version"]
     assert abs(decision["candidate"]["metrics"]["AP50_95"] - run.data.metrics["eval/AP50_95"]) < 0.01
-    assert [r["name"] for r in decision["rules"]] == ["min_ap", "max_regression", "export_check", "same_val_set"]
+    assert [r["name"] for r in decision["rules"]] == ["min_ap", "max_regression", "best_ever", "export_check",
+                                                      "same_val_set"]
+    assert decision["promoted"] is True and decision["best_ever"]["version"] == champion
     assert str(client.get_model_version_by_alias("yolox-e2e", "champion").version) == str(version.version)
     assert version.tags["previous_champion"] == champion and version.tags["gate.decision"] == "promote"
     assert version.tags["gate.rule.max_regression"] == "pass" and version.tags["export_check"] == "passed"
@@ -142,11 +169,18 @@ def test_pipeline_end_to_end(tmp_path: Path, coco128_dir: Path, nano_pth: Path) 
     assert list(out.columns)[:6] == ["image", "x0", "y0", "x1", "y1", "score"]
     assert len(out) > 0 and (out["image"] == 0).all()
 
-    # a second run under an AP floor it cannot reach: rejected, the flow still completes, champion unchanged
-    _pipeline(tmp_path, "gate.min_ap=0.99", "train.epochs=1", "train.no_aug_epochs=0", "train.max_iters_per_epoch=1")
+    # a second run, `yolox pipeline` (the same stages without Prefect), under an AP floor it cannot reach:
+    # rejected, it still completes, champion unchanged
+    out = _pipeline(tmp_path, "gate.min_ap=0.99", "train.epochs=1", "train.no_aug_epochs=0",
+                    "train.max_iters_per_epoch=1").stdout
+    summary = json.loads(out[out.index("{"):])
+    assert summary["promoted"] is False and summary["alias"] == "challenger"
     latest = client.get_model_version_by_alias("yolox-e2e", "challenger")
     assert int(latest.version) == int(version.version) + 1
     assert str(client.get_model_version_by_alias("yolox-e2e", "champion").version) == str(version.version)
     assert latest.tags["gate.decision"] == "reject" and latest.tags["gate.rule.min_ap"] == "fail"
     assert latest.tags["gate.champion_version"] == str(version.version)
-    assert [k for k, _ in _markdown_artifacts(tmp_path)] == ["gate-decision", "gate-decision"]
+    assert [k for k, _ in _markdown_artifacts(tmp_path)] == ["gate-decision"]      # the second run had no Prefect
+    second = client.search_runs([exp.experiment_id], f"tags.registered_version = '{latest.version}'")[0]
+    assert second.info.status == "FINISHED" and "prefect_flow_run" not in second.data.tags
+    assert second.data.tags["data_version"] == run.data.tags["data_version"]

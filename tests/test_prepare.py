@@ -111,6 +111,24 @@ def test_output_is_deterministic_and_replaced_whole(prepared: PrepareResult, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no .tmp-/.old- folders left
 
 
+def test_same_data_same_version_whatever_the_source_spelling(prepared: PrepareResult, coco128_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """By name (`yolox pipeline`: coco128 from the mirror) or as a copied folder (`dvc repro`: data/raw), at any
+    output path: the same bytes, so the same DVC hash (the run's data_version names a dvc.lock entry)."""
+    import shutil
+
+    from yolox.lineage import data_version
+
+    raw = tmp_path / "data" / "raw"
+    shutil.copytree(coco128_dir, raw)
+    copied = prepare_dataset(DataParams(source=str(raw), prepared_dir="elsewhere"), tmp_path / "other" / "prepared")
+    report = _read_json(copied.report_path)
+    assert "source" not in report and "prepared_dir" not in report["params"] and str(tmp_path) not in json.dumps(report)
+    for rel in ("annotations/train.json", "annotations/val.json", "dataset.yaml", "report.json"):
+        assert (copied.out_dir / rel).read_bytes() == (prepared.out_dir / rel).read_bytes(), rel
+    assert data_version(copied.out_dir) == data_version(prepared.out_dir)
+
+
 def test_val_fraction_and_seed(coco128_dir: Path, tmp_path: Path) -> None:
     source = str(coco128_dir)
     half = prepare_dataset(DataParams(source=source, val_fraction=0.5, split_seed=3), tmp_path / "a")

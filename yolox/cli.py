@@ -7,7 +7,7 @@
     yolox predict  --weights FILE --source IMAGE_OR_DIR --out DIR
     yolox gate     --params FILE [--candidate-version N] [--dry-run]   (exit 1 when rejected)
     yolox promote  --params FILE --version N | --rollback
-    yolox pipeline --params FILE                        (the Prefect flow ``train-yolox``)
+    yolox pipeline --params FILE                        (the stages of the Prefect flow ``train-yolox``)
     yolox augment-preview --params FILE --out FILE.png
 
 Each stage command also takes ``--params FILE`` and then defaults its paths from it (how ``dvc.yaml``
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,41 +45,9 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _params(path: Path | None, overrides: list[str] | None = None) -> Any:
-    from yolox.config import PipelineParams, load_params
+    from yolox.config import params_from
 
-    if path is None:
-        if overrides:
-            raise ConfigError("--set needs --params")
-        return PipelineParams()
-    return load_params(path, overrides)
-
-
-def _torch_model(weights: str, model_name: str | None) -> tuple[Any, list[str], int, str]:
-    """(model in eval mode, class names, input size, model name) from a project or authors' checkpoint."""
-    import torch
-
-    from yolox.assets import resolve_weights
-    from yolox.data.coco_classes import COCO_CLASSES
-    from yolox.models import build_model, get_variant, load_weights
-    from yolox.models.checkpoint import read_state_dict
-
-    path = resolve_weights(weights)
-    meta: dict[str, Any] = {}
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(raw, dict):
-            meta = {k: raw[k] for k in ("model_name", "names", "input_size") if k in raw}
-    except Exception as err:  # noqa: BLE001 - read_state_dict below reports unreadable files
-        logging.getLogger("yolox").debug("%s: no project metadata (%s)", path, err)
-    name = model_name or meta.get("model_name")
-    if name is None:
-        raise ConfigError(f"{path}: say which model it is with --model (e.g. yolox-nano)")
-    state = read_state_dict(path)
-    nc = int(state["head.cls_preds.0.weight"].shape[0]) if "head.cls_preds.0.weight" in state else 80
-    names = list(meta.get("names") or (COCO_CLASSES if nc == 80 else [f"class_{i}" for i in range(nc)]))
-    model = build_model(name, nc)
-    load_weights(model, path)
-    return model.eval(), names, int(meta.get("input_size") or get_variant(name).input_size), name
+    return params_from(path, overrides)
 
 
 @app.callback()
@@ -111,19 +78,20 @@ def prepare(
     set_: SetOpt = None,
 ) -> None:
     """Validate a dataset and write it as a clean, versioned COCO-format dataset with a report."""
-    from yolox.data.prepare import prepare_dataset
+    from yolox.pipeline import prepare as prepare_stage
 
     p = _params(params, set_)
-    data_params = p.data.model_copy(update={k: v for k, v in {"source": data, "images": images}.items() if v})
-    result = prepare_dataset(data_params, out)
-    table = Table(title=f"prepared {data_params.source} -> {result.out_dir}")
+    p = p.model_copy(update={"data": p.data.model_copy(
+        update={k: v for k, v in {"source": data, "images": images}.items() if v})})
+    result = prepare_stage(p, out)
+    table = Table(title=f"prepared {p.data.source} -> {result.path}")
     for col in ("split", "images", "boxes"):
         table.add_column(col)
-    table.add_row("train", str(result.num_train_images), str(result.num_train_boxes))
-    table.add_row("val", str(result.num_val_images), str(result.num_val_boxes))
-    table.add_row("skipped", str(result.num_skipped_images), str(result.num_skipped_boxes))
+    table.add_row("train", str(result.train_images), str(result.train_boxes))
+    table.add_row("val", str(result.val_images), str(result.val_boxes))
+    table.add_row("skipped", str(result.skipped_images), str(result.skipped_boxes))
     console.print(table)
-    console.print(f"report: {result.report_path}")
+    console.print(f"report: {result.report}; data version {result.data_version}")
 
 
 @app.command()
@@ -135,10 +103,10 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from <out>/last.pth.")] = False,
 ) -> None:
     """Train YOLOX (fine-tune from model.weights) on a prepared dataset; writes <out>/last.pth each epoch."""
-    from yolox.train.trainer import train as run_train
+    from yolox.pipeline import train as train_stage
 
     p = _params(params, set_)
-    result = run_train(p, prepared or p.data.prepared_dir, out, resume=resume)
+    result = train_stage(p, prepared, out, resume=resume)
     if result.history:
         console.print(f"trained {result.epochs} epochs in {result.seconds:.0f} s: {result.checkpoint}")
 
@@ -152,33 +120,22 @@ def eval_(
     images: Annotated[str | None, typer.Option(help="Image folder of a COCO json.")] = None,
     img_size: Annotated[int | None, typer.Option("--img-size", help="Input side (pixels).")] = None,
     out: Annotated[Path | None, typer.Option(help="metrics.json to write.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Also write the PR curves, per-class AP, confusion matrix "
+                                               "and example detections as PNG files into this folder.")] = None,
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """COCO AP (pycocotools) of a .pth or .onnx model on a dataset; writes metrics.json."""
-    from yolox.data.prepare import load_dataset
-    from yolox.evaluate.coco_eval import evaluate
-    from yolox.inference import OnnxBackend, TorchBackend
+    from yolox.pipeline import evaluate
 
     p = _params(params, set_)
-    from yolox.assets import resolve_weights
-
-    weights = str(resolve_weights(weights or str(Path(p.train.output_dir) / "last.pth")))
-    dataset = load_dataset(data or p.data.prepared_dir, split, images)
-    if weights.endswith(".onnx"):
-        backend: Any = OnnxBackend(weights)
-        size = img_size or int(backend.metadata.get("input_size", p.model.input_size))
-    else:
-        net, _names, size0, _ = _torch_model(weights, model)
-        backend, size = TorchBackend(net), img_size or p.eval.img_size or size0
-    result = evaluate(backend, dataset, size, p.eval)
-    path = result.write(out or p.eval.metrics_path)
-    table = Table(title=f"{Path(weights).name} on {data or p.data.prepared_dir} ({split}, {size}px)")
+    result = evaluate(p, weights, data, split, images, img_size, model, out, plots_dir=plots)
+    table = Table(title=f"{Path(result.weights).name} on {data or p.data.prepared_dir} ({split}, {result.img_size}px)")
     for k in result.metrics:
         table.add_column(k)
     table.add_row(*(f"{v:.4f}" for v in result.metrics.values()))
     console.print(table)
-    console.print(f"metrics: {path}")
+    console.print(f"metrics: {result.metrics_path} (per class: {result.per_class_path})")
 
 
 @app.command()
@@ -187,30 +144,24 @@ def export(
     model: Annotated[str | None, typer.Option(help="Model name (e.g. yolox-nano).")] = None,
     img_size: Annotated[int | None, typer.Option("--img-size", help="Input side (pixels).")] = None,
     out: Annotated[Path | None, typer.Option(help="The .onnx to write.")] = None,
-    check_images: Annotated[Path | None, typer.Option(help="Folder of real images for the ONNX check.")] = None,
+    check_images: Annotated[Path | None, typer.Option(
+        help="Folder of real images for the ONNX check (default: the prepared dataset's, when there is one).")] = None,
+    skip_check: Annotated[bool, typer.Option("--skip-check", help="Do not compare ONNX with PyTorch.")] = False,
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Export to ONNX and check it against PyTorch with ONNX Runtime (TensorRT too on a CUDA machine)."""
     from yolox.errors import ExportError
-    from yolox.export.onnx_export import check_onnx, export_onnx
-    from yolox.export.tensorrt import build_engine
-    from yolox.predict import list_images
+    from yolox.pipeline import export as export_stage
 
     p = _params(params, set_)
-    net, names, size0, name = _torch_model(weights or str(Path(p.train.output_dir) / "last.pth"), model)
-    size = img_size or (p.model.input_size if params else size0)
-    out = out or Path(p.export.onnx_path)
-    folder = check_images or Path(p.data.prepared_dir) / "images"
-    if not folder.is_dir():
-        raise ConfigError(f"no images for the export check at {folder}: pass --check-images DIR")
-    path = export_onnx(net, out, size, names, name, p.export.opset, p.export.dynamic_batch, p.export.simplify)
-    check = check_onnx(net, path, list_images(folder)[: p.export.check_images], size, p.export.max_abs_diff)
-    console.print(f"{path}: max |onnx - torch| = {check.max_abs_diff:.2e} on {check.num_check_images} images")
-    if not check.passed:
-        raise ExportError(f"{path} differs from PyTorch by {check.max_abs_diff:.3g} > {p.export.max_abs_diff}")
-    if p.export.tensorrt:
-        build_engine(path, path.with_suffix(".engine"), size)
+    result = export_stage(p, weights, out, img_size, model, check_images, check=not skip_check)
+    if result.check == "skipped":
+        console.print(f"{result.onnx} ({result.meta.input_size}px): ONNX check skipped", highlight=False)
+        return
+    console.print(f"{result.onnx}: max |onnx - torch| = {result.max_abs_diff:.2e} on {result.num_check_images} images")
+    if not result.passed:
+        raise ExportError(f"{result.onnx} differs from PyTorch by {result.max_abs_diff:.3g} > {p.export.max_abs_diff}")
 
 
 @app.command()
@@ -220,24 +171,20 @@ def predict(
     out: Annotated[Path, typer.Option(help="Output folder (drawn images + predictions.json).")],
     model: Annotated[str | None, typer.Option(help="Model name for an authors' .pth.")] = None,
     img_size: Annotated[int | None, typer.Option("--img-size")] = None,
-    conf: Annotated[float, typer.Option(help="Score threshold.")] = 0.25,
-    nms: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.45,
+    conf: Annotated[float | None, typer.Option(help="Score threshold (default: serve.conf_thresh).")] = None,
+    nms: Annotated[float | None, typer.Option(help="NMS IoU threshold (default: serve.nms_thresh).")] = None,
+    params: ParamsOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Detect objects in images: drawn boxes and a JSON of detections."""
-    from yolox.inference import OnnxBackend, TorchBackend
+    from yolox.pipeline import load_model, model_input_size
     from yolox.predict import predict as run_predict
 
-    if weights.endswith(".onnx"):
-        from yolox.export.onnx_export import read_metadata
-
-        backend: Any = OnnxBackend(weights)
-        meta = read_metadata(weights)
-        names = list(meta.get("names") or [f"class_{i}" for i in range(backend.num_classes)])
-        size = img_size or int(meta.get("input_size", 416))
-    else:
-        net, names, size0, _ = _torch_model(weights, model)
-        backend, size = TorchBackend(net), img_size or size0
-    result = run_predict(backend, source, out, names, size, conf, nms)
+    p = _params(params, set_)
+    backend, meta = load_model(weights, model)
+    size = model_input_size(meta, img_size)
+    result = run_predict(backend, source, out, list(meta.names), size, p.serve.conf_thresh if conf is None else conf,
+                         p.serve.nms_thresh if nms is None else nms, p.serve.max_det)
     console.print(f"{result.detections} detections on {result.images} images -> {result.out_dir} ({result.json_path.name})")
 
 
@@ -266,10 +213,10 @@ def gate(
 ) -> None:
     """Gate a candidate against the champion (both evaluated on the prepared val set); promote it if it passes, exit 1 if not."""
     from yolox.errors import GateError
-    from yolox.evaluate.gate import run_gate
+    from yolox.pipeline import gate as gate_stage
 
     p = _params(params, set_)
-    decision = run_gate(p, candidate_version, prepared, dry_run)
+    decision = gate_stage(p, candidate_version, prepared, dry_run=dry_run)
     Console().print(_decision_table(decision))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -310,15 +257,12 @@ def promote(
 
 @app.command()
 def pipeline(params: ParamsOpt = Path("params/default.yaml"), set_: SetOpt = None) -> None:
-    """Run the whole pipeline (Prefect flow train-yolox): prepare -> train -> evaluate -> export -> register -> gate."""
-    _params(params, set_)  # validate before starting Prefect
-    os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    sys.path.insert(0, str(Path.cwd()))
-    from flows.train_yolox import train_yolox
+    """Run the whole pipeline in this process: prepare -> train -> evaluate -> export -> register -> gate
+    (the same stages the Prefect flow train-yolox runs as tasks: python -m flows.train_yolox)."""
+    from yolox.pipeline import run_pipeline
 
-    summary = train_yolox(params_file=str(params), overrides=list(set_ or []))
-    console.print_json(json.dumps(summary))
+    result = run_pipeline(_params(params, set_))
+    console.print_json(json.dumps(result.summary()))
 
 
 @app.command("augment-preview")

@@ -133,7 +133,17 @@ class EvalParams(_Params):
     max_det: int = Field(100, ge=1, description="Detections per image given to COCOeval.")
     batch_size: int = Field(8, ge=1)
     img_size: int | None = Field(None, ge=32, multiple_of=32, description="Default: model.input_size.")
-    metrics_path: str = Field("metrics.json", description="DVC metrics file written by evaluate.")
+    metrics_path: str = Field("metrics.json", description="DVC metrics file written by evaluate (headline APs).")
+    per_class_path: str = Field("per_class.json", description="AP50:95 per class, written beside the metrics.")
+
+
+class ServeParams(_Params):
+    """Thresholds of served detections: the registered model's defaults and ``yolox predict``'s (a request or
+    a flag may override them). Evaluation uses :class:`EvalParams`' (the authors' protocol) instead."""
+
+    conf_thresh: float = Field(0.25, ge=0.0, le=1.0, description="Keep detections with score >= this.")
+    nms_thresh: float = Field(0.45, gt=0.0, le=1.0, description="Class-aware NMS IoU threshold.")
+    max_det: int = Field(100, ge=1, description="At most this many detections per image.")
 
 
 class ExportParams(_Params):
@@ -164,6 +174,20 @@ class GateParams(_Params):
         0.005, ge=0.0, le=1.0, description="Largest allowed AP50:95 drop below the champion (fraction)."
     )
     require_export_check: bool = True
+    best_ever: bool = Field(
+        True, description="Also reject a candidate more than max_regression below the best AP50:95 any champion "
+        "reached on the same val set (recorded in the registry), so repeated small losses cannot add up."
+    )
+    base_check: bool = Field(
+        True, description="With no champion yet, reject a candidate more than max_regression below the weights it "
+        "started from (model.weights), evaluated on the same val set in the same run (when they predict the "
+        "same classes)."
+    )
+    per_class_min_boxes: int | None = Field(
+        None, ge=1, description="Per-class rule: classes with at least this many val boxes may lose at most "
+        "per_class_max_drop AP50:95 against the champion (or the base weights); null = off."
+    )
+    per_class_max_drop: float = Field(0.05, ge=0.0, le=1.0, description="See per_class_min_boxes (fraction).")
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
 
@@ -177,6 +201,7 @@ class PipelineParams(_Params):
     train: TrainParams = TrainParams()
     eval: EvalParams = EvalParams()
     export: ExportParams = ExportParams()
+    serve: ServeParams = ServeParams()
     tracking: TrackingParams = TrackingParams()
     gate: GateParams = GateParams()
 
@@ -242,6 +267,21 @@ def load_params(path: str | Path, overrides: list[str] | None = None) -> Pipelin
     for item in overrides or []:
         apply_override(raw, item)
     return parse_params(raw, str(path))
+
+
+def params_from(path: str | Path | None, overrides: list[str] | None = None) -> PipelineParams:
+    """:func:`load_params` of ``path``, or, without a file, the defaults with ``overrides`` applied
+    (``yolox train --set train.epochs=3`` works without ``--params``).
+
+    Raises:
+        ConfigError: see :func:`load_params`.
+    """
+    if path is not None:
+        return load_params(path, overrides)
+    raw: dict[str, Any] = {}
+    for item in overrides or []:
+        apply_override(raw, item)
+    return parse_params(raw, "--set")
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from yolox.errors import CheckpointError, ConfigError
+from yolox.meta import STRIDES, meta_of_onnx
 from yolox.models import InferenceModel, build_model, load_weights
 from yolox.ops.decode import decode_outputs
 from yolox.ops.letterbox import letterbox
@@ -50,7 +51,7 @@ class OnnxBackend:
     """An exported model run by ONNX Runtime (CPU, or CUDA when available). Models with a fixed batch
     dimension (such as the authors' release, batch 1) are fed one image at a time."""
 
-    strides = (8, 16, 32)
+    strides = STRIDES
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -69,6 +70,10 @@ class OnnxBackend:
         out = self.session.get_outputs()[0]
         self.num_classes = int(out.shape[-1]) - 5
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.meta = meta_of_onnx(self.metadata)
+        """The model's :class:`~yolox.meta.ModelMeta`, or None for an ONNX file without it (the authors')."""
+        if self.meta is not None:
+            self.strides = self.meta.strides
 
     def __call__(self, images: np.ndarray) -> torch.Tensor:
         if self.fixed_batch == 1 and images.shape[0] != 1:

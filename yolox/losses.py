@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from yolox.assign import Assignment, simota_assign
+from yolox.meta import STRIDES
 from yolox.models.head import anchor_points
 from yolox.ops.boxes import iou_cxcywh
+from yolox.ops.decode import decode_boxes
 
 REG_WEIGHT = 5.0
 
@@ -42,7 +44,7 @@ class LossOutput:
 
 
 def yolox_loss(raw: torch.Tensor, targets: torch.Tensor, num_targets: torch.Tensor,
-               input_hw: tuple[int, int], strides: tuple[int, ...] = (8, 16, 32),
+               input_hw: tuple[int, int], strides: tuple[int, ...] = STRIDES,
                use_l1: bool = False) -> LossOutput:
     """Assign with SimOTA and compute the YOLOX loss for one batch.
 
@@ -62,9 +64,7 @@ def yolox_loss(raw: torch.Tensor, targets: torch.Tensor, num_targets: torch.Tens
     B, A = raw.shape[:2]
     G = targets.shape[1]
     grid, stride = anchor_points(input_hw, strides, raw.device, raw.dtype)
-    xy = (raw[..., :2] + grid) * stride[:, None]
-    wh = torch.exp(raw[..., 2:4]) * stride[:, None]
-    pred_boxes = torch.cat([xy, wh], dim=-1)                       # (B, A, 4) cxcywh pixels
+    pred_boxes = decode_boxes(raw[..., :4], grid, stride)          # (B, A, 4) cxcywh pixels
     obj_logits = raw[..., 4]
     cls_logits = raw[..., 5:]
 

@@ -9,10 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from yolox.config import ServeParams
 from yolox.errors import DataError
 from yolox.inference import Backend, detect
 from yolox.ops.nms import Detections
 
+SERVE = ServeParams()  # the default thresholds (yolox.config owns them)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -49,7 +51,8 @@ def draw(img: np.ndarray, det: Detections, names: list[str]) -> np.ndarray:
 
 
 def predict(backend: Backend, source: str | Path, out_dir: str | Path, names: list[str], img_size: int,
-            conf_thresh: float = 0.25, nms_thresh: float = 0.45, max_det: int = 100) -> PredictResult:
+            conf_thresh: float = SERVE.conf_thresh, nms_thresh: float = SERVE.nms_thresh,
+            max_det: int = SERVE.max_det) -> PredictResult:
     """Detect on every image of ``source``; write ``<out_dir>/<image name>`` with boxes drawn and
     ``<out_dir>/predictions.json`` (per image: boxes xyxy original pixels, score, class id and name).
 

@@ -37,6 +37,9 @@ from yolox.errors import ConfigError, DataError
 log = logging.getLogger("yolox.data")
 
 DUPLICATE_FILE_NAME = "duplicate file name"
+SOURCE_FIELDS = ("source", "images", "val_source", "prepared_dir")
+"""Data params that say WHERE the data is, not what it is: left out of ``report.json``, so the prepared bytes
+(and their DVC hash, the run's ``data_version``) are the same whichever path or name prepared them."""
 
 
 @dataclass(frozen=True)
@@ -115,16 +118,17 @@ def is_coco_json(path: Path) -> bool:
     return path.suffix.lower() == ".json"
 
 
-def read_source(path: Path, images: str | None = None) -> tuple[RawDataset, list[Issue]]:
+def read_source(path: Path, images: str | None = None, only: str | None = None) -> tuple[RawDataset, list[Issue]]:
     """Read a resolved source: a ``.json`` file as COCO (images in ``images``, default the json's
-    folder), anything else as YOLO (``images`` is not used).
+    folder), anything else as YOLO (``images`` is not used; ``only``: read just that split, see
+    :func:`yolox.data.readers.read_yolo`).
 
     Raises:
         DataError: the source cannot be read at all.
     """
     if is_coco_json(path):
         return read_coco(path, Path(images) if images else None)
-    return read_yolo(path)
+    return read_yolo(path, only)
 
 
 def _read_val_source(
@@ -245,10 +249,8 @@ def build_report(
         entry["items"] += 1
         entry["boxes"] += issue.boxes
     return {
-        "source": params.source,
-        "val_source": params.val_source,
         "split": method,
-        "params": params.model_dump(mode="json"),
+        "params": {k: v for k, v in params.model_dump(mode="json").items() if k not in SOURCE_FIELDS},
         "counts": {
             "train": _split_counts(train),
             "val": _split_counts(val),
@@ -400,10 +402,14 @@ def load_dataset(source: str | Path, split: str = "val", images: str | None = No
         AssetError: not a path nor a known name. DataError: unreadable, or ``split`` not in the source.
     """
     path = resolve_dataset(str(source))
-    if path.is_dir() and (path / "annotations" / f"{split}.json").is_file():
+    if path.is_dir() and (path / "annotations").is_dir() and (path / "dataset.yaml").is_file():  # prepared
+        have = sorted(p.stem for p in (path / "annotations").glob("*.json"))
+        if split not in have:
+            raise DataError(f"{path} is a prepared dataset with the splits {', '.join(have)}: no {split!r} split "
+                            "(use --split " + " or --split ".join(have) + ")")
         return load_prepared(path, split)
     params = params or DataParams(source=str(source))
-    raw, issues = read_source(path, images)
+    raw, issues = read_source(path, images, None if is_coco_json(path) else split)
     if is_coco_json(path) and split not in raw.splits:
         split = next(iter(raw.splits))  # a COCO json holds one split, whatever its name
     if split not in raw.splits:

@@ -152,7 +152,7 @@ def category_ids_for(names: list[str]) -> list[int]:
 # ----------------------------------------------------------------------------------------- YOLO
 
 
-def read_yolo(source: Path) -> tuple[RawDataset, list[Issue]]:
+def read_yolo(source: Path, only: str | None = None) -> tuple[RawDataset, list[Issue]]:
     """Read a YOLO dataset: ``dataset.yaml`` + ``images/<split>/*`` + ``labels/<split>/*.txt``.
 
     ``dataset.yaml`` keys: ``path`` (dataset root, relative to the yaml's folder; default the yaml's
@@ -164,9 +164,13 @@ def read_yolo(source: Path) -> tuple[RawDataset, list[Issue]]:
 
     Args:
         source: the ``dataset.yaml`` file or the folder holding it.
+        only: read just this split (e.g. ``"val"`` of a val-only ``dataset.yaml`` handed over as a test
+            set: ``val`` + ``names``, no ``train``), as it is, even when it is the train folder. Default:
+            ``train`` (required) and ``val`` when the yaml names a different folder (training on the val
+            images would make the val AP meaningless, so a ``val`` equal to ``train`` is dropped with a note).
 
     Returns:
-        The raw dataset (``train``, and ``val`` when the yaml names a different folder) and the
+        The raw dataset (``train``, and ``val`` when the yaml names a different folder; or just ``only``) and the
         issues met while reading (bad label lines, label files without an image, unreadable images).
 
     Raises:
@@ -179,6 +183,13 @@ def read_yolo(source: Path) -> tuple[RawDataset, list[Issue]]:
     names = _parse_names(spec.get("names"), yaml_path)
     issues: list[Issue] = []
     notes: Counter[str] = Counter()
+    if only is not None:
+        dirs = _split_dirs(spec, only, root, yaml_path)
+        split = _read_yolo_split(dirs, root, issues, notes)
+        if not split and not _has_image_issue(issues):
+            raise DataError(f"{yaml_path}: no images ({'/'.join(IMAGE_SUFFIXES)}) found in "
+                            + ", ".join(str(d) for d in dirs))
+        return RawDataset(names, category_ids_for(names), {only: split}, notes), issues
     train_dirs = _split_dirs(spec, "train", root, yaml_path)
     splits = {"train": _read_yolo_split(train_dirs, root, issues, notes)}
     if spec.get("val"):

@@ -53,17 +53,25 @@ class EvalResult:
     detections: dict[int, Detections] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``metrics.json`` content: the six AP keys, ``per_class``, and counts."""
+        """The ``metrics.json`` content: the six AP keys and counts (headline only: ``dvc metrics show`` stays
+        one short line; per-class AP goes to its own file, :meth:`per_class_rows`)."""
         return {**{k: round(v, 6) for k, v in self.metrics.items()},
-                "per_class": {k: round(v, 6) for k, v in self.per_class.items()},
                 "num_images": self.num_images, "num_detections": self.num_detections}
 
-    def write(self, path: str | Path) -> Path:
-        """Write ``metrics.json`` (keys sorted, stable for DVC) and return its path."""
+    def per_class_rows(self) -> list[dict[str, Any]]:
+        """Per-class AP50:95 as rows ``{"class", "AP50_95"}`` (best first): the ``per_class.json`` content, in
+        the shape ``dvc plots`` draws as a bar chart."""
+        return [{"class": k, "AP50_95": round(v, 6)} for k, v in sorted(self.per_class.items(), key=lambda kv: -kv[1])]
+
+    def write(self, path: str | Path, per_class_path: str | Path | None = None) -> tuple[Path, Path]:
+        """Write ``metrics.json`` (keys sorted, stable for DVC) and the per-class file (``per_class_path``,
+        default ``<metrics stem>_per_class.json`` beside it); returns both paths."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
-        return path
+        per_class = Path(per_class_path) if per_class_path else path.with_name(f"{path.stem}_per_class.json")
+        for p, obj in ((path, self.to_json()), (per_class, self.per_class_rows())):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps(obj, indent=2, sort_keys=isinstance(obj, dict)) + "\n")
+        return path, per_class
 
 
 def coco_ground_truth(dataset: DetectionDataset) -> COCO:

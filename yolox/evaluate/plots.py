@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -21,11 +22,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from yolox.config import ServeParams
 from yolox.data.records import DetectionDataset
 from yolox.ops.boxes import pairwise_iou_xyxy
 from yolox.ops.nms import Detections
 
-SHOW_SCORE = 0.25  # detections drawn and counted in the confusion matrix: yolox predict's default
+SHOW_SCORE = ServeParams().conf_thresh  # detections drawn and counted in the confusion matrix: served ones
 
 
 def _figure(w: float, h: float) -> Figure:
@@ -191,7 +193,8 @@ def confusion_matrix(dataset: DetectionDataset, detections: dict[int, Detections
     return matrix
 
 
-def confusion_figure(matrix: np.ndarray, names: Sequence[str], max_classes: int = 30) -> Figure:
+def confusion_figure(matrix: np.ndarray, names: Sequence[str], max_classes: int = 30,
+                     score_thresh: float = SHOW_SCORE) -> Figure:
     """The confusion matrix as a heat map with counts; only classes that occur (in ground truth or
     predictions), at most ``max_classes`` of them (the most frequent), plus background."""
     c = len(names)
@@ -213,25 +216,41 @@ def confusion_figure(matrix: np.ndarray, names: Sequence[str], max_classes: int 
     ax.set_yticks(range(len(shown)), labels, fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("class confusion (IoU 0.5, score >= 0.25)")
+    ax.set_title(f"class confusion (IoU 0.5, score >= {score_thresh:g})")
     fig.colorbar(im, ax=ax, fraction=0.046, label="log(1 + count)")
     fig.tight_layout()
     return fig
 
 
-def evaluation_figures(result: Any, dataset: DetectionDataset) -> tuple[dict[str, Figure], dict[str, Any]]:
-    """All evaluation figures of an :class:`~yolox.evaluate.coco_eval.EvalResult` on ``dataset``.
+def save_figures(figures: dict[str, Figure], folder: str | Path) -> list[Path]:
+    """Write ``{name: figure}`` as PNG files into ``folder`` (by the name's last part, e.g.
+    ``plots/pr_curves.png`` -> ``<folder>/pr_curves.png``); returns the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in figures.items():
+        path = folder / Path(name).name
+        fig.savefig(path, dpi=100)
+        paths.append(path)
+    return paths
+
+
+def evaluation_figures(result: Any, dataset: DetectionDataset, score_thresh: float = SHOW_SCORE
+                       ) -> tuple[dict[str, Figure], dict[str, Any]]:
+    """All evaluation figures of an :class:`~yolox.evaluate.coco_eval.EvalResult` on ``dataset``; detections
+    are drawn and counted in the confusion matrix from ``score_thresh`` (the serving threshold,
+    ``serve.conf_thresh``).
 
     Returns:
         (``{artifact_file: figure}`` under ``plots/``, the confusion matrix as a json-able dict).
     """
-    matrix = confusion_matrix(dataset, result.detections)
+    matrix = confusion_matrix(dataset, result.detections, score_thresh=score_thresh)
     figures = {
         "plots/pr_curves.png": pr_curves(result.precision, dataset.names),
         "plots/per_class_ap.png": per_class_ap(result.per_class),
-        "plots/val_detections.png": detection_grid(dataset, result.detections),
-        "plots/confusion_matrix.png": confusion_figure(matrix, dataset.names),
+        "plots/val_detections.png": detection_grid(dataset, result.detections, score_thresh=score_thresh),
+        "plots/confusion_matrix.png": confusion_figure(matrix, dataset.names, score_thresh=score_thresh),
     }
     table = {"rows": "true class", "columns": "predicted class", "labels": [*dataset.names, "background"],
-             "iou_thresh": 0.5, "score_thresh": SHOW_SCORE, "matrix": matrix.tolist()}
+             "iou_thresh": 0.5, "score_thresh": score_thresh, "matrix": matrix.tolist()}
     return figures, table

@@ -3,8 +3,9 @@
 The exported graph takes ``images`` (B, 3, S, S) float32 BGR 0-255 (letterboxed, top-left, pad 114) and
 returns ``output`` (B, A, 5 + C) = ``[x, y, log w, log h]`` raw grid offsets, sigmoid(objectness),
 sigmoid(classes): the layout of the authors' released ONNX, decoded by the same
-:func:`yolox.ops.decode.decode_outputs` as every other backend. The model metadata carries
-``names`` (JSON list), ``input_size``, ``model_name`` and ``strides``.
+:func:`yolox.ops.decode.decode_outputs` as every other backend. The model metadata carries the
+:class:`yolox.meta.ModelMeta` (``yolox.meta``, JSON) and its flat keys ``names`` (JSON list), ``input_size``,
+``model_name`` and ``strides``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 
 from yolox.errors import ExportError
 from yolox.inference import OnnxBackend, TorchBackend, preprocess
+from yolox.meta import ModelMeta
 from yolox.models import YOLOX, InferenceModel
 
 log = logging.getLogger("yolox.export")
@@ -64,8 +66,7 @@ def export_onnx(model: YOLOX, out_path: str | Path, input_size: int, names: Sequ
         import onnxslim
 
         graph = onnxslim.slim(graph)
-    meta = {"names": json.dumps(list(names)), "input_size": str(input_size), "model_name": model_name,
-            "strides": json.dumps(list(model.strides)), "layout": "BGR 0-255 letterbox top-left pad 114",
+    meta = {**ModelMeta(model_name, input_size, tuple(names), tuple(model.strides)).onnx_props(),
             "output": "x,y,logw,logh raw; obj, cls sigmoid"}
     del graph.metadata_props[:]
     for k, v in meta.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,6 +37,26 @@ class LoadReport:
         return s
 
 
+def torch_load(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: the one way this project reads a ``.pth``.
+
+    Raises:
+        CheckpointError: missing file, or not a checkpoint that loads with weights only (a corrupt file, or
+            a pickle that needs code to run, which is refused); the message names the file and says what
+            to do (never suggests ``weights_only=False``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        why = "it holds objects other than tensors and plain data" if "weights_only" in str(err) else first[:200]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {why}); "
+                              "re-export it with torch.save({'model': model.state_dict()}, path)") from None
+
+
 def read_state_dict(path: str | Path, key: str = "model") -> dict[str, torch.Tensor]:
     """Read a state dict from ``path`` with ``torch.load(weights_only=True)``.
 
@@ -44,13 +65,7 @@ def read_state_dict(path: str | Path, key: str = "model") -> dict[str, torch.Ten
     Raises:
         CheckpointError: missing or unreadable file, or no state dict inside.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
+    ckpt = torch_load(path)
     if isinstance(ckpt, dict) and key in ckpt and isinstance(ckpt[key], dict):
         ckpt = ckpt[key]
     if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from yolox.meta import STRIDES
 from yolox.models.blocks import BaseConv, conv_type
 
 PRIOR_PROB = 0.01  # class and objectness biases start at -log((1 - p) / p) (REFERENCE.md)
@@ -21,7 +22,7 @@ class YOLOXHead(nn.Module):
     objectness logit, class logits. A = sum over levels of (H/s * W/s), e.g. 3549 at 416.
     """
 
-    def __init__(self, num_classes: int, width: float = 1.0, strides: tuple[int, ...] = (8, 16, 32),
+    def __init__(self, num_classes: int, width: float = 1.0, strides: tuple[int, ...] = STRIDES,
                  in_channels: tuple[int, ...] = (256, 512, 1024), depthwise: bool = False,
                  act: str = "silu") -> None:
         super().__init__()
@@ -71,7 +72,7 @@ class YOLOXHead(nn.Module):
         return torch.cat(outputs, dim=2).permute(0, 2, 1)
 
 
-def anchor_points(input_hw: tuple[int, int], strides: tuple[int, ...] = (8, 16, 32),
+def anchor_points(input_hw: tuple[int, int], strides: tuple[int, ...] = STRIDES,
                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid cells of every level, in the head's prediction order.

@@ -1,21 +1,31 @@
-"""Decoding raw head outputs to boxes in input pixels (REFERENCE.md: no +0.5 in decoding)."""
+"""Decoding raw head outputs to boxes in input pixels (REFERENCE.md: no +0.5 in decoding). The one copy of
+the formula: inference (:func:`decode_outputs`) and the training loss (:func:`decode_boxes`) both use it."""
 
 from __future__ import annotations
 
 import torch
 
+from yolox.meta import STRIDES
 from yolox.models.head import anchor_points
 
 
-def decode_outputs(outputs: torch.Tensor, input_hw: tuple[int, int],
-                   strides: tuple[int, ...] = (8, 16, 32)) -> torch.Tensor:
-    """Decode (B, A, 5 + C) predictions ``[x, y, log w, log h, ...]`` into ``[cx, cy, w, h, ...]`` pixels.
+def decode_boxes(raw_box: torch.Tensor, grid: torch.Tensor, stride: torch.Tensor) -> torch.Tensor:
+    """``raw_box (..., A, 4)`` ``[x, y, log w, log h]`` grid offsets -> ``(..., A, 4)`` ``[cx, cy, w, h]`` pixels.
 
     ``cx = (x + col) * stride``, ``cy = (y + row) * stride``, ``w = exp(log w) * stride``,
-    ``h = exp(log h) * stride``. Channels after the first four are passed through unchanged.
+    ``h = exp(log h) * stride``; ``grid (A, 2)`` cell indices ``(col, row)`` and ``stride (A,)`` from
+    :func:`yolox.models.head.anchor_points`.
+    """
+    xy = (raw_box[..., :2] + grid) * stride[:, None]
+    wh = torch.exp(raw_box[..., 2:4]) * stride[:, None]
+    return torch.cat([xy, wh], dim=-1)
+
+
+def decode_outputs(outputs: torch.Tensor, input_hw: tuple[int, int],
+                   strides: tuple[int, ...] = STRIDES) -> torch.Tensor:
+    """Decode (B, A, 5 + C) predictions ``[x, y, log w, log h, ...]`` into ``[cx, cy, w, h, ...]`` pixels
+    (:func:`decode_boxes`). Channels after the first four are passed through unchanged.
     Works on any float dtype; returns a new tensor of the same shape.
     """
     grid, stride = anchor_points(input_hw, strides, outputs.device, outputs.dtype)
-    xy = (outputs[..., :2] + grid) * stride[:, None]
-    wh = torch.exp(outputs[..., 2:4]) * stride[:, None]
-    return torch.cat([xy, wh, outputs[..., 4:]], dim=-1)
+    return torch.cat([decode_boxes(outputs[..., :4], grid, stride), outputs[..., 4:]], dim=-1)

@@ -4,8 +4,8 @@ Input: a DataFrame with a string column ``image``: each row one image file, base
 Output: a DataFrame with one row per detection: ``image`` (row index of the input), ``x0, y0, x1, y1``
 (float, original-image pixels), ``score`` (float), ``class_id`` (int), ``class_name`` (str).
 Detection runs through :func:`yolox.inference.detect`, the same path as ``yolox predict``, with the same
-thresholds: score >= ``conf_thresh`` 0.25, class-aware NMS IoU ``nms_thresh`` 0.45, at most ``max_det`` 100
-per image (``yolox predict``'s defaults). They are stored in the model (pickled with it, in its metadata
+thresholds: score >= ``conf_thresh``, class-aware NMS IoU ``nms_thresh``, at most ``max_det`` per image
+(:class:`yolox.config.ServeParams`: 0.25, 0.45, 100 unless the params say otherwise; ``yolox predict``'s too). They are stored in the model (pickled with it, in its metadata
 and as the defaults of its signature's params) and a request may override them, e.g.
 ``{"dataframe_split": ..., "params": {"conf_thresh": 0.5}}``.
 """
@@ -20,12 +20,15 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from yolox.config import ServeParams
+
 OUTPUT_COLUMNS = ["image", "x0", "y0", "x1", "y1", "score", "class_id", "class_name"]
 OUTPUT_DTYPES = ["int64", "float64", "float64", "float64", "float64", "float64", "int64", "str"]
-# The serving thresholds: equal to `yolox predict`'s defaults (--conf 0.25, --nms 0.45; max_det 100).
-CONF_THRESH = 0.25
-NMS_THRESH = 0.45
-MAX_DET = 100
+# The serving thresholds' defaults: yolox.config.ServeParams (also `yolox predict`'s); the pipeline passes
+# the run's params.serve when it registers a model.
+CONF_THRESH = ServeParams().conf_thresh
+NMS_THRESH = ServeParams().nms_thresh
+MAX_DET = ServeParams().max_det
 
 
 def encode_image(path: str | Path) -> str:
@@ -62,9 +65,12 @@ class YoloxOnnxModel(mlflow.pyfunc.PythonModel):
 
         path = context.artifacts["onnx"]
         self.backend = OnnxBackend(path)
-        meta = read_metadata(path)
-        self.names = list(meta["names"])
-        self.input_size = int(meta["input_size"])
+        meta = self.backend.meta
+        if meta is None:  # a model exported before ModelMeta existed: its flat keys
+            flat = read_metadata(path)
+            self.names, self.input_size = list(flat["names"]), int(flat["input_size"])
+        else:
+            self.names, self.input_size = list(meta.names), meta.input_size
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         import cv2

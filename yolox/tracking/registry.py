@@ -239,6 +239,32 @@ def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
         raise _wrap(f"tagging {name} version {version}", err) from err
 
 
+def registered_model_tags(name: str) -> dict[str, str]:
+    """The tags of registered model ``name`` ({} when it does not exist yet).
+
+    Raises:
+        TrackingError: the registry cannot be reached.
+    """
+    import mlflow
+
+    try:
+        return dict(_client().get_registered_model(name).tags)
+    except mlflow.exceptions.MlflowException as err:
+        if "RESOURCE_DOES_NOT_EXIST" in str(err.error_code):
+            return {}
+        raise _wrap(f"reading registered model {name}", err) from err
+    except Exception as err:
+        raise _wrap(f"reading registered model {name}", err) from err
+
+
+def set_registered_model_tag(name: str, key: str, value: str) -> None:
+    """Set one tag on registered model ``name``. Raises TrackingError when the registry refuses."""
+    try:
+        _client().set_registered_model_tag(name, key, value)
+    except Exception as err:
+        raise _wrap(f"tagging registered model {name}", err) from err
+
+
 def describe_version(name: str, version: str, text: str) -> None:
     """Set a version's description (Markdown, shown on its page in the MLflow UI)."""
     try:
@@ -409,12 +435,28 @@ def promote(name: str, version: str, how: str = "manual", alias: str = CHAMPION,
             client.set_registered_model_alias(name, alias, version)
             event = _append(client, name, version, current, how, note)
             _verify(client, name, alias, version)
+            if current is not None:
+                _mark_description(client, name, current, f"No longer {alias} since {event.at}: version {version} "
+                                  f"replaced it ({how}).")
     except (GateError, TrackingError):
         raise
     except Exception as err:
         raise _wrap(f"promoting {name} version {version}", err) from err
     log.info("%s: version %s is %s (%s; previous %s)", name, version, alias, how, current)
     return event
+
+
+STATUS_MARK = "> **Status:** "
+"""Prefix of the status line :func:`promote` and :func:`rollback` put first in a version's description."""
+
+
+def _mark_description(client: Any, name: str, version: str, status: str) -> None:
+    """Put ``status`` as the first line of a version's description (replacing an earlier status line), so a
+    demoted version's page no longer reads as the champion's (its gate record stays below)."""
+    text = client.get_model_version(name, version).description or ""
+    if text.startswith(STATUS_MARK):
+        text = text.split("\n", 2)[2] if text.count("\n") >= 2 else ""
+    client.update_model_version(name, version, description=f"{STATUS_MARK}{status}\n\n{text}")
 
 
 def rollback(name: str, alias: str = CHAMPION, note: str = "", lock: str = "auto") -> Promotion:
@@ -439,6 +481,10 @@ def rollback(name: str, alias: str = CHAMPION, note: str = "", lock: str = "auto
             client.set_registered_model_alias(name, alias, previous)
             event = _append(client, name, previous, current, "rollback", note)
             _verify(client, name, alias, previous)
+            _mark_description(client, name, current, f"No longer {alias} since {event.at}: rolled back to version "
+                              f"{previous}.")
+            _mark_description(client, name, previous, f"{alias.capitalize()} again since {event.at} (rollback from "
+                              f"version {current}).")
     except (GateError, TrackingError):
         raise
     except Exception as err:

@@ -43,6 +43,7 @@ from yolox.config import PipelineParams
 from yolox.data.records import load_prepared
 from yolox.errors import CheckpointError, ConfigError
 from yolox.losses import LossOutput, yolox_loss
+from yolox.meta import ModelMeta, meta_of_checkpoint
 from yolox.models import build_model, load_weights
 from yolox.train.checkpoint import (
     load_checkpoint,
@@ -296,8 +297,10 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
                                               names)
                     save_checkpoint({**state, **seeds, "history": history, "mlflow_run_id": run_id}, ckpt_path)
                     write_history_csv(history, out / "history.csv")
-                log.info("epoch %d/%d %s", epoch + 1, tp.epochs,
-                         " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+                done_epochs = epoch + 1 - start_epoch
+                eta = (time.time() - start) / done_epochs * (tp.epochs - epoch - 1)
+                log.info("epoch %d/%d %s (%.0f s elapsed, ETA %.0f s)", epoch + 1, tp.epochs,
+                         " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), time.time() - start, eta)
                 if on_epoch_end is not None and epoch + 1 > reported:   # re-run epochs were reported before
                     on_epoch_end(epoch + 1, metrics)
                     write_run_info(out, reported_epoch=epoch + 1)
@@ -399,6 +402,7 @@ def _checkpoint_state(model: torch.nn.Module, ema: ModelEMA | None, optimizer: t
         "iteration": iteration, "phase": {"mosaic": not no_aug, "l1": no_aug}, "rng": rng_state(),
         "params": params.model_dump(mode="json"), "names": list(names),
         "model_name": params.model.name, "input_size": params.model.input_size,
+        "meta": ModelMeta(params.model.name, params.model.input_size, tuple(names), unwrap(model).strides).to_dict(),
     }
 
 
@@ -416,14 +420,19 @@ def _evaluate(model: torch.nn.Module, val_set: Any, input_size: int, params: Pip
 
 def load_trained(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A model built and loaded from a checkpoint written by :func:`train` (its ``"model"`` weights),
-    and the checkpoint's metadata (model_name, input_size, names, params).
+    and the checkpoint's metadata: ``meta`` (:class:`~yolox.meta.ModelMeta`), and ``model_name``,
+    ``input_size``, ``names`` (the same facts, flat), ``params``, ``epoch``.
 
     Raises:
         CheckpointError: not a checkpoint of this project.
     """
-    state = torch.load(Path(path), map_location="cpu", weights_only=True) if Path(path).is_file() else None
-    if state is None or "model_name" not in state:
+    from yolox.models.checkpoint import torch_load
+
+    state = torch_load(Path(path)) if Path(path).is_file() else None
+    if not isinstance(state, dict) or "model_name" not in state:
         raise CheckpointError(f"{path}: not a training checkpoint of this project (no model_name)")
-    model = build_model(state["model_name"], len(state["names"]))
+    meta = meta_of_checkpoint(state)
+    model = build_model(meta.name, meta.num_classes)
     model.load_state_dict(state["model"])
-    return model.eval(), {k: state[k] for k in ("model_name", "input_size", "names", "params", "epoch")}
+    return model.eval(), {"meta": meta, "model_name": meta.name, "input_size": meta.input_size,
+                          "names": list(meta.names), "params": state.get("params", {}), "epoch": state.get("epoch")}

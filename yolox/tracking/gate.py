@@ -1,12 +1,23 @@
 """The promotion gate: may a candidate model take the champion alias?
 
-The decision itself is one pure function, :func:`decide`, of the candidate's and the champion's
-evaluations (both made in the same gate run, on the same prepared val set), the export check and the
-gate params. Its rules (each recorded with its threshold, value and pass/fail):
+The decision itself is one pure function, :func:`decide`, of the evaluations made in the same gate run on
+the same prepared val set (the candidate's, the champion's, and, with no champion yet, the base weights'
+the candidate started from), the best AP any champion ever reached on that val set (recorded in the
+registry), the export check and the gate params. Its rules (each recorded with its threshold, value and
+pass/fail):
 
 ``min_ap``          candidate AP50:95 >= ``gate.min_ap`` (an absolute floor; also for the first model).
 ``max_regression``  candidate AP50:95 >= champion AP50:95 - ``gate.max_regression`` (passes when there is
                     no champion yet).
+``best_ever``       (``gate.best_ever``) candidate AP50:95 >= the best AP50:95 any champion reached on this
+                    val set - ``gate.max_regression``: nightly runs that each lose a little within the
+                    tolerance cannot add up to more than the tolerance.
+``base_weights``    (``gate.base_check``, only with no champion) candidate AP50:95 >= the AP50:95 of the
+                    weights it was trained from (``model.weights``), evaluated in this run on this val set,
+                    - ``gate.max_regression``: a first model must not be worse than what it started from.
+                    Passes, saying why, when the base predicts other classes (a fine-tune to new classes).
+``per_class``       (``gate.per_class_min_boxes`` set) no class with at least that many val boxes loses more
+                    than ``gate.per_class_max_drop`` AP50:95 against the champion (else the base weights).
 ``export_check``    the candidate's ONNX matched PyTorch (always passes when
                     ``gate.require_export_check`` is false, but the value is still recorded).
 ``same_val_set``    the candidate and the champion were evaluated on the same val set: equal
@@ -14,10 +25,10 @@ gate params. Its rules (each recorded with its threshold, value and pass/fail):
                     number measured on other data (passes when there is no champion).
 
 Around it: :func:`evaluate_registered` evaluates a registered version (its ONNX, through the pyfunc the
-registry serves) on a val set, :func:`record_decision` writes the decision to MLflow and
-:func:`apply_decision` moves the champion alias (compare-and-set: only if the champion is still the one
-that was evaluated). :func:`run_gate` chains them for ``yolox gate``; the Prefect flow calls the pieces
-as separate tasks.
+registry serves) on a val set, :func:`evaluate_base` the base weights, :func:`record_decision` writes the
+decision to MLflow and :func:`apply_decision` moves the champion alias (compare-and-set: only if the
+champion is still the one that was evaluated) and records the new best AP. :func:`run_gate` chains them;
+``yolox gate``, ``yolox pipeline`` and the Prefect flow all call it (through :func:`yolox.pipeline.gate`).
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ class ModelEval:
         val_set: fingerprint of the val split that was evaluated (:func:`val_set_id`).
         data_version: the DVC hash of the prepared dataset when the caller knows it (informational).
         num_images: images evaluated.
+        per_class: AP50:95 per class name; class_boxes: val boxes per class name (the per-class rule).
     """
 
     version: str | None
@@ -56,17 +68,21 @@ class ModelEval:
     val_set: str
     data_version: str | None = None
     num_images: int = 0
+    per_class: dict[str, float] = field(default_factory=dict)
+    class_boxes: dict[str, int] = field(default_factory=dict)
 
     @property
     def ap(self) -> float:
         return float(self.metrics[METRIC])
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "metrics": {k: round(float(v), 6) for k, v in self.metrics.items()}}
+        return {**asdict(self), "metrics": {k: round(float(v), 6) for k, v in self.metrics.items()},
+                "per_class": {k: round(float(v), 6) for k, v in self.per_class.items()}}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ModelEval:
-        return cls(**{k: raw.get(k) for k in ("version", "metrics", "val_set", "data_version", "num_images")})
+        keys = ("version", "metrics", "val_set", "data_version", "num_images", "per_class", "class_boxes")
+        return cls(**{k: raw[k] for k in keys if raw.get(k) is not None})
 
 
 @dataclass
@@ -98,10 +114,19 @@ class Decision:
     decided_at: str = ""
     mlflow_run_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    base: ModelEval | None = None
+    best: dict[str, Any] | None = None
 
     @property
     def promote(self) -> bool:
+        """The gate's verdict: the candidate may become champion."""
         return self.decision == "promote"
+
+    @property
+    def promoted(self) -> bool:
+        """What happened: the alias was moved to the candidate by this decision (False for a rejection, a dry
+        run, or a promotion refused because the champion moved meanwhile)."""
+        return self.promote and self.outcome.startswith("promoted")
 
     @property
     def failed(self) -> list[Rule]:
@@ -116,22 +141,24 @@ class Decision:
         return f"{who} rejected: " + "; ".join(f"{r.name}: {r.detail}" for r in self.failed)
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "decision": self.decision, "outcome": self.outcome, "reason": self.reason(),
-                "decided_at": self.decided_at, "mlflow_run_id": self.mlflow_run_id,
+        return {"model": self.model, "decision": self.decision, "promoted": self.promoted, "outcome": self.outcome,
+                "reason": self.reason(), "decided_at": self.decided_at, "mlflow_run_id": self.mlflow_run_id,
                 "candidate": self.candidate.to_json(),
                 "champion": self.champion.to_json() if self.champion else None,
+                "base": self.base.to_json() if self.base else None, "best_ever": self.best,
                 "rules": [{k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(r).items()}
                           for r in self.rules], "gate": self.gate, **self.extra}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Decision:
-        known = {"model", "decision", "outcome", "reason", "decided_at", "mlflow_run_id", "candidate", "champion",
-                 "rules", "gate"}
+        known = {"model", "decision", "promoted", "outcome", "reason", "decided_at", "mlflow_run_id", "candidate",
+                 "champion", "base", "best_ever", "rules", "gate"}
         return cls(raw["model"], ModelEval.from_json(raw["candidate"]),
                    ModelEval.from_json(raw["champion"]) if raw.get("champion") else None,
                    [Rule(**r) for r in raw["rules"]], raw["gate"], raw["decision"], raw.get("outcome", ""),
                    raw.get("decided_at", ""), raw.get("mlflow_run_id"),
-                   {k: v for k, v in raw.items() if k not in known})
+                   {k: v for k, v in raw.items() if k not in known},
+                   ModelEval.from_json(raw["base"]) if raw.get("base") else None, raw.get("best_ever"))
 
     def tags(self) -> dict[str, str]:
         """Model-version tags: ``gate.decision``, ``gate.rule.<name>`` = pass/fail, APs and the champion."""
@@ -158,13 +185,19 @@ class Decision:
                   (f"v{champ.version}" if champ else "(none)") + " |", "|---|---|---|"]
         for k, v in cand.metrics.items():
             lines.append(f"| {k} | {v:.4f} | {fmt(champ.metrics.get(k)) if champ else '-'} |")
+        if self.base is not None:
+            lines += ["", f"Base weights (the start of training): {METRIC} {self.base.ap:.4f} on the same val set."]
+        if self.best:
+            lines += ["", (f"Best {METRIC} of any champion on this val set: {self.best['ap']:.4f} "
+                           f"(version {self.best['version']}).")]
         lines += ["", (f"Val set `{cand.val_set}` ({cand.num_images} images), data version "
                        f"`{cand.data_version or 'unknown'}`; decided {self.decided_at}.")]
         return "\n".join(lines) + "\n"
 
 
 def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_check: bool | None,
-           params: GateParams, champion_error: str | None = None) -> Decision:
+           params: GateParams, champion_error: str | None = None, base: ModelEval | None = None,
+           best: dict[str, Any] | None = None, base_note: str | None = None) -> Decision:
     """Apply the gate rules (see the module docstring). Pure: no I/O, no clock.
 
     Args:
@@ -173,8 +206,11 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
             (None when unknown, which fails when required). champion_error: why a champion that exists
             could not be evaluated on this val set (e.g. other classes); then no comparison is possible
             and ``max_regression`` and ``same_val_set`` fail (promote by hand if that is intended).
+        base: the base weights (``model.weights``) evaluated on this val set, or None when they could not be
+            (``base_note`` says why: other classes, trained from scratch). best: ``{"ap", "version"}``, the best
+            AP50:95 a champion reached on this val set (the champion evaluated now included), or None.
     """
-    ap = candidate.ap
+    ap, tol = candidate.ap, params.max_regression
     rules = [Rule("min_ap", params.min_ap, ap, ap >= params.min_ap,
                   f"{METRIC} {ap:.4f} {'>=' if ap >= params.min_ap else '<'} floor {params.min_ap:.4f}")]
     if champion is None and champion_error:
@@ -183,11 +219,20 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
     elif champion is None:
         rules.append(Rule("max_regression", None, ap, True, "no champion yet: first model"))
     else:
-        floor = champion.ap - params.max_regression
-        ok = ap >= floor - 1e-12
-        rules.append(Rule("max_regression", round(floor, 6), ap, ok,
-                          f"{METRIC} {ap:.4f} {'>=' if ok else '<'} {floor:.4f} = champion v{champion.version} "
-                          f"{champion.ap:.4f} - {params.max_regression}"))
+        rules.append(_not_below("max_regression", ap, champion.ap, tol, f"champion v{champion.version}"))
+    if params.best_ever:
+        if best is None:
+            rules.append(Rule("best_ever", None, ap, True, "no champion was evaluated on this val set before"))
+        else:
+            rules.append(_not_below("best_ever", ap, float(best["ap"]), tol,
+                                    f"best champion on this val set (v{best['version']})"))
+    if params.base_check and champion is None and not champion_error:
+        if base is None:
+            rules.append(Rule("base_weights", None, ap, True, base_note or "no base weights to compare with"))
+        else:
+            rules.append(_not_below("base_weights", ap, base.ap, tol, "the base weights it was trained from"))
+    if params.per_class_min_boxes is not None:
+        rules.append(_per_class_rule(candidate, champion if champion is not None else base, params))
     state = {True: "passed", False: "failed", None: "unknown"}[export_check]
     rules.append(Rule("export_check", "passed" if params.require_export_check else "not required", state,
                       bool(export_check) or not params.require_export_check, f"ONNX check {state}"))
@@ -202,8 +247,36 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
                           f"candidate evaluated on {candidate.val_set}, champion on {champion.val_set}: "
                           "evaluate both on the same prepared val set"))
     decision = "promote" if all(r.passed for r in rules) else "reject"
-    extra = {"champion_error": champion_error} if champion_error else {}
-    return Decision(model, candidate, champion, rules, params.model_dump(mode="json"), decision, extra=extra)
+    extra: dict[str, Any] = {"champion_error": champion_error} if champion_error else {}
+    if base_note and base is None:
+        extra["base_note"] = base_note
+    return Decision(model, candidate, champion, rules, params.model_dump(mode="json"), decision, extra=extra,
+                    base=base, best=best)
+
+
+def _not_below(name: str, ap: float, reference: float, tol: float, what: str) -> Rule:
+    floor = reference - tol
+    ok = ap >= floor - 1e-12
+    return Rule(name, round(floor, 6), ap, ok, f"{METRIC} {ap:.4f} {'>=' if ok else '<'} {floor:.4f} = {what} "
+                f"{reference:.4f} - {tol}")
+
+
+def _per_class_rule(candidate: ModelEval, reference: ModelEval | None, params: GateParams) -> Rule:
+    """No class with >= ``per_class_min_boxes`` val boxes loses more than ``per_class_max_drop`` AP50:95."""
+    n, drop = params.per_class_min_boxes, params.per_class_max_drop
+    if reference is None or not reference.per_class:
+        return Rule("per_class", drop, None, True, "no champion or base weights to compare classes with")
+    counted = sorted(c for c, k in candidate.class_boxes.items() if k >= (n or 0) and c in reference.per_class)
+    losses = {c: reference.per_class[c] - candidate.per_class.get(c, 0.0) for c in counted}
+    worst = max(losses, key=losses.get) if losses else None
+    bad = sorted(c for c, d in losses.items() if d > drop + 1e-12)
+    value = round(losses[worst], 6) if worst else 0.0
+    if bad:
+        detail = "; ".join(f"{c} {reference.per_class[c]:.4f} -> {candidate.per_class.get(c, 0.0):.4f}" for c in bad)
+        return Rule("per_class", drop, value, False, f"{len(bad)} of {len(counted)} classes with >= {n} val boxes "
+                    f"lost more than {drop} {METRIC}: {detail}")
+    return Rule("per_class", drop, value, True, f"{len(counted)} classes with >= {n} val boxes; largest loss "
+                f"{value:.4f}" + (f" ({worst})" if worst else ""))
 
 
 def val_set_id(dataset: DetectionDataset) -> str:
@@ -236,10 +309,51 @@ def evaluate_registered(name: str, version: str, dataset: DetectionDataset, para
 
     model = load_version_model(name, version)
     result = evaluate(model.backend, dataset, model.input_size, params, progress=False)
-    ev = ModelEval(str(version), dict(result.metrics), val_set or val_set_id(dataset), data_version,
-                   result.num_images)
+    ev = _model_eval(str(version), result, dataset, val_set, data_version)
     log.info("%s v%s: %s %.4f on %d val images (%s)", name, version, METRIC, ev.ap, ev.num_images, ev.val_set)
     return ev, result
+
+
+def _model_eval(version: str | None, result: Any, dataset: DetectionDataset, val_set: str | None,
+                data_version: str | None) -> ModelEval:
+    boxes: dict[str, int] = {}
+    for rec in dataset.records:
+        for label in rec.labels.tolist():
+            boxes[dataset.names[label]] = boxes.get(dataset.names[label], 0) + 1
+    return ModelEval(version, dict(result.metrics), val_set or val_set_id(dataset), data_version,
+                     result.num_images, dict(result.per_class), dict(sorted(boxes.items())))
+
+
+def evaluate_base(weights: str | None, model_name: str, input_size: int, dataset: DetectionDataset,
+                  params: EvalParams, val_set: str | None = None, data_version: str | None = None
+                  ) -> tuple[ModelEval | None, str | None]:
+    """The base weights a candidate was trained from (``model.weights``), evaluated with PyTorch at
+    ``input_size`` on ``dataset``: ``(ModelEval, None)``, or ``(None, why not)`` when there are none (trained
+    from scratch) or they predict another class count (a fine-tune to new classes).
+
+    Raises:
+        AssetError, CheckpointError: the weights cannot be found or read.
+    """
+    if not weights:
+        return None, "trained from scratch (model.weights is null): no base weights"
+    from yolox.assets import resolve_weights
+    from yolox.evaluate.coco_eval import evaluate
+    from yolox.inference import TorchBackend
+    from yolox.models import build_model, load_weights
+    from yolox.models.checkpoint import read_state_dict
+
+    path = resolve_weights(weights)
+    cls = read_state_dict(path).get("head.cls_preds.0.weight")
+    nc = int(cls.shape[0]) if cls is not None else dataset.num_classes
+    if nc != dataset.num_classes:
+        return None, (f"base weights {path.name} predict {nc} classes, the val set has {dataset.num_classes}: "
+                      "a fine-tune to new classes, not comparable")
+    model = build_model(model_name, nc)
+    load_weights(model, path)
+    result = evaluate(TorchBackend(model.eval()), dataset, input_size, params, progress=False)
+    ev = _model_eval(None, result, dataset, val_set, data_version)
+    log.info("base weights %s: %s %.4f on %d val images", path.name, METRIC, ev.ap, ev.num_images)
+    return ev, None
 
 
 def record_decision(decision: Decision, artifact_file: str = "gate/decision.json") -> None:
@@ -287,6 +401,7 @@ def apply_decision(decision: Decision, params: GateParams, dry_run: bool = False
         else:
             decision.outcome = (f"promoted: version {p.version} is {params.champion_alias} "
                                 f"(previous: {p.previous or 'none'})")
+            record_best_ap(decision.model, decision.candidate.val_set, decision.candidate.ap, str(version))
     log.info("gate: %s", decision.outcome)
     return decision
 
@@ -301,10 +416,12 @@ def export_check_of(name: str, version: str) -> bool | None:
 
 
 def run_gate(params: PipelineParams, candidate_version: str | None = None, prepared_dir: str | Path | None = None,
-             dry_run: bool = False, data_version: str | None = None) -> Decision:
-    """``yolox gate``: evaluate the candidate (default: the challenger) and the current champion on the
-    prepared val set of ``params``, decide, and (unless ``dry_run``, which writes nothing) promote and
-    record the decision (``gate/decision-<time>.json`` on the candidate's run, ``gate.*`` version tags).
+             dry_run: bool = False, data_version: str | None = None, run_id: str | None = None,
+             artifact_file: str | None = None) -> Decision:
+    """Evaluate the candidate (default: the challenger), the current champion and, with no champion yet,
+    the base weights on the prepared val set of ``params``; decide; and (unless ``dry_run``, which writes
+    nothing) promote, and record the decision (``artifact_file``, default ``gate/decision-<time>.json``, on
+    ``run_id``, default the candidate's run; ``gate.*`` version tags; the best AP per val set).
 
     Raises:
         GateError: no candidate, or the candidate is already the champion. DataError: no prepared val set.
@@ -327,17 +444,51 @@ def run_gate(params: PipelineParams, candidate_version: str | None = None, prepa
     dataset = load_prepared(prepared_dir or params.data.prepared_dir, "val")
     val_set = val_set_id(dataset)
     cand, _ = evaluate_registered(name, info.version, dataset, params.eval, val_set, data_version)
-    champ, error = None, None
+    champ, error, base, base_note = None, None, None, None
     if champion is not None:
         try:
             champ, _ = evaluate_registered(name, str(champion.version), dataset, params.eval, val_set, data_version)
         except (DataError, CheckpointError) as err:  # e.g. the champion predicts other classes
             error = f"version {champion.version}: {err}"
-    decision = decide(name, cand, champ, export_check_of(name, info.version), gp, error)
-    decision.mlflow_run_id = info.run_id
+    elif gp.base_check:
+        base, base_note = evaluate_base(params.model.weights, params.model.name, params.model.input_size,
+                                        dataset, params.eval, val_set, data_version)
+    best = best_ap(name, val_set)
+    if champ is not None and not dry_run:
+        best = record_best_ap(name, val_set, champ.ap, str(champion.version)) or best
+    elif champ is not None and (best is None or champ.ap > best["ap"]):
+        best = {"ap": round(champ.ap, 6), "version": str(champion.version)}
+    decision = decide(name, cand, champ, export_check_of(name, info.version), gp, error, base, best, base_note)
+    decision.mlflow_run_id = run_id or info.run_id
     decision.decided_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     apply_decision(decision, gp, dry_run)
     if not dry_run:
         stamp = decision.decided_at.replace(":", "").replace("-", "")
-        record_decision(decision, f"gate/decision-{stamp}.json")
+        record_decision(decision, artifact_file or f"gate/decision-{stamp}.json")
     return decision
+
+
+# --- the best AP a champion reached, per val set (registered-model tags) -------------------------------
+
+
+def _best_tag(val_set: str) -> str:
+    return "gate.best." + val_set.replace(":", "-")
+
+
+def best_ap(name: str, val_set: str) -> dict[str, Any] | None:
+    """``{"ap", "version"}``: the best AP50:95 a champion of ``name`` reached on ``val_set``, or None."""
+    from yolox.tracking.registry import registered_model_tags
+
+    raw = registered_model_tags(name).get(_best_tag(val_set))
+    return json.loads(raw) if raw else None
+
+
+def record_best_ap(name: str, val_set: str, ap: float, version: str) -> dict[str, Any] | None:
+    """Raise the recorded best AP of ``val_set`` to ``ap`` (by ``version``) if it is higher; returns the best."""
+    from yolox.tracking.registry import set_registered_model_tag
+
+    best = best_ap(name, val_set)
+    if best is None or ap > float(best["ap"]) + 1e-12:
+        best = {"ap": round(float(ap), 6), "version": str(version)}
+        set_registered_model_tag(name, _best_tag(val_set), json.dumps(best))
+    return best

@@ -1,0 +1,148 @@
+"""Lineage: which data and which code made a result.
+
+- :func:`data_version`: the DVC directory hash (``<md5>.dir``) of a prepared dataset, exactly as ``dvc add``
+  or a ``dvc.lock`` entry records it, so an MLflow run's ``data_version`` tag names a DVC object that
+  ``dvc pull`` can fetch, and "which data trained champion v7?" has an answer in ``dvc.lock``. It uses DVC's
+  own hashing library (``dvc-data``), never the DVC repository or CLI: the library reads lineage, it does
+  not orchestrate (``dvc.yaml`` does).
+- :func:`stage_code`: the project files a pipeline stage runs (the CLI command, its stage function in
+  :mod:`yolox.pipeline`, and every ``yolox`` module they import, transitively, lazy imports included), from
+  which ``dvc.yaml``'s code dependencies are written (:func:`dvc_code_deps`; ``tests/test_dvc.py`` checks that
+  ``dvc.yaml`` covers them), so a change to e.g. ``yolox/ops/nms.py`` re-runs every stage that runs NMS.
+"""
+
+from __future__ import annotations
+
+import ast
+import tempfile
+from functools import cache
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+"""The ``yolox`` package folder."""
+
+STAGE_FUNCTIONS = {"prepare": ("prepare", "prepare"), "train": ("train", "train"),
+                   "evaluate": ("eval_", "evaluate"), "export": ("export", "export")}
+"""DVC stage -> (its ``yolox`` CLI command function in :mod:`yolox.cli`, its function in :mod:`yolox.pipeline`)."""
+
+
+def data_version(path: str | Path) -> str:
+    """DVC's md5 directory hash of ``path`` (e.g. ``f62b...77.dir``), computed without writing any cache.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db.local import LocalHashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+
+    path = Path(path).resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"no prepared dataset at {path}")
+    fs = LocalFileSystem()
+    with tempfile.TemporaryDirectory() as tmp:
+        odb = LocalHashFileDB(fs, tmp)
+        _, _, obj = build(odb, str(path), fs, "md5", dry_run=True)
+    return str(obj.hash_info.value)
+
+
+# --- code lineage ------------------------------------------------------------------------------------
+
+
+def _module_file(module: str) -> Path | None:
+    """``yolox.a.b`` -> ``yolox/a/b.py`` or ``yolox/a/b/__init__.py`` (None for non-project modules)."""
+    parts = module.split(".")
+    if parts[0] != "yolox":
+        return None
+    base = PACKAGE_ROOT.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(nodes: list[ast.AST], module: str) -> set[str]:
+    """Project modules imported anywhere under ``nodes`` (``from yolox.x import y`` gives ``yolox.x`` and, when
+    ``y`` is a submodule, ``yolox.x.y``; relative imports are resolved against ``module``)."""
+    found: set[str] = set()
+    package = module if _module_file(module) and _module_file(module).name == "__init__.py" else \
+        module.rpartition(".")[0]
+    for root in nodes:
+        for node in ast.walk(root):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in found if _module_file(m) is not None}
+
+
+@cache
+def _file_imports(module: str) -> frozenset[str]:
+    path = _module_file(module)
+    assert path is not None
+    return frozenset(_imports([ast.parse(path.read_text())], module))
+
+
+def _function_imports(module: str, function: str) -> set[str]:
+    """Imports at module level of ``module`` plus those inside its top-level ``function`` and inside every
+    top-level function or class of the module that ``function`` names, transitively."""
+    path = _module_file(module)
+    assert path is not None
+    tree = ast.parse(path.read_text())
+    defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    top = [n for n in tree.body if n.__class__ not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)]
+    if function not in defs:
+        raise KeyError(f"{path}: no top-level function {function!r}")
+    todo, used = [function], set()
+    while todo:
+        name = todo.pop()
+        if name in used:
+            continue
+        used.add(name)
+        todo.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name) and n.id in defs)
+    return _imports(top + [defs[n] for n in sorted(used)], module)
+
+
+def _closure(seeds: set[str]) -> set[str]:
+    """Every project module reached from ``seeds`` (packages' ``__init__`` included: importing ``a.b.c``
+    runs ``a/__init__.py`` and ``a/b/__init__.py``)."""
+    todo, seen = list(seeds), set()
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        parts = mod.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        todo.extend(_file_imports(mod))
+    return seen
+
+
+def stage_code(stage: str) -> list[Path]:
+    """The project source files DVC stage ``stage`` (``prepare``, ``train``, ``evaluate``, ``export``) runs:
+    ``yolox/cli.py`` (its command), ``yolox/pipeline.py`` (its stage function) and the transitive closure of
+    the ``yolox`` modules they import, sorted. Raises KeyError for an unknown stage."""
+    command, function = STAGE_FUNCTIONS[stage]
+    seeds = _function_imports("yolox.cli", command) | _function_imports("yolox.pipeline", function)
+    modules = _closure(seeds - {"yolox.cli", "yolox.pipeline"}) | {"yolox.cli", "yolox.pipeline", "yolox"}
+    return sorted({_module_file(m) for m in modules if _module_file(m) is not None})
+
+
+def dvc_code_deps(stage: str, project_root: str | Path | None = None) -> list[str]:
+    """:func:`stage_code` as ``dvc.yaml`` deps relative to the project root, a whole package folder wherever
+    every ``.py`` file of it is needed (``yolox/models`` instead of its seven files)."""
+    root = Path(project_root) if project_root else PACKAGE_ROOT.parent
+    files = set(stage_code(stage))
+    deps: set[Path] = set()
+    for f in files:
+        folder = f.parent
+        while folder != PACKAGE_ROOT and all(p in files for p in folder.rglob("*.py")):
+            f, folder = folder, folder.parent
+        deps.add(f)
+    deps = {d for d in deps if not any(p in deps for p in d.parents)}
+    return sorted(str(d.relative_to(root)) for d in deps)

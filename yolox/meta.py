@@ -1,0 +1,154 @@
+"""Model facts that travel with the weights: one :class:`ModelMeta`, written once, read back everywhere.
+
+A checkpoint written by :func:`yolox.train.trainer.train` carries it under ``"meta"``; an exported ONNX model
+carries it in its ``metadata_props`` (one JSON value under :data:`ONNX_KEY`, plus the flat keys older readers
+and other tools look for: ``names``, ``input_size``, ``model_name``, ``strides``). Eval, export, predict and
+serving read it back with :func:`meta_of_checkpoint` / :func:`meta_of_onnx` instead of re-deriving any fact.
+
+The one input-size rule (:func:`input_size`): an explicit size (a ``--img-size`` flag, ``eval.img_size``)
+wins, else the model's own ``input_size``, i.e. the size it was trained at (for the authors' release files,
+the variant's size in :data:`yolox.models.VARIANTS`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from yolox.errors import CheckpointError, ConfigError
+
+STRIDES: tuple[int, ...] = (8, 16, 32)
+"""Strides (pixels) of the three output levels P3, P4, P5 of every YOLOX variant (REFERENCE.md)."""
+
+ONNX_KEY = "yolox.meta"
+"""The ONNX ``metadata_props`` key holding :meth:`ModelMeta.to_json`."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the network input (REFERENCE.md, "Inference preprocessing"): BGR channel order,
+    pixel values 0-255 without normalisation, letterbox at the top-left corner (scale ``r = min(S / h, S / w)``,
+    bilinear resize), padding value 114."""
+
+    channel_order: str = "BGR"
+    pixel_range: str = "0-255"
+    normalise: bool = False
+    letterbox: str = "top-left"
+    pad_value: int = 114
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a set of weights is: variant ``name`` (e.g. ``"yolox-nano"``), square ``input_size`` (pixels)
+    it was trained at, class ``names`` (index order of the class predictor), ``strides`` (pixels) and
+    ``preprocessing``."""
+
+    name: str
+    input_size: int
+    names: tuple[str, ...]
+    strides: tuple[int, ...] = STRIDES
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+
+    def __post_init__(self) -> None:
+        if self.input_size < 32 or self.input_size % 32:
+            raise ConfigError(f"model input size must be a positive multiple of 32 (got {self.input_size})")
+        if not self.names:
+            raise ConfigError("model meta: the class names are empty")
+        object.__setattr__(self, "names", tuple(str(n) for n in self.names))
+        object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (lists, not tuples): what checkpoints store under ``"meta"``."""
+        d = asdict(self)
+        d["names"], d["strides"] = list(self.names), list(self.strides)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ModelMeta:
+        """Inverse of :meth:`to_dict`. Raises CheckpointError naming the missing or bad field."""
+        try:
+            pre = raw.get("preprocessing") or {}
+            return cls(str(raw["name"]), int(raw["input_size"]), tuple(raw["names"]),
+                       tuple(raw.get("strides") or STRIDES), Preprocessing(**pre))
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"model meta is incomplete or invalid ({type(err).__name__}: {err})") from None
+
+    def onnx_props(self) -> dict[str, str]:
+        """``metadata_props`` of an exported model: the whole meta as JSON, plus flat keys."""
+        pre = self.preprocessing
+        return {ONNX_KEY: self.to_json(), "model_name": self.name, "input_size": str(self.input_size),
+                "names": json.dumps(list(self.names)), "strides": json.dumps(list(self.strides)),
+                "layout": f"{pre.channel_order} {pre.pixel_range} letterbox {pre.letterbox} pad {pre.pad_value}"}
+
+
+def input_size(meta: ModelMeta, override: int | None = None) -> int:
+    """THE input-size rule: ``override`` (an explicit flag or ``eval.img_size``) when given, else the size the
+    model was trained at. Raises ConfigError for a size that is not a positive multiple of 32."""
+    size = meta.input_size if override is None else int(override)
+    if size < 32 or size % 32:
+        raise ConfigError(f"input size must be a positive multiple of 32 (got {size})")
+    return size
+
+
+def meta_for(name: str, names: Sequence[str], size: int | None = None) -> ModelMeta:
+    """The meta of variant ``name`` trained on ``names`` at ``size`` (default: the variant's own size)."""
+    from yolox.models import get_variant
+
+    return ModelMeta(name, int(size or get_variant(name).input_size), tuple(names))
+
+
+def meta_of_checkpoint(state: Mapping[str, Any], model_name: str | None = None) -> ModelMeta:
+    """The meta of a loaded checkpoint dict.
+
+    - this project's checkpoints: their ``"meta"`` (or, for checkpoints written before it existed, their
+      ``model_name``, ``input_size`` and ``names`` keys);
+    - the authors' release files (``{"model": state_dict}``): ``model_name`` must be given; the class count is
+      read from the class predictor (80 -> the COCO names), the size is the variant's.
+
+    Raises:
+        ConfigError: an authors' checkpoint without ``model_name``. CheckpointError: a bad meta.
+    """
+    if isinstance(state.get("meta"), Mapping):
+        return ModelMeta.from_dict(state["meta"])
+    if "model_name" in state and "names" in state:
+        return ModelMeta(str(state["model_name"]), int(state.get("input_size") or 0) or
+                         _variant_size(str(state["model_name"])), tuple(state["names"]))
+    if model_name is None:
+        raise ConfigError("this checkpoint does not say which model it is: pass --model (e.g. yolox-nano)")
+    weights = state.get("model", state)
+    cls = weights.get("head.cls_preds.0.weight") if isinstance(weights, Mapping) else None
+    nc = int(cls.shape[0]) if cls is not None else 80
+    return meta_for(model_name, default_names(nc))
+
+
+def meta_of_onnx(props: Mapping[str, str], fallback_name: str | None = None) -> ModelMeta | None:
+    """The meta in an ONNX model's ``metadata_props`` (as a dict), or None when it has none (e.g. the
+    authors' released ONNX): callers then fall back to the variant table."""
+    if ONNX_KEY in props:
+        return ModelMeta.from_dict(json.loads(props[ONNX_KEY]))
+    if "names" in props and ("model_name" in props or fallback_name):
+        return ModelMeta(props.get("model_name") or str(fallback_name), int(props.get("input_size") or 416),
+                         tuple(json.loads(props["names"])), tuple(json.loads(props.get("strides") or "[8, 16, 32]")))
+    return None
+
+
+def default_names(num_classes: int) -> tuple[str, ...]:
+    """The COCO names for 80 classes, else ``class_0 ... class_{n-1}``."""
+    from yolox.data.coco_classes import COCO_CLASSES
+
+    return tuple(COCO_CLASSES) if num_classes == 80 else tuple(f"class_{i}" for i in range(num_classes))
+
+
+def _variant_size(name: str) -> int:
+    from yolox.models import get_variant
+
+    return get_variant(name).input_size

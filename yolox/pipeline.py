@@ -1,0 +1,486 @@
+"""The pipeline's stages and their one composition.
+
+Data flows one way: raw dataset -> :class:`PreparedData` -> :class:`TrainedModel` -> :class:`Evaluation` ->
+:class:`ExportedModel` -> :class:`RegisteredModel` -> :class:`~yolox.tracking.gate.Decision` (champion alias).
+Each arrow is one function here, taking validated params and paths and returning a typed result:
+
+=============  ==========================================================  ======================
+stage          what it does                                                 called by
+=============  ==========================================================  ======================
+``prepare``    validate and split the raw data, write it; its DVC hash       ``yolox prepare``
+``train``      train or fine-tune; epoch lines in the log, metrics to the    ``yolox train``
+               run while it trains
+``evaluate``   COCO AP (pycocotools) of a .pth or .onnx on a dataset split   ``yolox eval``
+``export``     ONNX + check against PyTorch (+ TensorRT on a GPU)            ``yolox export``
+``register``   the ONNX pyfunc as a new registered version (``challenger``)  the pipeline
+``gate``       candidate vs champion (and best-ever, and base weights)      ``yolox gate``
+=============  ==========================================================  ======================
+
+:func:`run_pipeline` chains them; ``yolox pipeline`` calls it directly, the Prefect flow ``train-yolox``
+(``flows/train_yolox.py``) calls it with a runner that makes each stage a task (retries, caching, the UI),
+and ``dvc.yaml``'s stages run the CLI commands above. Nothing else composes stages or chooses a size,
+threshold or tag name: the input size comes from :func:`yolox.meta.input_size`, thresholds from
+:mod:`yolox.config`, tag names from :data:`RUN_TAGS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from yolox.config import PipelineParams
+from yolox.errors import ConfigError, StageError
+from yolox.meta import ModelMeta
+
+log = logging.getLogger("yolox.pipeline")
+
+RUN_TAGS = ("model", "input_size", "data_version", "data_source", "git_commit", "registered_model")
+"""Tags every pipeline MLflow run carries (plus ``prefect_flow_run`` under Prefect, ``registered_version``
+after registration, ``export_check``, ``gate.decision``/``gate.outcome``, ``failed_stage`` on failure)."""
+
+
+# --- typed results -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A prepared dataset on disk and its version (the DVC directory hash of the folder)."""
+
+    path: Path
+    data_version: str
+    report: Path
+    names: tuple[str, ...]
+    train_images: int
+    val_images: int
+    train_boxes: int
+    val_boxes: int
+    skipped_images: int
+    skipped_boxes: int
+
+    def counts(self) -> dict[str, int]:
+        return {"data/train_images": self.train_images, "data/val_images": self.val_images,
+                "data/train_boxes": self.train_boxes, "data/val_boxes": self.val_boxes,
+                "data/skipped_images": self.skipped_images, "data/skipped_boxes": self.skipped_boxes}
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A training checkpoint (``last.pth``: EMA weights under ``"model"``) and what made it."""
+
+    checkpoint: Path
+    meta: ModelMeta
+    epochs: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """COCO AP of a model on one dataset split (fractions), and the files written."""
+
+    metrics: dict[str, float]
+    per_class: dict[str, float]
+    metrics_path: Path
+    per_class_path: Path
+    img_size: int
+    num_images: int
+    weights: str
+
+    @property
+    def ap(self) -> float:
+        return float(self.metrics["AP50_95"])
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """An exported ONNX model and its check against PyTorch (``check``: passed, failed or skipped)."""
+
+    onnx: Path
+    meta: ModelMeta
+    check: str
+    max_abs_diff: float | None
+    num_check_images: int
+    sample_image: Path | None
+    engine: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.check == "passed"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A registered model version (``version`` as MLflow's string) and its URI."""
+
+    name: str
+    version: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What one pipeline run made, with the gate's decision record (``decision["promoted"]``)."""
+
+    run_id: str
+    prepared: PreparedData
+    trained: TrainedModel
+    evaluation: Evaluation
+    exported: ExportedModel
+    registered: RegisteredModel
+    decision: dict[str, Any]
+
+    @property
+    def promoted(self) -> bool:
+        return bool(self.decision.get("promoted"))
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary (what ``yolox pipeline`` prints)."""
+        champion = self.decision["gate"]["champion_alias"] if self.promoted else self.decision["gate"][
+            "challenger_alias"]
+        return {"mlflow_run_id": self.run_id, "data_version": self.prepared.data_version,
+                "AP50_95": self.evaluation.metrics["AP50_95"], "AP50": self.evaluation.metrics["AP50"],
+                "onnx": str(self.exported.onnx), "onnx_max_abs_diff": self.exported.max_abs_diff,
+                "registered_model": self.registered.name, "version": self.registered.version, "alias": champion,
+                "promoted": self.promoted, "gate": self.decision}
+
+
+# --- the stages ----------------------------------------------------------------------------------------
+
+
+def prepare(params: PipelineParams, out_dir: str | Path | None = None) -> PreparedData:
+    """Validate and write ``params.data.source`` as a prepared dataset (``out_dir``, default
+    ``params.data.prepared_dir``) and compute its data version.
+
+    Raises:
+        AssetError, DataError, ConfigError: see :func:`yolox.data.prepare.prepare_dataset`.
+    """
+    from yolox.data.prepare import prepare_dataset
+    from yolox.lineage import data_version
+
+    r = prepare_dataset(params.data, Path(out_dir) if out_dir else None)
+    return PreparedData(r.out_dir, data_version(r.out_dir), r.report_path, tuple(r.names), r.num_train_images,
+                        r.num_val_images, r.num_train_boxes, r.num_val_boxes, r.num_skipped_images,
+                        r.num_skipped_boxes)
+
+
+def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_dir: str | Path | None = None,
+          resume: bool | str = False, run_id: str | None = None, progress: bool = True) -> TrainedModel:
+    """Train on a prepared dataset (default ``params.data.prepared_dir``) into ``out_dir`` (default
+    ``params.train.output_dir``). With ``run_id``, every epoch's metrics go to that MLflow run as the epoch
+    ends, and the checkpoint is logged as an artifact at the end.
+
+    ``resume``: True continues ``<out_dir>/last.pth``; ``"auto"`` continues it only when it belongs to
+    ``run_id`` (a retried pipeline task), else starts afresh; False starts afresh.
+
+    Raises:
+        ConfigError, CheckpointError, DataError: see :func:`yolox.train.trainer.train`.
+    """
+    from yolox.train.checkpoint import read_run_id
+    from yolox.train.trainer import train as run_train
+
+    prepared_dir = Path(prepared_dir or params.data.prepared_dir)
+    out = Path(out_dir or params.train.output_dir)
+    if resume == "auto":
+        resume = bool(run_id) and (out / "last.pth").is_file() and read_run_id(out) == run_id
+        if resume:
+            log.info("continuing %s: it belongs to this run (%s)", out / "last.pth", run_id)
+    run = _attach(params, run_id)
+    on_epoch = (lambda epoch, metrics: run.log_metrics(metrics, step=epoch)) if run is not None else None
+    result = run_train(params, prepared_dir, out, resume=bool(resume), on_epoch_end=on_epoch, progress=progress,
+                       run_id=run_id)
+    if result.history:
+        from yolox.evaluate.plots import save_figures, training_curves
+
+        save_figures({"training_curves.png": training_curves(result.history)}, out)
+    if run is not None:
+        run.log_artifact(result.checkpoint, "checkpoint")
+    meta = ModelMeta(result.model_name, result.input_size, tuple(result.names))
+    return TrainedModel(result.checkpoint, meta, result.epochs, result.seconds, result.history, result.run_id)
+
+
+def evaluate(params: PipelineParams, weights: str | Path | None = None, data: str | Path | None = None,
+             split: str = "val", images: str | None = None, img_size: int | None = None,
+             model_name: str | None = None, out: str | Path | None = None, run_id: str | None = None,
+             history: list[dict[str, float]] | None = None, progress: bool = True,
+             plots_dir: str | Path | None = None) -> Evaluation:
+    """COCO AP50:95 etc. of ``weights`` (a .pth of this project or the authors', or an .onnx; default
+    ``<train.output_dir>/last.pth``) on ``split`` of ``data`` (a prepared folder, YOLO ``dataset.yaml`` or
+    folder, COCO json, or dataset name; default ``data.prepared_dir``), at the model's own input size unless
+    ``img_size`` / ``eval.img_size`` says otherwise. Writes ``eval.metrics_path`` (headline metrics) and
+    ``eval.per_class_path`` (AP per class); with ``run_id``, logs both and the plots to that run; with
+    ``plots_dir``, writes the plots there as PNG files too (what ``dvc plots show`` displays offline).
+
+    Raises:
+        AssetError, DataError, CheckpointError, ConfigError: unknown or unreadable weights or data.
+    """
+    from yolox.data.prepare import load_dataset
+    from yolox.evaluate.coco_eval import evaluate as coco_evaluate
+
+    weights = str(weights or Path(params.train.output_dir) / "last.pth")
+    backend, meta = load_model(weights, model_name)
+    size = model_input_size(meta, img_size or params.eval.img_size)
+    dataset = load_dataset(str(data or params.data.prepared_dir), split, images)
+    result = coco_evaluate(backend, dataset, size, params.eval, progress=progress)
+    metrics_path, per_class_path = result.write(out or params.eval.metrics_path,
+                                                None if out else params.eval.per_class_path)
+    run = _attach(params, run_id)
+    if run is not None or plots_dir:
+        from yolox.evaluate.plots import evaluation_figures, save_figures, training_curves
+
+        figures, confusion = evaluation_figures(result, dataset, params.serve.conf_thresh)
+        if history:
+            figures["plots/training_curves.png"] = training_curves(history)
+        if plots_dir:
+            save_figures(figures, plots_dir)
+        if run is not None:
+            run.log_metrics({f"eval/{k}": v for k, v in result.metrics.items()})
+            run.log_metrics({f"eval_class/{k.replace(' ', '_')}": v for k, v in result.per_class.items()})
+            run.log_artifact(metrics_path, "metrics")
+            run.log_artifact(per_class_path, "metrics")
+            run.log_figures(figures)
+            run.log_dict(confusion, "plots/confusion_matrix.json")
+    return Evaluation(dict(result.metrics), dict(result.per_class), metrics_path, per_class_path, size,
+                      result.num_images, weights)
+
+
+def export(params: PipelineParams, weights: str | Path | None = None, out: str | Path | None = None,
+           img_size: int | None = None, model_name: str | None = None, check_images: str | Path | None = None,
+           check: bool = True, run_id: str | None = None) -> ExportedModel:
+    """Export ``weights`` (default ``<train.output_dir>/last.pth``) to ONNX (``out``, default
+    ``export.onnx_path``) at the model's own input size unless ``img_size`` says otherwise, and compare it with
+    PyTorch with ONNX Runtime on real images: ``check_images`` (a folder), else the prepared dataset's images
+    when there is one; with neither, or ``check=False``, the check is skipped (``check="skipped"``, logged).
+    Builds a TensorRT engine too when ``export.tensorrt`` and a CUDA GPU are present.
+
+    Raises:
+        ConfigError: ``check_images`` given but not a folder of images. ExportError: the export failed.
+    """
+    from yolox.export.onnx_export import check_onnx, export_onnx
+    from yolox.predict import list_images
+
+    weights = str(weights or Path(params.train.output_dir) / "last.pth")
+    net, meta = load_torch_model(weights, model_name)
+    size = model_input_size(meta, img_size)
+    path = export_onnx(net, Path(out or params.export.onnx_path), size, meta.names, meta.name, params.export.opset,
+                       params.export.dynamic_batch, params.export.simplify)
+    folder = Path(check_images) if check_images else Path(params.data.prepared_dir) / "images"
+    if check_images and not folder.is_dir():
+        raise ConfigError(f"--check-images {folder}: not a folder of images")
+    images = list_images(folder)[: params.export.check_images] if check and folder.is_dir() else []
+    if not images:
+        why = "check disabled" if not check else f"no images at {folder} (pass --check-images DIR)"
+        log.warning("ONNX check against PyTorch skipped: %s", why)
+        result = ExportedModel(path, meta, "skipped", None, 0, None)
+    else:
+        c = check_onnx(net, path, images, size, params.export.max_abs_diff)
+        result = ExportedModel(path, meta, "passed" if c.passed else "failed", c.max_abs_diff, c.num_check_images,
+                               images[0])
+    if params.export.tensorrt:
+        from yolox.export.tensorrt import build_engine
+
+        result = replace(result, engine=build_engine(path, path.with_suffix(".engine"), size))
+    run = _attach(params, run_id)
+    if run is not None:
+        if result.max_abs_diff is not None:
+            run.log_metrics({"export/max_abs_diff": result.max_abs_diff})
+        run.set_tags({"export_check": result.check})
+        run.log_artifact(path, "onnx")
+    return result
+
+
+def register(params: PipelineParams, exported: ExportedModel, evaluation: Evaluation, run_id: str,
+             data_version: str) -> RegisteredModel:
+    """Register ``exported`` (its ONNX pyfunc, with the serving thresholds of ``params.serve``) as a new
+    version of ``tracking.registered_model`` with the ``gate.challenger_alias``, logged to run ``run_id``.
+
+    Raises:
+        TrackingError: the registry refused.
+    """
+    from yolox.tracking.registry import log_and_register
+    from yolox.tracking.run import MlflowRun
+
+    if exported.sample_image is None:
+        raise StageError("register: the export check was skipped, so there is no sample image for the signature")
+    sp = params.serve
+    mv = log_and_register(run_id, exported.onnx, params.tracking.registered_model, exported.sample_image,
+                          {"data_version": data_version, "AP50_95": f"{evaluation.ap:.4f}",
+                           "model": exported.meta.name, "input_size": str(exported.meta.input_size),
+                           "export_check": exported.check, "export_max_abs_diff": f"{exported.max_abs_diff or 0:.3g}"},
+                          sp.conf_thresh, sp.nms_thresh, sp.max_det, alias=params.gate.challenger_alias)
+    MlflowRun.attach(run_id).set_tags({"registered_version": mv.version})
+    return RegisteredModel(mv.name, mv.version, mv.model_uri)
+
+
+def gate(params: PipelineParams, candidate_version: str | None = None, prepared_dir: str | Path | None = None,
+         data_version: str | None = None, run_id: str | None = None, dry_run: bool = False) -> Any:
+    """Gate the candidate (default: the challenger) against the champion on the prepared val set and move the
+    champion alias when it passes (:func:`yolox.tracking.gate.run_gate`). Returns the
+    :class:`~yolox.tracking.gate.Decision` (``.promoted``: the alias moved)."""
+    from yolox.tracking.gate import run_gate
+
+    artifact = "gate/decision.json" if run_id else None
+    return run_gate(params, candidate_version, prepared_dir, dry_run, data_version, run_id, artifact)
+
+
+# --- models from files: the one place that reads weights and their facts -----------------------------
+
+
+def load_torch_model(weights: str | Path, model_name: str | None = None) -> tuple[Any, ModelMeta]:
+    """A YOLOX model in eval mode and its :class:`ModelMeta`, from a checkpoint of this project (its meta and
+    EMA weights) or of the authors (``model_name`` required; class count from the class predictor).
+
+    Raises:
+        AssetError: not found. CheckpointError: unreadable or not fitting. ConfigError: no model name.
+    """
+    from yolox.assets import resolve_weights
+    from yolox.meta import meta_of_checkpoint
+    from yolox.models import build_model, load_weights
+    from yolox.models.checkpoint import torch_load
+
+    path = resolve_weights(str(weights))
+    state = torch_load(path)
+    meta = meta_of_checkpoint(state if isinstance(state, dict) else {}, model_name)
+    if model_name and model_name != meta.name:
+        raise ConfigError(f"{path} is a {meta.name} checkpoint, not {model_name}: drop --model or fix it")
+    model = build_model(meta.name, meta.num_classes)
+    load_weights(model, path)
+    return model.eval(), meta
+
+
+def load_model(weights: str | Path, model_name: str | None = None) -> tuple[Any, ModelMeta]:
+    """An inference backend (ONNX Runtime for ``.onnx``, PyTorch for ``.pth``) and the model's meta (for an
+    ONNX without one, e.g. the authors' release: the variant table's, with ``model_name`` or yolox-nano)."""
+    if str(weights).endswith(".onnx"):
+        from yolox.assets import resolve_weights
+        from yolox.inference import OnnxBackend
+        from yolox.meta import default_names, meta_for
+
+        backend = OnnxBackend(resolve_weights(str(weights)))
+        meta = backend.meta or meta_for(model_name or "yolox-nano", default_names(backend.num_classes),
+                                        _onnx_fixed_size(backend))
+        return backend, meta
+    from yolox.inference import TorchBackend
+
+    net, meta = load_torch_model(weights, model_name)
+    return TorchBackend(net), meta
+
+
+def _onnx_fixed_size(backend: Any) -> int | None:
+    shape = backend.session.get_inputs()[0].shape
+    return int(shape[2]) if isinstance(shape[2], int) else None
+
+
+def model_input_size(meta: ModelMeta, override: int | None = None) -> int:
+    """:func:`yolox.meta.input_size` (the one size rule)."""
+    from yolox.meta import input_size
+
+    return input_size(meta, override)
+
+
+# --- tracking ------------------------------------------------------------------------------------------
+
+
+def _attach(params: PipelineParams, run_id: str | None) -> Any:
+    if not run_id:
+        return None
+    from yolox.tracking.run import MlflowRun
+
+    return MlflowRun(params.tracking.experiment, run_id=run_id)
+
+
+def start_run(params: PipelineParams, prepared: PreparedData, extra_tags: dict[str, str] | None = None) -> str:
+    """Start the pipeline's MLflow run: named ``<UTC time> <model> <data version[:8]>`` (what differs first,
+    where the UI truncates last), tagged :data:`RUN_TAGS`, with the flattened params, the data counts and the
+    prepare report. Returns the run id.
+
+    Raises:
+        TrackingError: the tracking store cannot be reached.
+    """
+    from yolox.tracking.run import MlflowRun, git_commit
+
+    version = prepared.data_version
+    name = params.tracking.run_name or f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())} {params.model.name} " \
+                                       f"{version[:8]}"
+    values = {"model": params.model.name, "input_size": str(params.model.input_size), "data_version": version,
+              "data_source": params.data.source, "git_commit": git_commit(),
+              "registered_model": params.tracking.registered_model}
+    run = MlflowRun(params.tracking.experiment, name, {**{k: values[k] for k in RUN_TAGS}, **(extra_tags or {})})
+    run.log_params(params.flat())
+    run.log_metrics(prepared.counts())
+    run.log_artifact(prepared.report, "data")
+    return run.run_id
+
+
+# --- the composition -----------------------------------------------------------------------------------
+
+Runner = Callable[..., Any]
+"""``runner(stage_name, function, *args, **kwargs)`` runs one stage and returns its result: :func:`direct`
+here; the Prefect flow passes one that runs the stage as a task."""
+
+
+def direct(stage: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The plain runner: call the stage in this process, timing it."""
+    t0 = time.perf_counter()
+    log.info("stage %s ...", stage)
+    result = fn(*args, **kwargs)
+    log.info("stage %s done in %.1f s", stage, time.perf_counter() - t0)
+    return result
+
+
+def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: dict[str, str] | None = None,
+                 progress: bool = True) -> PipelineResult:
+    """prepare -> train -> evaluate -> export -> register -> gate, in one MLflow run.
+
+    The tracking store is checked before any work. A failing stage ends the MLflow run ``FAILED`` with tags
+    ``failed_stage`` and ``failure`` and raises :class:`~yolox.errors.StageError` naming the stage; the
+    champion alias is never touched by a failed run. A rejected candidate is not a failure: the run finishes
+    and the version stays ``challenger``.
+
+    Raises:
+        StageError: a stage failed (its cause chained). TrackingError: the store is unreachable at the start.
+    """
+    from yolox.tracking.run import MlflowRun
+    from yolox.tracking.store import ensure_experiment
+
+    ensure_experiment(params.tracking.experiment)    # fail in seconds, before any work, if unreachable
+    stage, run_id = "prepare", None
+    try:
+        prepared = runner("prepare", prepare, params)
+        stage = "start-run"
+        run_id = runner("start-run", start_run, params, prepared, extra_tags)
+        stage = "train"
+        trained = runner("train", train, params, prepared.path, resume="auto", run_id=run_id, progress=progress)
+        stage = "evaluate"
+        evaluation = runner("evaluate", evaluate, params, trained.checkpoint, prepared.path, run_id=run_id,
+                            history=trained.history, progress=progress)
+        stage = "export"
+        exported = runner("export", export, params, trained.checkpoint, check_images=prepared.path / "images",
+                          run_id=run_id)
+        stage = "register"
+        registered = runner("register", register, params, exported, evaluation, run_id, prepared.data_version)
+        stage = "gate"
+        decision = runner("gate", gate, params, registered.version, prepared.path, prepared.data_version, run_id)
+    except BaseException as err:
+        reason = f"{type(err).__name__}: {err}"
+        log.error("stage %r failed: %s. The champion alias was not touched.", stage, reason)
+        if run_id is not None:
+            try:
+                run = MlflowRun.attach(run_id)
+                run.set_tags({"failed_stage": stage, "failure": reason[:5000]})
+                run.end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            except Exception as tracking_err:  # noqa: BLE001 - the tracking server may be the failure
+                log.warning("could not mark MLflow run %s FAILED: %s", run_id, tracking_err)
+        if isinstance(err, Exception) and not isinstance(err, StageError):
+            raise StageError(f"pipeline: stage {stage!r} failed: {reason}") from err
+        raise
+    run = MlflowRun.attach(run_id)
+    run.set_note(decision.markdown())
+    run.end("FINISHED")
+    log.info("pipeline done: %s v%s %s (%s)", registered.name, registered.version, decision.decision,
+             decision.outcome)
+    return PipelineResult(run_id, prepared, trained, evaluation, exported, registered, decision.to_json())
