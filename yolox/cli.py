@@ -262,7 +262,7 @@ def pipeline(params: ParamsOpt = Path("params/default.yaml"), set_: SetOpt = Non
     from yolox.pipeline import run_pipeline
 
     result = run_pipeline(_params(params, set_))
-    console.print_json(json.dumps(result.summary()))
+    print(json.dumps(result.summary(), indent=2))  # stdout: the machine-readable result (logs go to stderr)
 
 
 @app.command("augment-preview")
