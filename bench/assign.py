@@ -1,36 +1,42 @@
-"""Benchmark: SimOTA time per batch, batched (:func:`yolox.assign.simota_assign`) vs the plain per-image
-reference (:func:`yolox.assign.simota_assign_reference`), on the 8 most crowded coco128 images.
+"""Benchmark: SimOTA time per batch, ours (:func:`yolox.assign.simota_assign`, batched) beside the authors'
+per-image ``YOLOXHead.get_assignments`` loop (``--peer``), on the 8 most crowded coco128 images.
 
 Inputs as in training at ``--size`` (default 416, 3549 anchor points, 80 classes): the images' real
 boxes letterboxed to the input, and random predictions near them: every anchor point inside some box's
 geometry prior predicts a jittered copy of one of those boxes (centre +- 15 % of the size, size x
-exp(N(0, 0.25))), the others a random box around their cell; class and objectness logits random. The
-two assignments are checked to be identical before timing.
+exp(N(0, 0.25))), the others a random box around their cell; class and objectness logits random. Saved
+once; both sides load the same file. Before timing, ours is checked against our plain per-image reference
+(:func:`yolox.assign.simota_assign_reference`, identical assignment required) and, with ``--peer``, against
+the authors' assignment (positives and matched boxes compared; ties in cost may be broken differently).
 
-    .venv/bin/python bench/assign.py [--data DIR] [--size 416] [--repeats 20] [--threads 2]
+With ``--peer PATH`` (``PATH/yolox``, ``PATH/venv``: ``../shared/peer/README.md``) the two sides run in
+worker processes of their own venvs, ``--pairs`` blocks of ``--repeats`` calls alternated (order swapped
+every pair); printed per pair both medians, the ratio theirs / ours and the load average, then the medians
+over pairs. Without ``--peer``: ours only, and ours against our per-image reference.
 
-Prints both medians and the speed-up (target >= 5x), then one JSON line on stdout:
-``{"bench": "assign", "batched_ms": ..., "reference_ms": ..., "speedup": ..., "boxes": [...], "exact": true}``.
+    .venv/bin/python bench/assign.py [--peer /work/peer] [--size 416] [--pairs 6] [--repeats 10] [--threads 2]
+
+Ends with one JSON line: ``{"bench": "assign", "ms": ..., "authors_ms": ..., "ratio": ..., "ratios": [...],
+"load_avg": ..., "boxes": [...], "exact": true, "agree_authors": ...}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 from data import default_data_dir, read_yolo_dataset  # bench/data.py
-
-from yolox.assign import geometry_prior, simota_assign, simota_assign_reference
-from yolox.models.head import anchor_points
+from sidebyside import alternate, authors_worker, ours_worker, print_pair
 
 NUM_CLASSES = 80
 BATCH = 8
@@ -38,6 +44,9 @@ BATCH = 8
 
 def crowded_inputs(dataset, size: int, seed: int = 0) -> tuple[tuple[torch.Tensor, ...], list[int]]:
     """SimOTA inputs for the ``BATCH`` images with the most boxes, and their box counts."""
+    from yolox.assign import geometry_prior
+    from yolox.models.head import anchor_points
+
     records = sorted(dataset.records, key=lambda r: (-len(r.boxes), r.path.name))[:BATCH]
     g = torch.Generator().manual_seed(seed)
     grid, stride = anchor_points((size, size))
@@ -66,6 +75,44 @@ def crowded_inputs(dataset, size: int, seed: int = 0) -> tuple[tuple[torch.Tenso
     return (pred, cls_logits, obj_logits, gt_boxes, gt_classes, gt_valid, grid, stride), [len(r.boxes) for r in records]
 
 
+def save_inputs(inputs: tuple[torch.Tensor, ...], path: Path) -> None:
+    pred, cls_logits, obj_logits, gt_boxes, gt_classes, gt_valid, grid, stride = inputs
+    torch.save({"pred_boxes": pred, "cls_logits": cls_logits, "obj_logits": obj_logits, "gt_boxes": gt_boxes,
+                "gt_classes": gt_classes, "gt_valid": gt_valid, "counts": gt_valid.sum(1), "grid": grid,
+                "stride": stride}, path)
+
+
+def load_inputs(path: str | Path) -> tuple[torch.Tensor, ...]:
+    x = torch.load(path, weights_only=True)
+    return tuple(x[k] for k in ("pred_boxes", "cls_logits", "obj_logits", "gt_boxes", "gt_classes", "gt_valid",
+                                "grid", "stride"))
+
+
+def worker(a: argparse.Namespace) -> None:
+    """Our side (a worker process): :func:`simota_assign` on the saved inputs."""
+    from sidebyside import serve
+
+    from yolox.assign import simota_assign
+
+    torch.set_num_threads(a.threads)
+    inputs = load_inputs(a.inputs)
+
+    def setup(_: dict) -> dict:
+        result = simota_assign(*inputs)
+        torch.save({"fg_mask": result.fg_mask, "matched_gt": result.matched_gt}, a.out)
+        return {"num_fg": result.num_fg}
+
+    def run(req: dict) -> dict:
+        times = []
+        for _ in range(req["n"]):
+            t0 = time.perf_counter()
+            simota_assign(*inputs)
+            times.append(time.perf_counter() - t0)
+        return {"times": times}
+
+    serve({"setup": setup, "run": run})
+
+
 def median_ms(fn, inputs, repeats: int, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn(*inputs)
@@ -80,14 +127,24 @@ def median_ms(fn, inputs, repeats: int, warmup: int = 2) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=default_data_dir(), help="YOLO dataset folder (coco128)")
+    ap.add_argument("--peer", type=Path, default=None, help="the authors' code: PATH/yolox and PATH/venv")
     ap.add_argument("--size", type=int, default=416, help="input side (pixels)")
-    ap.add_argument("--repeats", type=int, default=20, help="timed calls of the batched version (median)")
-    ap.add_argument("--reference-repeats", type=int, default=5, help="timed calls of the reference (median)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--pairs", type=int, default=6, help="alternated blocks per side (median over pairs)")
+    ap.add_argument("--repeats", type=int, default=10, help="timed calls per block (median)")
+    ap.add_argument("--reference-repeats", type=int, default=3, help="timed calls of our per-image reference")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--inputs", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
     if not (args.data / "dataset.yaml").is_file():
         print(f"{args.data}/dataset.yaml not found: pass --data or set YOLOX_ASSETS_DIR", file=sys.stderr)
         return 2
+
+    from yolox.assign import simota_assign, simota_assign_reference
 
     torch.set_num_threads(args.threads)
     inputs, counts = crowded_inputs(read_yolo_dataset(args.data), args.size)
@@ -95,19 +152,40 @@ def main(argv: list[str] | None = None) -> int:
     fg = reference.fg_mask
     exact = bool(torch.equal(batched.fg_mask, fg) and torch.equal(batched.matched_gt[fg], reference.matched_gt[fg])
                  and torch.equal(batched.matched_iou[fg], reference.matched_iou[fg]))
-    load = os.getloadavg()[0]
     print(f"SimOTA on the {BATCH} most crowded coco128 images at {args.size} ({inputs[0].shape[1]} anchor points, "
-          f"{NUM_CLASSES} classes; boxes per image {counts}); {args.threads} torch threads; load average {load:.2f}")
-    print(f"batched and reference assignments identical: {exact} ({batched.num_fg} positives)")
-    t_batched = median_ms(simota_assign, inputs, args.repeats)
-    t_reference = median_ms(simota_assign_reference, inputs, args.reference_repeats, warmup=1)
-    speedup = t_reference / t_batched
-    print(f"batched   {t_batched:8.1f} ms/batch (median of {args.repeats})")
-    print(f"reference {t_reference:8.1f} ms/batch (median of {args.reference_repeats})")
-    print(f"speed-up  {speedup:8.1f}x (target >= 5x)")
-    print(json.dumps({"bench": "assign", "batched_ms": round(t_batched, 2), "reference_ms": round(t_reference, 1),
-                      "speedup": round(speedup, 1), "boxes": counts, "exact": exact, "size": args.size,
-                      "load_avg": round(load, 2)}))
+          f"{NUM_CLASSES} classes; boxes per image {counts}); {args.threads} torch threads")
+    print(f"ours and our per-image reference identical: {exact} ({batched.num_fg} positives)")
+    result: dict[str, object] = {"bench": "assign", "size": args.size, "boxes": counts, "exact": exact}
+    with tempfile.TemporaryDirectory(prefix="bench-assign-") as tmp:
+        path, ours_out, theirs_out = Path(tmp) / "inputs.pt", Path(tmp) / "ours.pt", Path(tmp) / "theirs.pt"
+        save_inputs(inputs, path)
+        common = ["--inputs", str(path), "--threads", str(args.threads)]
+        with ours_worker("assign.py", *common, "--out", str(ours_out)) as ours:
+            ours.call("setup")
+            if args.peer is None:
+                blocks = [statistics.median(ours.call("run", n=args.repeats)["times"]) for _ in range(args.pairs)]
+                ms = statistics.median(blocks) * 1000
+                t_reference = median_ms(simota_assign_reference, inputs, args.reference_repeats, warmup=1)
+                print(f"ours {ms:.2f} ms/batch (median of {args.pairs} blocks of {args.repeats}); our per-image "
+                      f"reference {t_reference:.1f} ms ({t_reference / ms:.1f}x)")
+                result.update({"ms": round(ms, 2), "reference_ms": round(t_reference, 1)})
+            else:
+                with authors_worker(args.peer, "assign", *common, "--out", str(theirs_out)) as theirs:
+                    theirs.call("setup")
+                    a, b = torch.load(ours_out), torch.load(theirs_out)
+                    both = a["fg_mask"] & b["fg_mask"]
+                    same_gt = int((a["matched_gt"][both] == b["matched_gt"][both]).sum())
+                    agree = bool(torch.equal(a["fg_mask"], b["fg_mask"]) and same_gt == int(both.sum()))
+                    print(f"ours and the authors' assignment identical: {agree} (positives ours {int(a['fg_mask'].sum())},"
+                          f" theirs {int(b['fg_mask'].sum())}; same matched box on {same_gt} of {int(both.sum())})")
+                    sbs = alternate(ours, theirs, args.pairs, {"op": "run", "n": args.repeats}, print_pair("SimOTA"))
+                    print(f"SimOTA: ours {sbs.ours * 1000:.2f} ms/batch, theirs {sbs.theirs * 1000:.1f} ms/batch "
+                          f"(medians of {args.pairs} blocks of {args.repeats}); median ratio {sbs.ratio:.1f}x; "
+                          f"load average {sbs.load:.2f}")
+                    d = sbs.as_dict("x", digits=2)
+                    result.update({k[2:]: v for k, v in d.items()})
+                    result["agree_authors"] = agree
+    print(json.dumps(result))
     return 0 if exact else 1
 
 

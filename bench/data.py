@@ -1,18 +1,24 @@
-"""Benchmark: training data pipeline throughput of ONE worker process (no DataLoader), in images/s.
+"""Benchmark: training data pipeline throughput of ONE process (no DataLoader), ours beside the authors'.
 
-Two recipes, as REFERENCE.md measured the authors' code on this machine class:
+Two recipes:
 
-- nano: yolox-nano recipe at 416 (Mosaic with probability 0.5, scale 0.5-1.5, no MixUp) -> 122 img/s
-- s:    yolox-s recipe at 640 (Mosaic + MixUp)                                        -> 40 img/s
+- nano: yolox-nano recipe at 416 (Mosaic with probability 0.5, scale 0.5-1.5, no MixUp)
+- s:    yolox-s recipe at 640 (Mosaic + MixUp, scale 0.1-2.0)
 
-One sample = what a loader worker does per image: read, augment, float32 (3, S, S) tensor and padded
-targets (``TrainDataset.__getitem__``). Single thread (``torch.set_num_threads(1)``,
-``cv2.setNumThreads(0)``), warm-up first, then the median of ``--repeats`` timed passes.
+One sample = what a loader worker does per image: read, augment, a float32 (3, S, S) image and padded
+targets (ours: ``TrainDataset.__getitem__``; theirs: ``MosaicDetection.__getitem__`` over their
+``COCODataset`` with their ``TrainTransform``, built as their ``get_data_loader`` does, from their ``Exp``).
+Both sides run single-threaded (``torch.set_num_threads(1)``, ``cv2.setNumThreads(0)``) on the same 128
+coco128 images (``--peer-coco``: the COCO layout of ``../shared/peer/README.md``), each in a worker process of
+its own venv; ``--pairs`` blocks of ``--samples`` samples alternate between them (the order swapped every pair).
+Printed per pair: both sides' ms per sample, the ratio theirs / ours (= our img/s over theirs) and the load
+average; then the medians over pairs. Without ``--peer``, our figures only.
 
-    .venv/bin/python bench/data.py [--data DIR] [--samples 384] [--repeats 3]
+    .venv/bin/python bench/data.py [--peer /work/peer] [--peer-coco /work/peer/coco] [--recipes nano s]
+                                   [--pairs 6] [--samples 128]
 
-Ends with one JSON line on stdout:
-``{"bench": "data", "nano_img_s": ..., "s_img_s": ..., "nano_ratio": ..., "s_ratio": ...}``.
+Ends with one JSON line: ``{"bench": "data", "nano_img_s": ..., "nano_authors_img_s": ..., "nano_ratio": ...,
+"nano_ratios": [...], "nano_load_avg": ..., "s_img_s": ..., ...}``.
 """
 
 from __future__ import annotations
@@ -30,11 +36,10 @@ import numpy as np
 import torch
 import yaml
 
-from yolox.config import AugmentParams
-from yolox.data.dataset import SampleKey, TrainDataset
-from yolox.data.records import DetectionDataset, ImageRecord
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from sidebyside import alternate, authors_worker, ours_worker, print_pair
 
-AUTHORS_IMG_S = {"nano": 122.0, "s": 40.0}
 RECIPES = {"nano": ("yolox-nano", 416), "s": ("yolox-s", 640)}
 
 
@@ -43,8 +48,10 @@ def default_data_dir() -> Path:
     return Path(assets).expanduser() / "data" / "coco128"
 
 
-def read_yolo_dataset(root: Path) -> DetectionDataset:
+def read_yolo_dataset(root: Path):
     """A YOLO-layout dataset (``images/<split>/*.jpg``, ``labels/<split>/*.txt``, ``dataset.yaml``)."""
+    from yolox.data.records import DetectionDataset, ImageRecord
+
     meta = yaml.safe_load((root / "dataset.yaml").read_text())
     names = [meta["names"][i] for i in range(len(meta["names"]))]
     split = meta.get("train", "images/train2017")
@@ -61,46 +68,91 @@ def read_yolo_dataset(root: Path) -> DetectionDataset:
     return DetectionDataset(names, list(range(1, len(names) + 1)), records)
 
 
-def measure(dataset: DetectionDataset, model: str, size: int, samples: int, repeats: int, warmup: int) -> float:
-    """Median images/s of ``TrainDataset.__getitem__`` (mosaic on) over ``repeats`` passes."""
-    train = TrainDataset(dataset, AugmentParams(), size, model, seed=0)
-    order = np.random.default_rng(0).permutation(np.resize(np.arange(len(train)), samples + warmup))
-    for i in order[:warmup]:
-        train[SampleKey(int(i), size, True)]
-    rates = []
-    for _ in range(repeats):
+def worker(a: argparse.Namespace) -> None:
+    """Our side (a worker process): ``TrainDataset.__getitem__`` with the recipe, mosaic on."""
+    from sidebyside import serve
+
+    from yolox.config import AugmentParams
+    from yolox.data.dataset import SampleKey, TrainDataset
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(0)
+    model, size = RECIPES[a.recipe]
+    train = TrainDataset(read_yolo_dataset(Path(a.data)), AugmentParams(), size, model, seed=a.seed)
+    order = np.random.default_rng(a.seed).permutation(len(train))
+    state = {"i": 0}
+
+    def sample() -> None:
+        train[SampleKey(int(order[state["i"] % len(order)]), size, True)]
+        state["i"] += 1
+
+    def setup(req: dict) -> dict:
+        for _ in range(req.get("warmup", 0)):
+            sample()
+        p = train.params
+        return {"images": len(train), "size": size, "mosaic_prob": p.mosaic_prob, "mixup": p.enable_mixup,
+                "mosaic_scale": list(p.mosaic_scale)}
+
+    def run(req: dict) -> dict:
         t0 = time.perf_counter()
-        for i in order[warmup:]:
-            train[SampleKey(int(i), size, True)]
-        rates.append(samples / (time.perf_counter() - t0))
-    return statistics.median(rates)
+        for _ in range(req["n"]):
+            sample()
+        return {"times": [(time.perf_counter() - t0) / req["n"]]}
+
+    serve({"setup": setup, "run": run})
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=default_data_dir(), help="YOLO dataset folder (coco128)")
-    ap.add_argument("--samples", type=int, default=384, help="samples per timed pass")
-    ap.add_argument("--repeats", type=int, default=3, help="timed passes (median reported)")
-    ap.add_argument("--warmup", type=int, default=64, help="untimed samples first")
+    ap.add_argument("--peer", type=Path, default=None, help="the authors' code: PATH/yolox and PATH/venv")
+    ap.add_argument("--peer-coco", type=Path, default=None,
+                    help="coco128 in the COCO layout for their COCODataset (default: PATH/coco)")
+    ap.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
+    ap.add_argument("--pairs", type=int, default=6, help="alternated blocks per side (median over pairs)")
+    ap.add_argument("--samples", type=int, default=128, help="samples per block")
+    ap.add_argument("--warmup", type=int, default=32, help="untimed samples first, per side")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--recipe", help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
     if not (args.data / "dataset.yaml").is_file():
         print(f"{args.data}/dataset.yaml not found: pass --data or set YOLOX_ASSETS_DIR", file=sys.stderr)
         return 2
+    coco = args.peer_coco or (args.peer / "coco" if args.peer else None)
+    if args.peer and not (coco / "annotations" / "instances_train2017.json").is_file():
+        print(f"{coco}/annotations/instances_train2017.json not found: pass --peer-coco "
+              "(../shared/peer/README.md, step 3)", file=sys.stderr)
+        return 2
 
-    torch.set_num_threads(1)
-    cv2.setNumThreads(0)
-    dataset = read_yolo_dataset(args.data)
-    print(f"data: {args.data} ({len(dataset.records)} images); one process, 1 thread; "
-          f"{args.samples} samples x {args.repeats} passes (median)")
+    print(f"data: {args.data}; one process, 1 thread per side; blocks of {args.samples} samples, "
+          f"{'side by side with the authors: ' + str(args.peer) if args.peer else 'ours only (no --peer)'}")
     result: dict[str, object] = {"bench": "data"}
-    for key, (model, size) in RECIPES.items():
-        rate = measure(dataset, model, size, args.samples, args.repeats, args.warmup)
-        ratio = rate / AUTHORS_IMG_S[key]
-        print(f"{key:>5} recipe ({model} @ {size}): {rate:7.1f} img/s  ({1000 / rate:5.2f} ms/img)  "
-              f"authors {AUTHORS_IMG_S[key]:.0f} img/s  ratio {ratio:.2f}x")
-        result[f"{key}_img_s"] = round(rate, 1)
-        result[f"{key}_ratio"] = round(ratio, 2)
-    print(json.dumps({k: result[k] for k in ("bench", "nano_img_s", "s_img_s", "nano_ratio", "s_ratio")}))
+    for key in args.recipes:
+        model, size = RECIPES[key]
+        with ours_worker("data.py", "--recipe", key, "--data", str(args.data)) as ours:
+            recipe = ours.call("setup", warmup=args.warmup)
+            print(f"{key} recipe ({model} @ {size}): ours {recipe}")
+            if args.peer is None:
+                blocks = [ours.call("run", n=args.samples)["times"][0] for _ in range(args.pairs)]
+                rate = 1 / statistics.median(blocks)
+                print(f"  ours {rate:.1f} img/s ({1000 / rate:.2f} ms/img; median of {args.pairs} blocks)")
+                result[f"{key}_img_s"] = round(rate, 1)
+                continue
+            with authors_worker(args.peer, "data", "--recipe", key, "--coco", str(coco), "--threads", "1") as theirs:
+                print(f"  theirs {theirs.call('setup', warmup=args.warmup)}")
+                sbs = alternate(ours, theirs, args.pairs, {"op": "run", "n": args.samples},
+                                print_pair(f"{key} recipe", "ms/img"))
+                print(f"{key} recipe: ours {1 / sbs.ours:.1f} img/s, theirs {1 / sbs.theirs:.1f} img/s (medians of "
+                      f"{args.pairs} blocks of {args.samples}); median ratio {sbs.ratio:.2f}x; load average {sbs.load:.2f}")
+                d = sbs.as_dict(key, digits=3)
+                result.update({f"{key}_img_s": round(1 / sbs.ours, 1), f"{key}_authors_img_s": round(1 / sbs.theirs, 1),
+                               f"{key}_ratio": d[f"{key}_ratio"], f"{key}_ratios": d[f"{key}_ratios"],
+                               f"{key}_load_avg": d[f"{key}_load_avg"]})
+    print(json.dumps(result))
     return 0
 
 

@@ -1,55 +1,58 @@
-"""Benchmark: images/s of a full training step, as the trainer runs it, against the authors' code.
+"""Benchmark: the training step, ours beside the authors' (``--peer``), same weights, same batches, same threads.
 
-One step = :func:`yolox.train.trainer.train_step` (forward, batched SimOTA, loss, backward, SGD step)
-plus the EMA update, on batches of 8 real coco128 images letterboxed to the input side with their real
-boxes (no augmentation: the data pipeline is ``bench/data.py``'s business). Models from a seeded
-random initialisation, in train mode, with the authors' optimizer groups. REFERENCE.md measured the
-authors' code on this machine class (2 threads): yolox-nano 416 b8 528 ms, yolox-s 640 b8 3.79 s.
+One step = what the trainer does per batch once the batch is in memory (:func:`yolox.train.trainer.train_step`:
+forward, batched SimOTA, loss, backward, SGD step; then the EMA update), on 4 saved batches of 8 real coco128
+images letterboxed to the input side with their real boxes (no augmentation: the data pipeline is
+``bench/data.py``'s business), taken in turn. Start weights: the shared yolox-nano weights for nano, a seeded
+fresh yolox-s (saved once, loaded by both sides) for s; train mode, the authors' optimizer groups, lr 0.01/64
+per image.
 
-    .venv/bin/python bench/train_step.py [--models nano s] [--steps N ...] [--warmup 3] [--threads 2]
-                                         [--contiguous] [--profile]
+With ``--peer PATH`` (``PATH/yolox`` their repository, ``PATH/venv`` its venv: ``../shared/peer/README.md``)
+their step runs too (``authors_worker.py``: their model, their per-image SimOTA and loss, their optimizer and
+EMA, in their trainer's order), in a worker process of their venv; ours runs in a worker process of this
+venv; ``--pairs`` blocks of ``--steps`` steps alternate between them (the order swapped every pair). Printed:
+the loss of the first step on both sides (same weights, same batch: the numerics must agree), per pair both
+medians, the ratio theirs / ours and the load average; then the medians over pairs. Without ``--peer``, our
+figures only. ``--profile`` adds the time per phase (forward, SimOTA, rest of the loss, backward, optimizer,
+EMA) on both sides; ``--torch-profile`` an operator table of ours.
 
-The model is prepared as the trainer does (:func:`yolox.train.trainer.prepare_for_training`:
-channels_last, activations out of place); ``--contiguous`` measures the NCHW layout instead.
+    .venv/bin/python bench/train_step.py [--peer /work/peer] [--models nano s] [--pairs 6] [--steps 5 2]
+                                         [--threads 2] [--profile] [--torch-profile] [--contiguous]
 
-Prints each model's median step time, img/s, the authors' figure and the ratio (authors' ms / ours; the
-target is >= 1.2x); also the first quartile and the minimum, which show what the step takes when no other
-process competes for the two cores (two OpenMP threads slow down badly on a shared, loaded machine; the
-load average is printed). Then one JSON line on stdout:
-``{"bench": "train_step", "nano_img_s": ..., "nano_ms": ..., "nano_ratio": ..., "s_img_s": ..., ...}``.
+Ends with one JSON line: ``{"bench": "train_step", "nano_ms": ..., "nano_authors_ms": ..., "nano_ratio": ...,
+"nano_ratios": [...], "nano_load_avg": ..., "s_ms": ..., ...}`` (the ``authors``/``ratio`` keys with ``--peer``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 from data import default_data_dir, read_yolo_dataset  # bench/data.py
+from sidebyside import alternate, authors_worker, ours_worker, print_pair
 
-from yolox.config import AugmentParams
-from yolox.data.dataset import SampleKey, TrainDataset, collate
-from yolox.models import build_model
-from yolox.train.ema import ModelEMA
-from yolox.train.optim import build_optimizer
-from yolox.train.trainer import prepare_for_training, train_step
-
-AUTHORS_MS = {"nano": 528.0, "s": 3790.0}
 MODELS = {"nano": ("yolox-nano", 416), "s": ("yolox-s", 640)}
 BATCH = 8
-DEFAULT_STEPS = {"nano": 15, "s": 5}
+N_BATCHES = 4
+LR_PER_IMG = 0.01 / 64
+DEFAULT_STEPS = {"nano": 5, "s": 2}
 
 
 def real_batches(dataset, size: int, n_batches: int, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
     """``n_batches`` batches of 8 coco128 images letterboxed to ``size`` with their boxes (collate layout)."""
+    from yolox.config import AugmentParams
+    from yolox.data.dataset import SampleKey, TrainDataset, collate
+
     train = TrainDataset(dataset, AugmentParams(hsv_prob=0.0, flip_prob=0.0), size, seed=seed)
     order = np.random.default_rng(seed).permutation(len(train))
     batches = []
@@ -59,78 +62,201 @@ def real_batches(dataset, size: int, n_batches: int, seed: int = 0) -> list[tupl
     return batches
 
 
-def measure(name: str, size: int, batches, steps: int, warmup: int, channels_last: bool,
-            profile: bool = False) -> list[float]:
-    """Seconds of each timed step (after ``warmup`` untimed ones)."""
+def save_inputs(key: str, dataset, out: Path) -> tuple[Path, Path]:
+    """The batches (``[(images, targets, counts), ...]``, NCHW float32) and start weights of model ``key``."""
+    from yolox.assets import resolve_weights
+    from yolox.models import build_model
+
+    name, size = MODELS[key]
+    batches = out / f"batches_{key}.pt"
+    torch.save([tuple(t.contiguous() for t in b[:3]) for b in real_batches(dataset, size, N_BATCHES)], batches)
+    if key == "nano":
+        return batches, resolve_weights("yolox_nano.pth")
     torch.manual_seed(0)
-    model = build_model(name, 80).train()
-    fmt = prepare_for_training(model, torch.device("cpu"), channels_last)
-    optimizer = build_optimizer(model, lr=0.01 / 64 * BATCH)
+    weights = out / f"{key}_seed0.pth"
+    torch.save({"model": build_model(name, 80).state_dict()}, weights)
+    return batches, weights
+
+
+# ------------------------------------------------------------------------------------------ our worker
+
+
+def worker(a: argparse.Namespace) -> None:
+    """Our side (a worker process): the trainer's step on the saved batches."""
+    from sidebyside import serve
+
+    from yolox import losses
+    from yolox.models import build_model
+    from yolox.models.checkpoint import read_state_dict
+    from yolox.train.ema import ModelEMA
+    from yolox.train.optim import build_optimizer
+    from yolox.train.trainer import prepare_for_training, train_step
+
+    torch.set_num_threads(a.threads)
+    model = build_model(a.model, 80)
+    model.load_state_dict(read_state_dict(a.weights, "model"), strict=True)
+    model.train()
+    fmt = prepare_for_training(model, torch.device("cpu"), channels_last=not a.contiguous)
+    batches = torch.load(a.batches, weights_only=True)
+    optimizer = build_optimizer(model, lr=LR_PER_IMG * batches[0][0].shape[0])
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     ema = ModelEMA(model)
-    times = []
-    for i in range(warmup + steps):
-        images, targets, counts, _ = batches[i % len(batches)]
-        images = images.contiguous(memory_format=fmt)
-        t0 = time.perf_counter()
-        train_step(model, images, targets, counts, optimizer, scaler, model.strides)
+    state = {"i": 0}
+
+    def step():
+        images, targets, counts = batches[state["i"] % len(batches)]
+        state["i"] += 1
+        images = images.contiguous(memory_format=fmt)          # as the trainer's loop does
+        loss = train_step(model, images, targets, counts, optimizer, scaler, model.strides)
         ema.update(model)
-        if i >= warmup:
+        return loss
+
+    def setup(_: dict) -> dict:
+        loss = step()
+        for _ in range(a.warmup):
+            step()
+        return {"loss": loss.as_dict()}
+
+    def run(req: dict) -> dict:
+        times = []
+        for _ in range(req["n"]):
+            t0 = time.perf_counter()
+            step()
             times.append(time.perf_counter() - t0)
-    if profile:
+        return {"times": times}
+
+    def profile(req: dict) -> dict:
+        """Seconds per phase, the body of ``train_step`` with clocks between the phases."""
+        phases = dict.fromkeys(("forward", "assign", "loss", "backward", "optimizer", "ema"), 0.0)
+        original = losses.simota_assign
+
+        def timed_assign(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                phases["assign"] += time.perf_counter() - t0
+
+        losses.simota_assign = timed_assign
+        try:
+            for _ in range(req["n"]):
+                images, targets, counts = batches[state["i"] % len(batches)]
+                state["i"] += 1
+                t0 = time.perf_counter()
+                raw = model(images.contiguous(memory_format=fmt))
+                t1 = time.perf_counter()
+                loss = losses.yolox_loss(raw, targets, counts, tuple(images.shape[2:]), model.strides)
+                t2 = time.perf_counter()
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss.total).backward()
+                t3 = time.perf_counter()
+                scaler.step(optimizer)
+                scaler.update()
+                t4 = time.perf_counter()
+                ema.update(model)
+                t5 = time.perf_counter()
+                for k, dt in zip(("forward", "loss", "backward", "optimizer", "ema"),
+                                 (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                    phases[k] += dt
+        finally:
+            losses.simota_assign = original
+        phases["loss"] -= phases["assign"]
+        return {k: v / req["n"] for k, v in phases.items()}
+
+    def torch_profile(req: dict) -> dict:
         from torch.profiler import profile as torch_profile
 
-        images, targets, counts, _ = batches[0]
         with torch_profile() as prof:
-            for _ in range(3):
-                train_step(model, images.contiguous(memory_format=fmt), targets, counts, optimizer, scaler,
-                           model.strides)
-                ema.update(model)
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
-    return times
+            for _ in range(req["n"]):
+                step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
+        return {"table": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)}
+
+    serve({"setup": setup, "run": run, "profile": profile, "torch_profile": torch_profile})
+
+
+# ------------------------------------------------------------------------------------------ parent
+
+
+def print_profile(name: str, ours: dict, theirs: dict | None) -> None:
+    print(f"  {name} per phase (ms per step):")
+    print("    ours:   " + "  ".join(f"{k} {v * 1000:.1f}" for k, v in ours.items())
+          + f"  = {sum(ours.values()) * 1000:.1f}")
+    if theirs:
+        print("    theirs: " + "  ".join(f"{k} {v * 1000:.1f}" for k, v in theirs.items())
+              + f"  = {sum(v for k, v in theirs.items() if k != 'assign') * 1000:.1f} (assign is inside forward+loss)")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=default_data_dir(), help="YOLO dataset folder (coco128)")
+    ap.add_argument("--peer", type=Path, default=None, help="the authors' code: PATH/yolox and PATH/venv")
     ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    ap.add_argument("--pairs", type=int, default=6, help="alternated blocks per side (median over pairs)")
     ap.add_argument("--steps", nargs="+", type=int, default=None,
-                    help="timed steps per model, in --models order (median; default nano 15, s 5)")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (the authors' figures: 2)")
-    ap.add_argument("--contiguous", action="store_true", help="NCHW model and inputs (default: channels_last)")
-    ap.add_argument("--profile", action="store_true", help="print a torch.profiler table per model")
+                    help="timed steps per block, in --models order (default nano 5, s 2)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
+    ap.add_argument("--contiguous", action="store_true", help="ours in NCHW (default: channels_last, as trained)")
+    ap.add_argument("--profile", action="store_true", help="time per phase on both sides")
+    ap.add_argument("--torch-profile", action="store_true", help="an operator table of our step (stderr)")
+    # worker mode (started by the parent)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--weights", help=argparse.SUPPRESS)
+    ap.add_argument("--batches", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
     if not (args.data / "dataset.yaml").is_file():
         print(f"{args.data}/dataset.yaml not found: pass --data or set YOLOX_ASSETS_DIR", file=sys.stderr)
         return 2
 
-    torch.set_num_threads(args.threads)
-    channels_last = not args.contiguous
     dataset = read_yolo_dataset(args.data)
-    load = os.getloadavg()[0]
-    print(f"train step: batch {BATCH} of real coco128 images and boxes, {args.threads} torch threads, "
-          f"{'channels_last' if channels_last else 'contiguous'}, torch {torch.__version__}; "
-          f"load average before: {load:.2f}")
-    result: dict[str, object] = {"bench": "train_step"}
     steps = dict(zip(args.models, args.steps + args.steps[-1:] * len(args.models))) if args.steps else DEFAULT_STEPS
-    for key in args.models:
-        name, size = MODELS[key]
-        batches = real_batches(dataset, size, 4)
-        boxes = sum(int(b[2].sum()) for b in batches) / len(batches)
-        times = measure(name, size, batches, steps[key], args.warmup, channels_last, args.profile)
-        ms = statistics.median(times) * 1000
-        q1, best = float(np.percentile(times, 25)) * 1000, min(times) * 1000
-        img_s = BATCH / ms * 1000
-        ratio = AUTHORS_MS[key] / ms
-        print(f"{name} @ {size}: {ms:7.1f} ms/step ({img_s:5.1f} img/s; median of {len(times)}; first quartile "
-              f"{q1:.1f} ms, min {best:.1f} ms; {boxes:.0f} boxes/batch)  authors {AUTHORS_MS[key]:.0f} ms "
-              f"({BATCH / AUTHORS_MS[key] * 1000:.1f} img/s)  ratio {ratio:.2f}x (target >= 1.2x; "
-              f"{AUTHORS_MS[key] / q1:.2f}x at the first quartile, {AUTHORS_MS[key] / best:.2f}x at the min)")
-        result.update({f"{key}_ms": round(ms, 1), f"{key}_img_s": round(img_s, 2), f"{key}_ratio": round(ratio, 2),
-                       f"{key}_q1_ms": round(q1, 1), f"{key}_min_ms": round(best, 1)})
-    result["load_avg"] = round(load, 2)
-    result["channels_last"] = channels_last
+    print(f"train step: batch {BATCH} of real coco128 images and boxes ({N_BATCHES} batches in turn), "
+          f"{args.threads} torch threads, torch {torch.__version__}, "
+          f"{'side by side with the authors: ' + str(args.peer) if args.peer else 'ours only (no --peer)'}")
+    result: dict[str, object] = {"bench": "train_step", "threads": args.threads}
+    with tempfile.TemporaryDirectory(prefix="bench-train-step-") as tmp:
+        for key in args.models:
+            name, size = MODELS[key]
+            batches, weights = save_inputs(key, dataset, Path(tmp))
+            common = ["--model", name, "--weights", str(weights), "--batches", str(batches),
+                      "--threads", str(args.threads), "--warmup", str(args.warmup)]
+            ours = ours_worker("train_step.py", *common, *(["--contiguous"] if args.contiguous else []))
+            theirs = authors_worker(args.peer, "train_step", *common) if args.peer else None
+            with ours:
+                first = ours.call("setup")["loss"]
+                print(f"{name} @ {size}: first step loss ours {first['total_loss']:.5f} (num_fg {first['num_fg']:.0f})",
+                      end="")
+                if theirs is None:
+                    print()
+                    blocks = [statistics.median(ours.call("run", n=steps[key])["times"]) for _ in range(args.pairs)]
+                    ms = statistics.median(blocks) * 1000
+                    print(f"  ours {ms:.1f} ms/step ({BATCH / ms * 1000:.1f} img/s), median of {args.pairs} blocks "
+                          f"of {steps[key]}: {[round(b * 1000, 1) for b in blocks]}")
+                    result.update({f"{key}_ms": round(ms, 1), f"{key}_img_s": round(BATCH / ms * 1000, 2)})
+                    if args.profile:
+                        print_profile(name, ours.call("profile", n=steps[key]), None)
+                else:
+                    with theirs:
+                        theirs_first = theirs.call("setup")["loss"]
+                        print(f", theirs {theirs_first['total_loss']:.5f} (num_fg {theirs_first['num_fg']:.0f})")
+                        sbs = alternate(ours, theirs, args.pairs, {"op": "run", "n": steps[key]},
+                                        print_pair(name))
+                        print(f"{name} @ {size}: ours {sbs.ours * 1000:.1f} ms/step, theirs {sbs.theirs * 1000:.1f} "
+                              f"ms/step (medians of {args.pairs} blocks of {steps[key]}); median ratio "
+                              f"{sbs.ratio:.2f}x; load average {sbs.load:.2f}")
+                        result.update(sbs.as_dict(key))
+                        result[f"{key}_first_loss"] = [round(first["total_loss"], 5),
+                                                       round(theirs_first["total_loss"], 5)]
+                        if args.profile:
+                            print_profile(name, ours.call("profile", n=steps[key]),
+                                          theirs.call("profile", n=steps[key]))
+                if args.torch_profile:
+                    print(ours.call("torch_profile", n=2)["table"])
     print(json.dumps(result))
     return 0
 
