@@ -11,7 +11,8 @@ trainer does. Tasks (first argument), each answering the requests of :func:`side
   per-image SimOTA and loss), ``zero_grad``, ``backward``, ``step``, EMA update. ``setup`` answers the loss
   terms of the first step (the weights as loaded, batch 0) and runs ``--warmup`` more; ``run n`` answers the
   seconds of ``n`` steps (batches in turn). ``profile`` answers seconds per phase (forward with the loss,
-  ``get_assignments`` inside it, backward, optimizer, EMA) over ``n`` steps.
+  ``get_assignments`` inside it, backward, optimizer, EMA) over ``n`` steps. ``figures`` (instead of
+  ``setup``) answers the loss terms of one step and the size of its update per group of parameters.
 - ``assign --inputs X.pt [--out Y.pt]``: their ``YOLOXHead.get_assignments`` called per image with box
   targets, as their ``get_losses`` loop does; ``run n`` answers the seconds of ``n`` passes over the batch.
   ``--out`` gets their assignment (fg mask, matched box index per anchor point) for comparison.
@@ -109,7 +110,23 @@ def train_step_task(a: argparse.Namespace) -> dict:
             del head.get_assignments
         return {k: v / req["n"] for k, v in phases.items()}
 
-    return {"setup": setup, "run": run, "profile": profile}
+    def figures(_: dict) -> dict:
+        """One step from the weights as loaded, on batch 0: loss terms and update figures (step_parity.py)."""
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        out = step()
+        return {"loss": {k: float(v) for k, v in out.items()},
+                "update_l1": update_l1(before, dict(model.named_parameters()))}
+
+    return {"setup": setup, "run": run, "profile": profile, "figures": figures}
+
+
+def update_l1(before: dict, after: dict) -> dict:
+    """Sum of |after - before| (float64) per group of parameters named by their first two name parts."""
+    sums: dict[str, float] = {}
+    for name, p in after.items():
+        key = ".".join(name.split(".")[:2])
+        sums[key] = sums.get(key, 0.0) + float((p.detach().double() - before[name].double()).abs().sum())
+    return sums
 
 
 def assign_task(a: argparse.Namespace) -> dict:
