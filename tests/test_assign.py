@@ -341,3 +341,23 @@ def test_claim_resolved_by_iou_when_classes_tie() -> None:
     a = _assign_both(_tiny([(0, g0), (1, g1)], {p: [34.0, 28.0, 20.0, 20.0]}, {p: {0: 1.0, 1: 1.0}}))
     # IoU 0.82 with g1 vs 0.54 with g0: both claim p (k = 1 each); the IoU term makes g1 cheaper
     assert _positives(a) == {p} and a.matched_gt[0, p].item() == 1
+
+
+def test_box_with_fewer_prior_cells_than_its_dynamic_k(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box centred on the image corner has 1 prior cell per level (3 in all) while 10 candidates of a
+    neighbour's prior predict it exactly (dynamic k 10): it also takes candidates outside its prior, which
+    the windowed selection leaves to the dense cost (and must say so)."""
+    corner, neighbour = [0.0, 0.0, 24.0, 24.0], [20.0, 20.0, 24.0, 24.0]
+    preds = {_idx(s, c, r): corner for s in (8, 16, 32) for c in range(3) for r in range(3) if c < 64 // s and r < 64 // s}
+    fallbacks = []
+    windowed = assign_module._select_in_windows
+
+    def spy(*args, **kwargs):
+        out = windowed(*args, **kwargs)
+        fallbacks.append(out is None)
+        return out
+
+    monkeypatch.setattr(assign_module, "_select_in_windows", spy)
+    a = _assign_both(_tiny([(0, corner), (1, neighbour)], preds))
+    assert fallbacks == [True]
+    assert int((a.matched_gt[0][a.fg_mask[0]] == 0).sum()) > 3   # the corner box took more than its 3 cells

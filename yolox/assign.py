@@ -202,34 +202,144 @@ def simota_assign(pred_boxes: torch.Tensor, cls_logits: torch.Tensor, obj_logits
     prior_p = (((centres_p[:, None, :, 0] - gt_boxes[:, :, None, 0]).abs() < radius_p)
                & ((centres_p[:, None, :, 1] - gt_boxes[:, :, None, 1]).abs() < radius_p))  # (B, G, P)
 
-    # 2. cost
+    # 2. IoUs (dense: the dynamic k of a box is over all the image's candidates) and dynamic k
     pair_valid = gt_valid[:, :, None] & cand_valid[:, None, :]                          # (B, G, P)
     ious = _pairwise_iou(gt_boxes, boxes_p).masked_fill_(~pair_valid, 0.0)              # (B, G, P)
-    prob = (cls_p.sigmoid() * obj_p.sigmoid()[..., None]).sqrt()
-    cost = (class_cost(prob, gt_classes) + IOU_COST_WEIGHT * -torch.log(ious + 1e-8)
-            + OUTSIDE_PRIOR_COST * (~prior_p).float())
-    cost.masked_fill_(~pair_valid, float("inf"))
-
-    # 3. dynamic k, and each box's k lowest-cost candidates (ties: lower anchor index first, as a
-    #    stable sort; topk on distinct int64 keys instead of a full sort of every row)
     k_top = min(TOPK_IOU, P)
     dynamic_k = ious.topk(k_top, dim=2).values.sum(2).int().clamp(min=1)               # (B, G)
-    lowest = _ascending_keys(cost).topk(k_top, dim=2, largest=False).indices           # (B, G, k)
-    take = torch.arange(k_top, device=device)[None, None, :] < dynamic_k[..., None]
-    matching = torch.zeros(B, G, P, dtype=torch.bool, device=device)
-    matching.scatter_(2, lowest, take)
-    matching &= pair_valid
+    prob = cls_p.sigmoid_().mul_(obj_p.sigmoid()[..., None]).sqrt_()                    # (B, P, C)
+    neg_sum = _neg_log_sum(prob)                                                        # (B, P)
 
-    # 4. a prediction claimed by several boxes keeps its lowest-cost box
-    claims = matching.sum(dim=1)                                                        # (B, P)
-    gt_idx = torch.where(claims > 1, cost.argmin(dim=1), matching.to(torch.uint8).argmax(dim=1))
-    pos = (claims > 0) & cand_valid                                                     # (B, P)
+    # 3.-4. each box's k lowest-cost candidates, conflicts to the lowest-cost box
+    layout = _level_layout(grid, stride)
+    picked = None
+    if layout is not None:
+        picked = _select_in_windows(layout, gt_boxes, gt_classes, gt_valid, grid, stride, is_cand, ious, prob,
+                                    neg_sum, dynamic_k, centres_p, radius_p)
+    if picked is None:
+        prior_p = (((centres_p[:, None, :, 0] - gt_boxes[:, :, None, 0]).abs() < radius_p)
+                   & ((centres_p[:, None, :, 1] - gt_boxes[:, :, None, 1]).abs() < radius_p))  # (B, G, P)
+        picked = _select_dense(ious, prob, neg_sum, gt_classes, prior_p, pair_valid, dynamic_k, k_top)
+    gt_idx, claimed = picked
+    pos = claimed & cand_valid                                                          # (B, P)
     iou_pos = ious.gather(1, gt_idx[:, None, :]).squeeze(1)                             # (B, P)
     # back to anchor points: candidates are in the same row-major order in both
     fg_mask[is_cand] = pos[cand_valid]
     matched_gt[is_cand] = torch.where(pos, gt_idx, torch.zeros_like(gt_idx))[cand_valid]
     matched_iou[is_cand] = torch.where(pos, iou_pos, torch.zeros_like(iou_pos))[cand_valid]
     return Assignment(fg_mask, matched_gt, matched_iou)
+
+
+def _neg_log_sum(prob: torch.Tensor) -> torch.Tensor:
+    """(..., P, C) -> (..., P): ``sum_c BCE(p_c, 0)`` with the log clamped at -100 (:func:`class_cost`'s
+    first term; the negation after the sum, which is exact, saves a pass over (..., P, C))."""
+    return -torch.log1p(-prob).clamp_(min=-100).sum(-1)
+
+
+def _class_delta(p_y: torch.Tensor) -> torch.Tensor:
+    """BCE(p_y, 1) - BCE(p_y, 0), logs clamped at -100 (:func:`class_cost`'s second term)."""
+    return -torch.log(p_y).clamp(min=-100) - -torch.log1p(-p_y).clamp(min=-100)
+
+
+def _pair_cost(class_part: torch.Tensor, ious: torch.Tensor, in_prior: torch.Tensor | None) -> torch.Tensor:
+    """SimOTA cost from its parts, in one order of float operations for every caller (so the dense and the
+    windowed selection compare bit-identical costs). ``in_prior`` None: all pairs inside the prior."""
+    cost = class_part + IOU_COST_WEIGHT * -torch.log(ious + 1e-8)
+    if in_prior is not None:
+        cost = cost + OUTSIDE_PRIOR_COST * (~in_prior).float()
+    return cost
+
+
+def _select_dense(ious: torch.Tensor, prob: torch.Tensor, neg_sum: torch.Tensor, gt_classes: torch.Tensor,
+                  prior_p: torch.Tensor, pair_valid: torch.Tensor, dynamic_k: torch.Tensor, k_top: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 3-4 on the full (B, G, P) cost: (matched box per candidate (B, P) int64, claimed (B, P) bool)."""
+    B, G, P = ious.shape
+    idx = gt_classes.unsqueeze(-2).expand(B, P, G)
+    class_part = (neg_sum.unsqueeze(-1) + _class_delta(prob.gather(-1, idx))).transpose(-1, -2)   # (B, G, P)
+    cost = _pair_cost(class_part, ious, prior_p).masked_fill_(~pair_valid, float("inf"))
+    # ties: lower anchor index first, as a stable sort; topk on distinct int64 keys
+    lowest = _ascending_keys(cost).topk(k_top, dim=2, largest=False).indices           # (B, G, k)
+    take = torch.arange(k_top, device=ious.device)[None, None, :] < dynamic_k[..., None]
+    matching = torch.zeros(B, G, P, dtype=torch.bool, device=ious.device)
+    matching.scatter_(2, lowest, take)
+    matching &= pair_valid
+    claims = matching.sum(dim=1)                                                        # (B, P)
+    gt_idx = torch.where(claims > 1, cost.argmin(dim=1), matching.to(torch.uint8).argmax(dim=1))
+    return gt_idx, claims > 0
+
+
+WINDOW = 4
+"""Cells per axis and level around a box centre that can lie in its geometry prior (|centre - c| <
+1.5 strides holds for at most 3 cells; one more absorbs the rounding of ``floor(c / stride)``)."""
+
+
+def _select_in_windows(layout: list[tuple[int, int, int]], gt_boxes: torch.Tensor, gt_classes: torch.Tensor,
+                       gt_valid: torch.Tensor, grid: torch.Tensor, stride: torch.Tensor, is_cand: torch.Tensor,
+                       ious: torch.Tensor, prob: torch.Tensor, neg_sum: torch.Tensor, dynamic_k: torch.Tensor,
+                       centres_p: torch.Tensor, radius_p: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Steps 3-4 without the (B, G, P) cost: what :func:`_select_dense` returns, or None when some box has
+    fewer candidates inside its own prior than its dynamic k (then it also takes candidates outside, which
+    only the dense cost ranks).
+
+    A box's candidates inside its prior cost less than 1e6 (class BCE <= 80 * 100, IoU term <= 55) and every
+    other candidate more, so its k lowest-cost candidates are among the <= 27 cells of its prior: those are
+    enumerated per level in a ``WINDOW`` x ``WINDOW`` window of cells around the box centre, tested with the
+    prior's own float operations, and costed with the dense formula's (:func:`_pair_cost`), ties broken by
+    anchor index: the same selection. A candidate claimed by several boxes then takes the argmin of its
+    dense cost column over all boxes (the authors' rule), computed for those candidates only.
+    """
+    B, G, P = ious.shape
+    device = ious.device
+    centres = (grid + 0.5) * stride[:, None]                                            # (A, 2), as the prior
+    radius = CENTER_RADIUS * stride
+    offsets = torch.arange(WINDOW, device=device) - (WINDOW // 2)                       # -2 .. 1
+    anchors, inside = [], []
+    for start, rows, cols in layout:
+        s = stride[start]
+        col = torch.floor(gt_boxes[..., 0] / s).long()[..., None] + offsets             # (B, G, W)
+        row = torch.floor(gt_boxes[..., 1] / s).long()[..., None] + offsets
+        ok = (((col >= 0) & (col < cols))[..., None, :] & ((row >= 0) & (row < rows))[..., :, None])
+        a = start + row.clamp(0, rows - 1)[..., :, None] * cols + col.clamp(0, cols - 1)[..., None, :]
+        anchors.append(a.flatten(2))
+        inside.append(ok.flatten(2))
+    a = torch.cat(anchors, dim=2)                                                       # (B, G, N) anchor ids
+    ok = torch.cat(inside, dim=2) & gt_valid[..., None]
+    ok &= ((centres[a, 0] - gt_boxes[..., None, 0]).abs() < radius[a]) & (
+        (centres[a, 1] - gt_boxes[..., None, 1]).abs() < radius[a])
+    n_in = ok.sum(2)
+    if bool(((n_in < dynamic_k) & gt_valid).any()):
+        return None
+    # position of each anchor in the image's candidate list (every anchor in a valid box's prior is one)
+    position = (is_cand.cumsum(1) - 1).clamp_(min=0)                                    # (B, A)
+    pos = position.gather(1, a.flatten(1)).view_as(a)                                   # (B, G, N)
+    iou_w = ious.gather(2, pos)
+    C = prob.shape[-1]
+    p_y = prob.reshape(B, P * C).gather(1, (pos * C + gt_classes[..., None]).flatten(1)).view_as(iou_w)
+    class_part = neg_sum.gather(1, pos.flatten(1)).view_as(iou_w) + _class_delta(p_y)
+    cost = _pair_cost(class_part, iou_w, None).masked_fill_(~ok, float("inf"))          # (B, G, N)
+    bits = (cost + 0.0).view(torch.int32).to(torch.int64)
+    keys = (torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits) << 32) | pos                 # ties: anchor order
+    k = min(TOPK_IOU, keys.shape[2])
+    lowest = keys.topk(k, dim=2, largest=False).indices                                 # (B, G, k)
+    take = (torch.arange(k, device=device)[None, None, :] < dynamic_k[..., None]) & gt_valid[..., None]
+    chosen = pos.gather(2, lowest)                                                      # (B, G, k) positions
+    flat = torch.where(take, chosen, torch.full_like(chosen, P)).flatten(1)             # P: a dropped slot
+    claims = torch.zeros(B, P + 1, dtype=torch.long, device=device).scatter_add_(1, flat, take.flatten(1).long())
+    owner = torch.zeros(B, P + 1, dtype=torch.long, device=device)
+    box = torch.arange(G, device=device)[None, :, None].expand_as(chosen)
+    owner.scatter_(1, flat, box.flatten(1))
+    claims, owner = claims[:, :P], owner[:, :P]
+    multi = claims > 1
+    if bool(multi.any()):   # the dense cost column of each multiply claimed candidate, all boxes
+        mb, mp = multi.nonzero(as_tuple=True)
+        p_mg = prob[mb, mp].gather(1, gt_classes[mb])                                   # (M, G)
+        prior = (((centres_p[mb, mp, 0][:, None] - gt_boxes[mb, :, 0]).abs() < radius_p[mb, 0, mp][:, None])
+                 & ((centres_p[mb, mp, 1][:, None] - gt_boxes[mb, :, 1]).abs() < radius_p[mb, 0, mp][:, None]))
+        column = _pair_cost(neg_sum[mb, mp][:, None] + _class_delta(p_mg), ious[mb, :, mp], prior)
+        owner[mb, mp] = column.masked_fill_(~gt_valid[mb], float("inf")).argmin(dim=1)
+    return owner, claims > 0
 
 
 @torch.no_grad()
