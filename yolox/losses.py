@@ -64,9 +64,11 @@ def yolox_loss(raw: torch.Tensor, targets: torch.Tensor, num_targets: torch.Tens
     B, A = raw.shape[:2]
     G = targets.shape[1]
     grid, stride = anchor_points(input_hw, strides, raw.device, raw.dtype)
-    pred_boxes = decode_boxes(raw[..., :4], grid, stride)          # (B, A, 4) cxcywh pixels
-    obj_logits = raw[..., 4]
-    cls_logits = raw[..., 5:]
+    # One split, not four slices: the backward then writes the (B, A, 5 + C) gradient once (a cat)
+    # instead of zero-filling and summing one full-size gradient per slice.
+    box_raw, obj_raw, cls_logits = raw.split((4, 1, raw.shape[-1] - 5), dim=-1)
+    obj_logits = obj_raw.squeeze(-1)                               # (B, A)
+    pred_boxes = decode_boxes(box_raw, grid, stride)               # (B, A, 4) cxcywh pixels
 
     gt_valid = torch.arange(G, device=raw.device)[None, :] < num_targets.to(raw.device)[:, None]
     gt_classes = targets[..., 0].long().clamp(min=0)
@@ -86,7 +88,7 @@ def yolox_loss(raw: torch.Tensor, targets: torch.Tensor, num_targets: torch.Tens
         s = stride.expand(B, A)[fg][:, None]
         cells = grid.expand(B, A, 2)[fg]
         l1_targets = torch.cat([box_targets[:, :2] / s - cells, torch.log(box_targets[:, 2:4] / s + 1e-8)], dim=1)
-        loss_l1 = F.l1_loss(raw[..., :4][fg], l1_targets, reduction="sum") / num_fg
+        loss_l1 = F.l1_loss(box_raw[fg], l1_targets, reduction="sum") / num_fg
     else:
         loss_l1 = raw.new_zeros(())
     total = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1

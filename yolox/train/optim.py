@@ -8,7 +8,8 @@ from torch import nn
 
 def build_optimizer(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4
                     ) -> torch.optim.SGD:
-    """Nesterov SGD; weight decay on conv/linear weights only, none on BatchNorm weights or biases.
+    """Nesterov SGD (multi-tensor ``foreach`` updates); weight decay on conv/linear weights only, none on
+    BatchNorm weights or biases.
 
     Groups (as the authors'): 0 = BatchNorm weights, 1 = conv/linear weights (decayed), 2 = biases.
     Frozen parameters (``requires_grad=False``) are left out.
@@ -24,7 +25,9 @@ def build_optimizer(model: nn.Module, lr: float, momentum: float = 0.9, weight_d
             bn_weights.append(weight)
         else:
             weights.append(weight)
-    opt = torch.optim.SGD(bn_weights, lr=lr, momentum=momentum, nesterov=True)
+    # foreach: one multi-tensor kernel per update term instead of a Python loop over ~200 tensors
+    # (the same element-wise operations in the same order: bit-identical updates)
+    opt = torch.optim.SGD(bn_weights, lr=lr, momentum=momentum, nesterov=True, foreach=True)
     opt.add_param_group({"params": weights, "weight_decay": weight_decay})
     opt.add_param_group({"params": biases})
     return opt
