@@ -21,7 +21,7 @@ import yaml
 
 from yolox.config import GateParams, PipelineParams
 from yolox.errors import GateError
-from yolox.tracking.gate import ModelEval, decide
+from yolox.tracking.gate import Decision, ModelEval, decide
 
 EXPERIMENT = "gate-tests"
 YOLOX = str(Path(sys.executable).parent / "yolox")
@@ -83,6 +83,8 @@ def test_first_model_must_not_be_worse_than_its_base_weights() -> None:
     assert "the base weights it was trained from 0.3360" in worse.reason()
     record = worse.to_json()
     assert record["base"]["metrics"]["AP50_95"] == 0.336 and record["promoted"] is False
+    again = Decision.from_json(json.loads(json.dumps(record)))        # the flow's markdown artifact reads it back
+    assert again.base.ap == 0.336 and again.base.version is None and again.reason() == worse.reason()
     assert decide("m", _ev("1", 0.330), None, True, gp, base=_ev(None, 0.336)).promote     # within 0.01
     new_classes = decide("m", _ev("1", 0.2), None, True, gp, base_note="base predicts 80 classes, val has 3")
     assert new_classes.promote and "80 classes" in next(r.detail for r in new_classes.rules if r.name == "base_weights")

@@ -81,8 +81,9 @@ class ModelEval:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ModelEval:
-        keys = ("version", "metrics", "val_set", "data_version", "num_images", "per_class", "class_boxes")
-        return cls(**{k: raw[k] for k in keys if raw.get(k) is not None})
+        optional = ("data_version", "num_images", "per_class", "class_boxes")
+        return cls(raw.get("version"), raw["metrics"], raw["val_set"],
+                   **{k: raw[k] for k in optional if raw.get(k) is not None})
 
 
 @dataclass
