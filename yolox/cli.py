@@ -102,7 +102,10 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: train.output_dir).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from <out>/last.pth.")] = False,
 ) -> None:
-    """Train YOLOX (fine-tune from model.weights) on a prepared dataset; writes <out>/last.pth each epoch."""
+    """Train YOLOX (fine-tune from model.weights) on a prepared dataset; writes <out>/last.pth each epoch.
+
+    With train.distributed.launcher 'torchrun' this starts this machine's torchrun agent (run the same
+    command on every node), with 'kubernetes' it submits a PyTorchJob and watches it."""
     from yolox.pipeline import train as train_stage
 
     p = _params(params, set_)

@@ -86,6 +86,82 @@ class AugmentParams(_Params):
     )
 
 
+class KubernetesParams(_Params):
+    """train.distributed.kubernetes: the Kubeflow ``PyTorchJob`` (kubeflow.org/v1) that runs a multi-node
+    training (``yolox/train/k8s.py``). The defaults name the objects of ``infra/k8s/cluster.yaml``."""
+
+    namespace: str = Field("yolox", min_length=1)
+    image: str = Field("registry.example.com/yolox:latest", min_length=1,
+                       description="The training image (infra/Dockerfile) in a registry the cluster pulls from.")
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+    service_account: str = Field("yolox-train", description="Service account of the training pods.")
+    work_pvc: str = Field(
+        "yolox-work", min_length=1,
+        description="ReadWriteMany PersistentVolumeClaim mounted at /app/data and /app/runs on every node "
+        "(the prepared dataset in, the checkpoints out).",
+    )
+    secret_name: str = Field("yolox-secrets", description="Secret with the MLflow and S3 credentials.")
+    gpus_per_node: int = Field(1, ge=0, description="nvidia.com/gpu per pod (0: a CPU-only job).")
+    cpu: str = Field("8", description="CPU request per pod (Kubernetes quantity).")
+    memory: str = Field("32Gi", description="Memory request and limit per pod (Kubernetes quantity).")
+    shm_size: str = Field("8Gi", description="Size of /dev/shm (memory-backed) for the loader workers.")
+    ttl_seconds_after_finished: int = Field(86400, ge=0, description="Seconds a finished job is kept (s).")
+    watch_timeout_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="Give up watching (and delete) a job running longer (s)."
+    )
+    pending_timeout_s: float = Field(
+        1800.0, gt=0, description="Give up on a job whose pods have not all started after this long (s)."
+    )
+
+
+class DistributedParams(_Params):
+    """train.distributed: how many processes train, where, and how they find each other (torchrun's
+    elastic agent with a c10d rendezvous; ``yolox/train/launch.py``)."""
+
+    launcher: Literal["none", "torchrun", "kubernetes"] = Field(
+        "none",
+        description="'none': train in this process (or in the torchrun job it was started in); 'torchrun': "
+        "start torchrun agent(s) on this machine; 'kubernetes': submit a Kubeflow PyTorchJob and watch it.",
+    )
+    nodes: int = Field(1, ge=1, description="Machines of the job (torchrun --nnodes).")
+    nproc_per_node: int | None = Field(
+        None, ge=1, description="Training processes per machine (torchrun --nproc-per-node); null: one per "
+        "GPU (kubernetes: gpus_per_node), 1 without a GPU.",
+    )
+    rdzv_endpoint: str | None = Field(
+        None, description="host:port of the c10d rendezvous, reachable from every node; null: 127.0.0.1 and "
+        "a free port (one node only). With kubernetes, the master pod's service (set by the operator).",
+    )
+    rdzv_id: str | None = Field(
+        None, description="Rendezvous id shared by the nodes of one job; null: derived from the output folder."
+    )
+    local_addr: str | None = Field(
+        None, description="This node's address as the others reach it (torchrun --local-addr); null: its FQDN."
+    )
+    max_restarts: int = Field(
+        3, ge=0, description="Times the agents restart the workers after one fails (they resume from last.pth)."
+    )
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="torch.distributed backend: auto = nccl on CUDA devices, gloo on CPU."
+    )
+    join_timeout_s: int = Field(900, ge=1, description="How long a node waits for the others to join (s).")
+    kubernetes: KubernetesParams = KubernetesParams()
+
+    @model_validator(mode="after")
+    def _multi_node_needs_an_endpoint(self) -> DistributedParams:
+        if self.launcher == "torchrun" and self.nodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(f"nodes={self.nodes} with launcher 'torchrun' needs rdzv_endpoint (host:port of "
+                             "one node, reachable from all)")
+        if self.rdzv_endpoint is not None and not _is_endpoint(self.rdzv_endpoint):
+            raise ValueError(f"rdzv_endpoint {self.rdzv_endpoint!r}: expected host:port, e.g. 10.0.0.1:29400")
+        return self
+
+
+def _is_endpoint(value: str) -> bool:
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
 class TrainParams(_Params):
     """Optimiser, schedule, EMA and loop settings (authors' COCO defaults unless noted)."""
 
@@ -117,6 +193,7 @@ class TrainParams(_Params):
         description="Parameter-name prefixes kept fixed while training, e.g. ['backbone.backbone.stem'].",
     )
     output_dir: str = Field("runs/train", description="Checkpoints and logs of the training stage.")
+    distributed: DistributedParams = DistributedParams()
 
     @model_validator(mode="after")
     def _epochs_cover_phases(self) -> "TrainParams":

@@ -40,3 +40,8 @@ class GateError(YoloxError):
 
 class StageError(YoloxError):
     """A pipeline stage failed; the message names the stage and the cause (the champion is untouched)."""
+
+
+class LaunchError(YoloxError):
+    """Distributed training could not be started, or its job failed (torchrun's exit status, a Kubernetes
+    job that failed or could not be submitted); the message says which node or pod and where its log is."""

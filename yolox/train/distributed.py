@@ -54,10 +54,24 @@ def select_device(spec: str, local_rank: int = 0) -> torch.device:
     raise ConfigError(f"train.device={spec!r}: allowed 'auto', 'cpu', 'cuda', 'cuda:N'")
 
 
-def init_distributed(device_spec: str = "auto") -> DistContext:
+def select_backend(spec: str, device: torch.device) -> str:
+    """``auto`` -> ``nccl`` on a CUDA device, ``gloo`` otherwise; ``gloo`` or ``nccl`` as given.
+
+    Raises:
+        ConfigError: ``nccl`` asked for on a CPU device.
+    """
+    if spec == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    if spec == "nccl" and device.type != "cuda":
+        raise ConfigError(f"train.distributed.backend='nccl' needs CUDA devices, this process trains on {device}: "
+                          "use 'auto' or 'gloo'")
+    return spec
+
+
+def init_distributed(device_spec: str = "auto", backend: str = "auto") -> DistContext:
     """Join the torchrun job if the environment describes one (``WORLD_SIZE`` > 1, ``RANK``,
     ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``), else a single-process context. A process group
-    that already exists (the caller's) is used as it is."""
+    that already exists (the caller's) is used as it is. ``backend``: see :func:`select_backend`."""
     if dist.is_available() and dist.is_initialized():
         world, rank = dist.get_world_size(), dist.get_rank()
     else:
@@ -66,12 +80,12 @@ def init_distributed(device_spec: str = "auto") -> DistContext:
     device = select_device(device_spec, local_rank)
     owns = False
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        name = select_backend(backend, device)
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=name)
         owns = True
-        log.info("distributed: rank %d/%d on %s (%s)", rank, world, device, backend)
+        log.info("distributed: rank %d/%d on %s (%s)", rank, world, device, name)
     return DistContext(rank, world, local_rank, device, owns)
 
 

@@ -171,7 +171,7 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
         DataError: the prepared dataset is missing or empty.
     """
     tp = params.train
-    ctx: DistContext = init_distributed(tp.device)
+    ctx: DistContext = init_distributed(tp.device, tp.distributed.backend)
     flags = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
              torch.backends.cudnn.benchmark)
     try:
