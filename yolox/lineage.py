@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import os
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -27,23 +29,71 @@ STAGE_FUNCTIONS = {"prepare": ("prepare", "prepare"), "train": ("train", "train"
 
 
 def data_version(path: str | Path) -> str:
-    """DVC's md5 directory hash of ``path`` (e.g. ``f62b...77.dir``), computed without writing any cache.
+    """DVC's md5 directory hash of ``path`` (e.g. ``f62b...77.dir``), computed without writing any DVC cache.
+
+    Re-hashing is cheap: DVC's state database (``dvc_data.hashfile.state``: path -> inode, mtime, size ->
+    md5) remembers every file hashed, so an unchanged file is not read again, and the folder's hash is
+    remembered under a digest of its listing (every file's relative path, inode, mtime and size: what the
+    state trusts per file), so an unchanged folder costs one walk and one ``stat`` per file. Both live in
+    :func:`state_dir`. A folder with a few changed files reads only those.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
     """
     from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.cache import Cache
     from dvc_data.hashfile.db.local import LocalHashFileDB
+    from dvc_data.hashfile.state import State
     from dvc_objects.fs.local import LocalFileSystem
 
     path = Path(path).resolve()
     if not path.exists():
         raise FileNotFoundError(f"no prepared dataset at {path}")
-    fs = LocalFileSystem()
-    with tempfile.TemporaryDirectory() as tmp:
-        odb = LocalHashFileDB(fs, tmp)
-        _, _, obj = build(odb, str(path), fs, "md5", dry_run=True)
-    return str(obj.hash_info.value)
+    where = state_dir()
+    where.mkdir(parents=True, exist_ok=True)
+    key = f"{path}\0{listing_digest(path)}"
+    with Cache(str(where / "dir-hashes")) as memo:
+        known = memo.get(key)
+        if known:
+            return str(known)
+        fs = LocalFileSystem()
+        state = State(str(path), str(where))
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                odb = LocalHashFileDB(fs, tmp, state=state)
+                _, _, obj = build(odb, str(path), fs, "md5", dry_run=True)
+        finally:
+            state.close()
+        value = str(obj.hash_info.value)
+        memo.set(key, value)
+    return value
+
+
+def state_dir() -> Path:
+    """Where :func:`data_version` keeps DVC's state database and the folders' hashes:
+    ``$YOLOX_CACHE_DIR/dvc-state`` (default ``~/.cache/yolox/dvc-state``)."""
+    from yolox.assets import cache_dir
+
+    return cache_dir() / "dvc-state"
+
+
+def listing_digest(folder: Path) -> str:
+    """md5 of the sorted (relative path, inode, mtime in ns, size) of every file DVC hashes in ``folder``
+    (``os.walk`` without following links to folders, as ``dvc_data`` walks; links to files followed),
+    and of the ``dvc_data`` version (its hash format)."""
+    import dvc_data
+
+    entries = []
+    base = len(str(folder)) + 1
+    for root, _, files in os.walk(folder):
+        for name in files:
+            full = os.path.join(root, name)
+            st = os.stat(full)
+            entries.append(f"{full[base:]}\0{st.st_ino}\0{st.st_mtime_ns}\0{st.st_size}")
+    entries.sort()
+    digest = hashlib.md5(getattr(dvc_data, "__version__", "?").encode())
+    digest.update("\n".join(entries).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 # --- code lineage ------------------------------------------------------------------------------------

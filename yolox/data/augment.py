@@ -64,7 +64,7 @@ from albumentations.core.transforms_interface import BaseTransformInitSchema
 from pydantic import Field
 
 from yolox.config import AugmentParams
-from yolox.data.records import DetectionDataset, ImageRecord
+from yolox.data.records import DetectionDataset, PackedRecords
 from yolox.errors import DataError
 from yolox.ops.letterbox import PAD_VALUE, pad_to
 
@@ -218,13 +218,15 @@ class TrainAugment:
         mosaic_enabled: False switches Mosaic (and with it MixUp) off: the "no-aug" phase.
     """
 
-    def __init__(self, dataset: DetectionDataset, params: AugmentParams, seed: int = 0) -> None:
-        self.records: list[ImageRecord] = dataset.records
-        if not self.records:
+    def __init__(self, dataset: DetectionDataset | PackedRecords, params: AugmentParams, seed: int = 0) -> None:
+        records = dataset if isinstance(dataset, PackedRecords) else dataset.records
+        if not len(records):
             raise DataError("the training dataset has no images: check the prepared train split")
+        # flat arrays: what the loader's workers read of the dataset (shared with the main process)
+        self.records = records if isinstance(records, PackedRecords) else PackedRecords(records)
         self.params = params
         self.mosaic_enabled = True
-        self._labelled = [i for i, rec in enumerate(self.records) if len(rec.boxes)]
+        self._labelled = np.flatnonzero(self.records.num_boxes())
         self._color_flip = A.Compose(
             [YoloxHSV(p=params.hsv_prob), A.HorizontalFlip(p=params.flip_prob)],
             bbox_params=A.BboxParams(
@@ -326,12 +328,12 @@ class TrainAugment:
     def _mixup(self, img: np.ndarray, boxes: np.ndarray, labels: np.ndarray, size: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The authors' MixUp of the mosaic output (S, S, 3) with one labelled image."""
-        if not self._labelled:
+        if not len(self._labelled):
             return img, boxes, labels
         py = self.py
         jit = py.uniform(*self.params.mixup_scale)
         flip = py.uniform(0, 1) > 0.5
-        rec = self.records[self._labelled[py.randint(0, len(self._labelled) - 1)]]
+        rec = self.records[int(self._labelled[py.randint(0, len(self._labelled) - 1)])]
         r = min(size / rec.height, size / rec.width)
         side = int(size * jit)  # the authors' S x S letterbox canvas, resized by jit
         w, h = max(int(int(rec.width * r) * jit), 1), max(int(int(rec.height * r) * jit), 1)

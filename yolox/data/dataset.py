@@ -105,15 +105,16 @@ class TrainDataset(Dataset):
 
     def __init__(self, dataset: DetectionDataset, params: AugmentParams, input_size: int,
                  model_name: str | None = None, seed: int = 0) -> None:
-        self.dataset = dataset
+        self.names = list(dataset.names)
         self.params = recipe_for_model(model_name, params) if model_name else params
         self.seed = int(seed)
         self.augment = TrainAugment(dataset, self.params, seed)
+        self.records = self.augment.records   # PackedRecords: no per-image objects for the workers to copy
         self.input_size = int(input_size)
         self.max_labels = self.params.max_labels
 
     def __len__(self) -> int:
-        return len(self.dataset.records)
+        return len(self.records)
 
     @property
     def mosaic_enabled(self) -> bool:
@@ -152,7 +153,7 @@ class TrainDataset(Dataset):
             targets[:n, 2] = (boxes[:, 1] + boxes[:, 3]) * 0.5
             targets[:n, 3] = boxes[:, 2] - boxes[:, 0]
             targets[:n, 4] = boxes[:, 3] - boxes[:, 1]
-        return _chw_float(img), torch.from_numpy(targets), n, self.dataset.records[index].image_id
+        return _chw_float(img), torch.from_numpy(targets), n, int(self.records.image_ids[index])
 
 
 class MultiScaleBatchSampler(Sampler[list[SampleKey]]):

@@ -17,9 +17,10 @@ A prepared dataset on disk (written by :func:`yolox.data.prepare.prepare_dataset
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -78,6 +79,60 @@ class DetectionDataset:
                 ann_id += 1
         categories = [{"id": cid, "name": n} for cid, n in zip(self.category_ids, self.names)]
         return {"images": images, "annotations": annotations, "categories": categories}
+
+
+class PackedRecords(Sequence[ImageRecord]):
+    """Image records held in a few flat NumPy arrays instead of one Python object (and two arrays) per
+    image: a training loader's worker processes, forked from the main process, share these pages with it
+    and never write to them, whereas a list of records would be copied page by page into every worker as
+    reference counts and the garbage collector touch its objects (memory per worker growing with the
+    dataset). Indexing builds the :class:`ImageRecord` on the fly (``boxes``/``labels`` are read-only views).
+
+    Arrays: ``image_ids (N,) int64``, ``sizes (N, 2) int32 [width, height]`` pixels, ``offsets (N + 1,)
+    int64`` into ``boxes (M, 4) float32`` xyxy pixels and ``labels (M,) int64``, and the paths as one
+    UTF-8 buffer ``path_bytes (P,) uint8`` with ``path_offsets (N + 1,) int64``.
+    """
+
+    def __init__(self, records: Sequence[ImageRecord]) -> None:
+        n = len(records)
+        self.image_ids = np.fromiter((r.image_id for r in records), np.int64, n)
+        self.sizes = np.array([(r.width, r.height) for r in records], np.int32).reshape(n, 2)
+        counts = np.fromiter((len(r.labels) for r in records), np.int64, n)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.boxes = np.concatenate([np.asarray(r.boxes, np.float32).reshape(-1, 4) for r in records]
+                                    or [np.zeros((0, 4), np.float32)])
+        self.labels = np.concatenate([np.asarray(r.labels, np.int64).reshape(-1) for r in records]
+                                     or [np.zeros((0,), np.int64)])
+        encoded = [str(r.path).encode("utf-8", "surrogateescape") for r in records]
+        self.path_offsets = np.concatenate([[0], np.cumsum([len(e) for e in encoded])]).astype(np.int64)
+        self.path_bytes = np.frombuffer(b"".join(encoded), np.uint8)
+        for array in (self.image_ids, self.sizes, self.offsets, self.boxes, self.labels, self.path_offsets):
+            array.setflags(write=False)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @overload
+    def __getitem__(self, index: int) -> ImageRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ImageRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> ImageRecord | list[ImageRecord]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        i = int(index) + n if index < 0 else int(index)
+        if not 0 <= i < n:
+            raise IndexError(f"record {index} of {n}")
+        a, b = self.offsets[i], self.offsets[i + 1]
+        path = bytes(self.path_bytes[self.path_offsets[i]:self.path_offsets[i + 1]])
+        return ImageRecord(int(self.image_ids[i]), Path(path.decode("utf-8", "surrogateescape")),
+                           int(self.sizes[i, 0]), int(self.sizes[i, 1]), self.boxes[a:b], self.labels[a:b])
+
+    def num_boxes(self) -> np.ndarray:
+        """(N,) int64: boxes per image."""
+        return np.diff(self.offsets)
 
 
 def load_coco_json(json_path: Path, images_root: Path) -> DetectionDataset:

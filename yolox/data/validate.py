@@ -18,10 +18,13 @@ exact duplicate boxes are kept (they are legal).
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import cv2
 import numpy as np
@@ -44,6 +47,12 @@ OUTSIDE_IMAGE = "outside the image"
 BOX_TOO_SMALL = "box too small"
 CLIPPED_NOTE = "boxes clipped to the image (by more than 0.5 px)"
 CLIP_NOTE_TOLERANCE = 0.5  # pixels; YOLO's rounded normalised boxes often stick out by ~1e-4 px
+
+PROCESS_POOL_MIN_IMAGES = 2000
+"""From this many images on, validation runs in worker processes (decoding and the per-box checks in
+parallel); below it, in threads of this process (decoding in parallel), which start instantly."""
+CHUNK_IMAGES = 64
+"""Images per task sent to a validation worker process."""
 
 _JPEG_START = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
@@ -70,14 +79,16 @@ def validate_images(
     description: str = "validating images",
     workers: int | None = None,
 ) -> ValidationResult:
-    """Check every image and box (rules in the module docstring), with a progress bar.
+    """Check every image and box (rules in the module docstring), in parallel, with a progress bar.
 
     Args:
         images: raw images as read; their boxes are ``xyxy`` pixels, unchecked.
         num_classes: C; class indices must be in ``0..C-1``.
         params: ``min_image_size`` and ``min_box_size`` (pixels).
         description: label of the progress bar.
-        workers: decoding threads (default: CPU count, at most 8). Results keep the input order.
+        workers: parallel workers (default: CPU count, at most 8): processes from
+            :data:`PROCESS_POOL_MIN_IMAGES` images on (forked before the progress bar's thread starts;
+            they only decode and check), else decoding threads. Results keep the input order either way.
 
     Returns:
         Records of the valid images (boxes clipped, float32 ``xyxy`` pixels), the issues in input
@@ -85,19 +96,43 @@ def validate_images(
     """
     workers = workers or min(8, os.cpu_count() or 1)
     result = ValidationResult([], [])
+    chunks = [images[i:i + CHUNK_IMAGES] for i in range(0, len(images), CHUNK_IMAGES)]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns) as progress, ThreadPoolExecutor(max_workers=workers) as pool:
+    with _pool(len(images), workers) as pool, Progress(*columns) as progress:
         task = progress.add_task(description, total=len(images))
-        checks = pool.map(lambda im: _validate_one(im, num_classes, params), images)
-        for record, issues, clipped in checks:
-            if record is not None:
-                record.image_id = len(result.records) + 1
-                result.records.append(record)
-            result.issues.extend(issues)
-            if clipped:
-                result.notes[CLIPPED_NOTE] += clipped
-            progress.advance(task)
+        for chunk in _map_chunks(pool, chunks, num_classes, params):
+            for record, issues, clipped in chunk:
+                if record is not None:
+                    record.image_id = len(result.records) + 1
+                    result.records.append(record)
+                result.issues.extend(issues)
+                if clipped:
+                    result.notes[CLIPPED_NOTE] += clipped
+            progress.advance(task, len(chunk))
     return result
+
+
+def _pool(num_images: int, workers: int) -> Executor:
+    if num_images >= PROCESS_POOL_MIN_IMAGES and workers > 1:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=cv2.setNumThreads, initargs=(1,))
+        pool.submit(int).result()   # forks every worker now, before any thread of ours (the progress bar)
+        return pool
+    return ThreadPoolExecutor(max_workers=workers)
+
+
+def _map_chunks(pool: Executor, chunks: list[list[RawImage]], num_classes: int, params: DataParams
+                ) -> Iterator[list[tuple[ImageRecord | None, list[Issue], int]]]:
+    if isinstance(pool, ProcessPoolExecutor):
+        yield from pool.map(_validate_chunk, chunks, repeat(num_classes), repeat(params))
+        return
+    for chunk in chunks:   # threads: one image per task (cv2 decodes without the GIL)
+        yield list(pool.map(lambda im: _validate_one(im, num_classes, params), chunk))
+
+
+def _validate_chunk(images: list[RawImage], num_classes: int, params: DataParams
+                    ) -> list[tuple[ImageRecord | None, list[Issue], int]]:
+    return [_validate_one(image, num_classes, params) for image in images]
 
 
 def _validate_one(
