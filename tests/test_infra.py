@@ -224,7 +224,9 @@ def test_dockerfile_cuda_base_non_root_user_and_worker_command() -> None:
         assert load_compose()["services"][name]["build"]["dockerfile"] == "infra/Dockerfile", name
 
 
-def test_k8s_job_template_renders_a_multi_node_torchrun_job() -> None:
+def test_k8s_job_template_renders_the_flow_pod() -> None:
+    """The Prefect Kubernetes pool's template: one pod running the flow run, the shared volume, secrets by
+    reference. Multi-node training is a PyTorchJob the flow's train task submits (tests/test_k8s.py)."""
     from prefect.utilities.templating import apply_values, find_placeholders
 
     template = yaml.safe_load((INFRA / "k8s" / "train-job.yaml").read_text())
@@ -233,13 +235,13 @@ def test_k8s_job_template_renders_a_multi_node_torchrun_job() -> None:
     assert used <= set(variables), f"undeclared: {used - set(variables)}"
 
     values = {k: v["default"] for k, v in variables.items() if "default" in v}
-    values.update(name="train-yolox-abc", nodes=2, gpus_per_node=8, command="prefect flow-run execute",
+    values.update(name="train-yolox-abc", gpus_per_node=8, command="prefect flow-run execute",
                   labels={"prefect.io/flow-run-id": "abc"})
     config = apply_values(template["job_configuration"], values)
     job = config["job_manifest"]
     assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
     spec = job["spec"]
-    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 2
+    assert "completionMode" not in spec and spec["backoffLimit"] == 0
     pod = spec["template"]["spec"]
     # what Prefect's Kubernetes worker insists on
     assert pod["restartPolicy"] == "Never" and pod["parallelism"] == pod["completions"] == 1
@@ -247,23 +249,15 @@ def test_k8s_job_template_renders_a_multi_node_torchrun_job() -> None:
     assert container["name"] == "prefect-job" and container["args"] == "prefect flow-run execute"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
-    script = container["command"][container["command"].index("-c") + 1]
-    assert "--nnodes=2 --nproc-per-node=8 --node-rank=${JOB_COMPLETION_INDEX}" in script
-    assert "torchrun ${YOLOX_TORCHRUN} -m yolox.cli train" in script and 'exec "$@"' in script
     assert "{{" not in json.dumps(config), "a placeholder was left unrendered"
     env_names = {e["name"] for e in container["env"]}
-    assert {"JOB_NAME", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= env_names
+    assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= env_names
     assert values["env"]["YOLOX_PROJECT_DIR"] == "/app"
     assert values["env"]["MLFLOW_TRACKING_URI"].endswith(":5000")
-    # the bash script is valid bash
-    subprocess.run(["bash", "-n", "-c", script], check=True)
 
     # the cluster objects it names exist in infra/k8s/cluster.yaml
     objs = {(o["kind"], o["metadata"]["name"]): o
             for o in yaml.safe_load_all((INFRA / "k8s" / "cluster.yaml").read_text())}
-    service = objs[("Service", values["ddp_service"])]
-    assert service["spec"]["clusterIP"] == "None"
-    assert service["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
     assert objs[("PersistentVolumeClaim", values["work_pvc"])]["spec"]["accessModes"] == ["ReadWriteMany"]
     assert ("ServiceAccount", values["service_account_name"]) in objs
     assert ("Namespace", values["namespace"]) in objs
@@ -555,7 +549,7 @@ def test_prefect_server_from_compose_on_postgres(postgres: dict[str, Any], tmp_p
         listed = httpx.post(f"{api}/work_pools/filter", json={}, auth=(user, password), timeout=10).json()
         by_name = {p["name"]: p for p in listed}
         assert by_name[pool]["type"] == "process" and by_name["yolox-k8s"]["type"] == "kubernetes"
-        assert by_name["yolox-k8s"]["base_job_template"]["variables"]["properties"]["nodes"]["default"] == 1
+        assert by_name["yolox-k8s"]["base_job_template"]["variables"]["properties"]["gpus_per_node"]["default"] == 1
         rows = sql(postgres, "prefect", "prefect", postgres["prefect_pw"], "SELECT name, type FROM work_pool")
         assert {(pool, "process"), ("yolox-k8s", "kubernetes")} <= set(rows)
         print(json.dumps({"prefect work_pool rows": sorted(rows)}))
