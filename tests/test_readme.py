@@ -21,3 +21,28 @@ def test_quickstart_runs_the_pipeline_on_default_params() -> None:
     command = _block_after((REPO / "README.md").read_text(), "## Quick start")
     assert "yolox pipeline --params params/default.yaml" in command
     assert (REPO / "params" / "default.yaml").is_file()
+
+
+def test_scaling_out_commands_and_params_are_valid() -> None:
+    """Every ``--set`` of the "Scaling out" section and its params block parse against yolox/config.py."""
+    import re
+
+    import yaml
+
+    from yolox.config import PipelineParams, apply_override, parse_params
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", section, re.DOTALL)
+    joined = " ".join(c.replace("\\\n", " ") for c in commands)
+    overrides = re.findall(r"--set (\S+)", joined)
+    assert any(o.startswith("train.distributed.launcher=torchrun") for o in overrides)
+    for command in (line for c in commands for line in c.replace("\\\n", " ").splitlines()):
+        raw: dict = {}
+        for item in re.findall(r"--set (\S+)", command):
+            apply_override(raw, item.replace("$MY_ADDR", "10.0.0.2"))
+        parse_params(raw, "README Scaling out")
+    (block,) = re.findall(r"```yaml\n(.*?)\n```", section, re.DOTALL)
+    params = parse_params(yaml.safe_load(block), "README Scaling out yaml")
+    assert params.train.distributed.launcher == "kubernetes" and params.train.distributed.nodes == 4
+    assert isinstance(params, PipelineParams)

@@ -134,12 +134,20 @@ class RawDataset:
         return len(self.names)
 
 
-def display_path(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` when it lies below it, else the absolute path (POSIX form)."""
+def display_path(path: Path, root: Path, resolved: bool = False) -> str:
+    """``path`` relative to ``root`` when it lies below it, else the absolute path (POSIX form).
+    ``resolved``: both are already resolved (no symbolic link, absolute), which saves the look-ups."""
+    path, root = (path, root) if resolved else (path.resolve(), root.resolve())
     try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
+        return path.relative_to(root).as_posix()
     except ValueError:
-        return path.resolve().as_posix()
+        return path.as_posix()
+
+
+def _resolve_in(path: Path) -> Path:
+    """``path.resolve()`` for a path listed inside a resolved folder (``rglob`` does not enter links to
+    folders, so only the file itself can be a link): one ``lstat`` instead of one per component."""
+    return path.resolve() if path.is_symlink() else path
 
 
 def category_ids_for(names: list[str]) -> list[int]:
@@ -308,8 +316,9 @@ def _read_yolo_image(
     image_path: Path, label_path: Path, root: Path, issues: list[Issue], notes: Counter[str]
 ) -> RawImage | None:
     """One image and its label file; None (with an issue) when its header cannot be read."""
-    file = display_path(image_path, root)
-    label_file = display_path(label_path, root)
+    image_path = _resolve_in(image_path)   # the folders are resolved already (_split_dirs)
+    file = display_path(image_path, root, resolved=True)
+    label_file = display_path(_resolve_in(label_path), root, resolved=True)
     lines = _read_label_lines(label_path, label_file, issues, notes)
     size = header_size(image_path)
     if size is None:
@@ -322,7 +331,7 @@ def _read_yolo_image(
         box = _parse_label_line(text, number, width, height, label_file, issues)
         if box is not None:
             boxes.append(box)
-    return RawImage(image_path.resolve(), file, width, height, boxes, label_file)
+    return RawImage(image_path, file, width, height, boxes, label_file)
 
 
 def _read_label_lines(

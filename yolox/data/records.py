@@ -152,18 +152,32 @@ def load_coco_json(json_path: Path, images_root: Path) -> DetectionDataset:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise DataError(f"{json_path}: not a readable COCO instances json ({err})") from None
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for a in anns:
-        if not a.get("iscrowd", 0):
-            by_image.setdefault(a["image_id"], []).append(a)
+    # all boxes in three arrays, grouped by image (stable: each image's boxes keep their json order); each
+    # record's boxes/labels are slices of them (one pass over the annotations, no list per image)
+    kept = [a for a in anns if not a.get("iscrowd", 0)]
+    owner = np.fromiter((a["image_id"] for a in kept), np.int64, len(kept))
+    order = np.argsort(owner, kind="stable")
+    boxes_all = np.array([kept[i]["bbox"] for i in order.tolist()], np.float32).reshape(-1, 4)
+    boxes_all[:, 2:] += boxes_all[:, :2]
+    labels_all = np.fromiter((cat_index[kept[i]["category_id"]] for i in order.tolist()), np.int64, len(kept))
+    owner = owner[order]
+    boxes_all.setflags(write=False)     # the records' boxes and labels are views of these: read-only
+    labels_all.setflags(write=False)
+    ids = np.array([im["id"] for im in images], np.int64)
+    starts, ends = np.searchsorted(owner, ids, "left"), np.searchsorted(owner, ids, "right")
+    root = Path(images_root).resolve()
     records = []
-    for im in images:
-        boxes = np.array([a["bbox"] for a in by_image.get(im["id"], [])], np.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        labels = np.array([cat_index[a["category_id"]] for a in by_image.get(im["id"], [])], np.int64)
-        records.append(ImageRecord(im["id"], (Path(images_root) / im["file_name"]).resolve(),
-                                   int(im["width"]), int(im["height"]), boxes, labels))
+    for im, a, b in zip(images, starts.tolist(), ends.tolist()):
+        records.append(ImageRecord(im["id"], _resolved_child(root, im["file_name"]), int(im["width"]),
+                                   int(im["height"]), boxes_all[a:b], labels_all[a:b]))
     return DetectionDataset([c["name"] for c in cats], [c["id"] for c in cats], records)
+
+
+def _resolved_child(root: Path, name: str) -> Path:
+    """``(root / name).resolve()`` for a resolved ``root``; a plain join for a file name without folders
+    that is not a link (a prepared dataset's: one ``lstat`` instead of one per path component)."""
+    path = root / name
+    return path.resolve() if "/" in name or "\\" in name or path.is_symlink() else path
 
 
 def load_prepared(prepared_dir: str | Path, split: str) -> DetectionDataset:
