@@ -16,8 +16,9 @@ built, then each step runs in a fresh subprocess (so its peak RSS is its own):
     .venv/bin/python bench/scale.py [--sizes 1000 10000 100000] [--root /tmp/yolox-scale] [--batches 20]
 
 Prints a table and ends with one JSON line (``{"bench": "scale", "load_avg": ..., "sizes": {...}}``).
-Done-when figures of the issue: 100k prepared and versioned in < 15 min; a warm re-hash < 2 ms/image and
-a second pipeline run's hashing < 60 s.
+Done-when figures of the issue: 100k prepared and versioned (``versioned_s`` = prepare + cold hash of the
+prepared folder) in < 15 min; a warm re-hash < 2 ms/image; a second pipeline run's hashing
+(``second_run_hashing_s`` = raw source + prepared folder, warm: what the flow hashes on unchanged data) < 60 s.
 """
 
 from __future__ import annotations
@@ -174,6 +175,9 @@ def measure(n: int, args: argparse.Namespace) -> dict:
                     f"hash_{what}_warm_ms_per_image": 1000 * warm["seconds"] / n,
                     f"hash_{what}_warm_ratio": warm["seconds"] / cold["seconds"]})
     row["versioned_s"] = row["prepare_s"] + row["hash_prepared_cold_s"]
+    # a second pipeline run on unchanged data hashes the raw source (prepare's cache key) and the prepared
+    # folder (the cached result still on disk?), both warm
+    row["second_run_hashing_s"] = row["hash_raw_warm_s"] + row["hash_prepared_warm_s"]
     loader = run_step(LOADER, env, str(root / "prepared"), str(args.batches))
     row.update({f"loader_{k}": v for k, v in loader.items() if k != "wall_s"})
     return row
@@ -200,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-COLUMNS = [("images", "{:d}"), ("prepare_s", "{:.1f}"), ("prepare_rss_mb", "{:.0f}"),
+COLUMNS = [("images", "{:d}"), ("prepare_s", "{:.1f}"), ("prepare_rss_mb", "{:.0f}"), ("versioned_s", "{:.1f}"),
            ("hash_prepared_cold_s", "{:.1f}"), ("hash_prepared_warm_s", "{:.2f}"),
            ("hash_prepared_warm_ms_per_image", "{:.3f}"), ("hash_raw_cold_s", "{:.1f}"),
-           ("hash_raw_warm_s", "{:.2f}"), ("loader_first_batch_s", "{:.1f}"), ("loader_main_rss_mb", "{:.0f}"),
+           ("hash_raw_warm_s", "{:.2f}"), ("second_run_hashing_s", "{:.2f}"), ("loader_first_batch_s", "{:.1f}"), ("loader_main_rss_mb", "{:.0f}"),
            ("loader_worker_pss_mb", "{:.0f}"), ("loader_worker_uss_mb", "{:.0f}"), ("loader_img_s", "{:.0f}"),
            ("load_avg", "{}")]
 
