@@ -177,11 +177,16 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
     ``resume``: True continues ``<out_dir>/last.pth``; ``"auto"`` continues it only when it belongs to
     ``run_id`` (a retried pipeline task), else starts afresh; False starts afresh.
 
+    ``train.distributed.launcher`` says where it trains (:func:`yolox.train.launch.launch_training`): in this
+    process, on this machine's torchrun agent (its workers' lines in the log; rank 0 logs the epochs to the
+    run), or as a Kubeflow PyTorchJob on Kubernetes (its pods' lines in the log).
+
     Raises:
         ConfigError, CheckpointError, DataError: see :func:`yolox.train.trainer.train`.
+        LaunchError: a launched job failed (``yolox.train.launch``).
     """
     from yolox.train.checkpoint import read_run_id
-    from yolox.train.trainer import train as run_train
+    from yolox.train.launch import launch_training
 
     prepared_dir = Path(prepared_dir or params.data.prepared_dir)
     out = Path(out_dir or params.train.output_dir)
@@ -190,9 +195,10 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
         if resume:
             log.info("continuing %s: it belongs to this run (%s)", out / "last.pth", run_id)
     run = _attach(params, run_id)
-    on_epoch = (lambda epoch, metrics: run.log_metrics(metrics, step=epoch)) if run is not None else None
-    result = run_train(params, prepared_dir, out, resume=bool(resume), on_epoch_end=on_epoch, progress=progress,
-                       run_id=run_id)
+    in_process = params.train.distributed.launcher == "none"   # else the launched rank 0 logs the epochs
+    on_epoch = (lambda epoch, metrics: run.log_metrics(metrics, step=epoch)) if run and in_process else None
+    result = launch_training(params, prepared_dir, out, resume=bool(resume), on_epoch_end=on_epoch,
+                             progress=progress, run_id=run_id)
     if result.history:
         from yolox.evaluate.plots import save_figures, training_curves
 

@@ -86,13 +86,13 @@ def pytorchjob_manifest(params: PipelineParams, prepared_dir: str | Path, output
     from kubeflow.training import models as kf
     from kubernetes import client as k
 
-    from yolox.train.launch import torchrun_command
+    from yolox.train.launch import WORKER, torchrun_command
 
     dp, kp = params.train.distributed, params.train.distributed.kubernetes
     for what, path in (("prepared dataset", prepared_dir), ("train.output_dir", output_dir)):
         _require_shared(what, Path(path))
     nproc = nproc_per_node(params)
-    worker = ["-m", "yolox.train.worker", "--params-json", json.dumps(params.model_dump(mode="json")),
+    worker = [*WORKER, "--params-json", json.dumps(params.model_dump(mode="json")),
               "--prepared", str(prepared_dir), "--out", str(output_dir)] + (["--run-id", run_id] if run_id else [])
     command = torchrun_command(dp, worker, rdzv_endpoint=f"{name}-worker-0:{RDZV_PORT}", rdzv_id=name,
                                nproc_per_node=nproc, torchrun=("python", "-m", "torch.distributed.run"))

@@ -38,12 +38,14 @@ import yaml
 
 from yolox.config import DistributedParams, PipelineParams
 from yolox.errors import CheckpointError, ConfigError, LaunchError
+from yolox.train import worker as worker_module
 from yolox.train.trainer import EpochCallback, TrainResult
 
 log = logging.getLogger("yolox.train")
 
-WORKER = ("-m", "yolox.train.worker")
-"""The training process torchrun starts (:mod:`yolox.train.worker`)."""
+WORKER = ("-m", worker_module.__name__)
+"""The training process torchrun starts (:mod:`yolox.train.worker`; imported here so that the code lineage
+of the train stage, :func:`yolox.lineage.stage_code`, includes it)."""
 
 TORCHRUN = (sys.executable, "-m", "torch.distributed.run")
 
