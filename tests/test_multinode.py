@@ -1,7 +1,8 @@
 """Multi-node training on one machine (issue 12 item 2): torchrun agents with a c10d rendezvous on
 127.0.0.1, gloo, as ``yolox/train/launch.py`` starts them.
 
-- the reference: ``launch_training`` with 1 node x 2 processes;
+- the reference: the pipeline's train stage with 1 node x 2 processes (``launch_training``: one torchrun
+  agent), its epochs logged into an MLflow run by the launched rank 0;
 - two "nodes": two ``yolox train`` commands (each starts its own ``torchrun --nnodes 2`` agent with
   1 process), same seed: the final checkpoint has the reference's weights;
 - elastic: two agents again, with ``--max-restarts 1``; the worker of rank 1 is SIGKILLed in the middle of
@@ -14,6 +15,7 @@ batch 4 (2 per process), workers 0, one thread per process.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -28,7 +30,7 @@ import yaml
 from test_ddp import _free_port, _nano_named_parameters
 from test_train import checkpoint, prepare_subset, tiny_params
 
-from yolox.train.launch import launch_training, torchrun_command, worker_args, write_launch_params
+from yolox.train.launch import result_from_checkpoint, torchrun_command, worker_args, write_launch_params
 
 EXPERIMENT = "multinode-test"
 PARK_AT_STEP = 3  # epoch 2 (2 iterations each), after the epoch-1 checkpoint
@@ -85,22 +87,39 @@ def prepared(coco128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="module")
 def reference(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """1 node x 2 processes through ``launch_training``: the weights the other runs must end with."""
-    out = tmp_path_factory.mktemp("one-node") / "out"
+    """1 node x 2 processes through the pipeline's train stage (``yolox.pipeline.train`` ->
+    ``launch_training``), logging into an MLflow run: the weights the other runs must end with."""
+    from mlflow.tracking import MlflowClient
+
+    from yolox.pipeline import train as train_stage
+    from yolox.tracking.run import MlflowRun
+
+    root = tmp_path_factory.mktemp("one-node")
+    out, uri = root / "out", f"sqlite:///{root / 'mlflow.db'}"
     lines: list[str] = []
-    old = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger("yolox.train").addHandler(handler)
+    old = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MLFLOW_TRACKING_URI")}
+    os.environ.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": uri})
+    cwd = Path.cwd()
+    os.chdir(root)                                          # the experiment's artifacts go to ./mlartifacts
     try:
-        result = launch_training(_params(launcher="torchrun", nproc_per_node=2), prepared, out,
-                                 on_output=lines.append)
+        run_id = MlflowRun(EXPERIMENT, run_name="one-node").run_id
+        trained = train_stage(_params(launcher="torchrun", nproc_per_node=2), prepared, out, run_id=run_id)
     finally:
+        os.chdir(cwd)
+        logging.getLogger("yolox.train").removeHandler(handler)
         for k, v in old.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    assert result.epochs == 2 and result.checkpoint == out / "last.pth"
+    assert trained.epochs == 2 and trained.checkpoint == out / "last.pth" and trained.run_id == run_id
     assert any(line.startswith("[default1]:") for line in lines), "rank 1's output was not streamed"
-    assert "val/AP50_95" in result.history[-1]
+    assert "val/AP50_95" in trained.history[-1]
+    steps = [m.step for m in MlflowClient(tracking_uri=uri).get_metric_history(run_id, "train/total_loss")]
+    assert sorted(steps) == [1, 2]                          # logged by the launched rank 0, once each
     state = checkpoint(out / "last.pth")
     assert state["world_size"] == 2 and state["iteration"] == 4
+    result = result_from_checkpoint(out / "last.pth")
     _assert_weights_equal(result.model.state_dict(), state["model_raw"])
     return state
 

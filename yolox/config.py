@@ -130,10 +130,11 @@ class DistributedParams(_Params):
     )
     rdzv_endpoint: str | None = Field(
         None, description="host:port of the c10d rendezvous, reachable from every node; null: 127.0.0.1 and "
-        "a free port (one node only). With kubernetes, the master pod's service (set by the operator).",
+        "a free port (one node only). Kubernetes: not used (the job's first pod, <job>-worker-0:29400).",
     )
     rdzv_id: str | None = Field(
-        None, description="Rendezvous id shared by the nodes of one job; null: derived from the output folder."
+        None, description="Rendezvous id shared by the nodes of one job; null: derived from the output folder "
+        "(Kubernetes: the job's name)."
     )
     local_addr: str | None = Field(
         None, description="This node's address as the others reach it (torchrun --local-addr); null: its FQDN."

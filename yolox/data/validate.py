@@ -87,8 +87,11 @@ def validate_images(
         params: ``min_image_size`` and ``min_box_size`` (pixels).
         description: label of the progress bar.
         workers: parallel workers (default: CPU count, at most 8): processes from
-            :data:`PROCESS_POOL_MIN_IMAGES` images on (forked before the progress bar's thread starts;
-            they only decode and check), else decoding threads. Results keep the input order either way.
+            :data:`PROCESS_POOL_MIN_IMAGES` images on, else decoding threads. Results keep the input order
+            either way. The processes come from a fork server (``multiprocessing`` ``forkserver``), never
+            forked from this process, whose other threads (OpenCV's, Prefect's, MLflow's) may hold locks a
+            forked child would wait on forever; as with any ``multiprocessing`` start method other than
+            ``fork``, a script that prepares 2000+ images must call it under ``if __name__ == "__main__":``.
 
     Returns:
         Records of the valid images (boxes clipped, float32 ``xyxy`` pixels), the issues in input
@@ -114,10 +117,10 @@ def validate_images(
 
 def _pool(num_images: int, workers: int) -> Executor:
     if num_images >= PROCESS_POOL_MIN_IMAGES and workers > 1:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=cv2.setNumThreads, initargs=(1,))
-        pool.submit(int).result()   # forks every worker now, before any thread of ours (the progress bar)
-        return pool
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])   # the server imports cv2, numpy and this module once
+        return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=cv2.setNumThreads,
+                                   initargs=(1,))
     return ThreadPoolExecutor(max_workers=workers)
 
 
