@@ -69,7 +69,7 @@ def test_dvc_repro_twice(tmp_path: Path, coco128_dir: Path) -> None:
     assert any("yolox/ops" in json.dumps(change) for change in status["evaluate"]), status["evaluate"]
 
     # plots: the Vega ones name their columns; the PNG ones render without a network (no CDN in the HTML)
-    shown = json.loads(sh("dvc", "plots", "show", "--json"))
+    shown = json.loads(sh("dvc", "plots", "show", "--json"))["data"]  # DVC 3: {"data": {plot id: [...]}}
     assert {"losses", "learning rate", "val AP", "per-class AP50:95"} <= set(shown), list(shown)
     sh("dvc", "plots", "show", "runs/train/training_curves.png", "reports/eval", "-o", "offline")
     html = (tmp_path / "offline" / "index.html").read_text()

@@ -181,7 +181,7 @@ def test_manifest_from_params_is_a_valid_elastic_pytorchjob(monkeypatch: pytest.
     assert container["name"] == "pytorch" and container["image"] == "reg.example/yolox:1"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
     cmd = container["command"]
-    assert cmd[:3] == ["python", "-m", "torch.distributed.run"]
+    assert cmd[:3] == ["python", "-m", "yolox.train.agent"]
     assert cmd[cmd.index("--nnodes") + 1] == "4" and cmd[cmd.index("--nproc-per-node") + 1] == "8"
     assert cmd[cmd.index("--rdzv-endpoint") + 1] == f"{name}-worker-0:29400"
     assert cmd[cmd.index("--max-restarts") + 1] == "5"

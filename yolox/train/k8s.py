@@ -86,7 +86,7 @@ def pytorchjob_manifest(params: PipelineParams, prepared_dir: str | Path, output
     from kubeflow.training import models as kf
     from kubernetes import client as k
 
-    from yolox.train.launch import WORKER, torchrun_command
+    from yolox.train.launch import TORCHRUN, WORKER, torchrun_command
 
     dp, kp = params.train.distributed, params.train.distributed.kubernetes
     for what, path in (("prepared dataset", prepared_dir), ("train.output_dir", output_dir)):
@@ -95,7 +95,7 @@ def pytorchjob_manifest(params: PipelineParams, prepared_dir: str | Path, output
     worker = [*WORKER, "--params-json", json.dumps(params.model_dump(mode="json")),
               "--prepared", str(prepared_dir), "--out", str(output_dir)] + (["--run-id", run_id] if run_id else [])
     command = torchrun_command(dp, worker, rdzv_endpoint=f"{name}-worker-0:{RDZV_PORT}", rdzv_id=name,
-                               nproc_per_node=nproc, torchrun=("python", "-m", "torch.distributed.run"))
+                               nproc_per_node=nproc, torchrun=("python", "-m", TORCHRUN[-1]))
     passed = env if env is not None else {k_: os.environ[k_] for k_ in PASSED_ON_ENV if os.environ.get(k_)}
     variables = [k.V1EnvVar(name=key, value=value) for key, value in sorted(passed.items())]
     variables += [k.V1EnvVar(name="PYTHONUNBUFFERED", value="1")]

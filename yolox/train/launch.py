@@ -5,7 +5,7 @@ returns.
 
 - ``none``: :func:`~yolox.train.trainer.train` in this process (it joins the torchrun job it was started
   in, if any: ``torchrun ... -m yolox.cli train``).
-- ``torchrun``: this machine runs one torchrun elastic agent (``python -m torch.distributed.run``) with a
+- ``torchrun``: this machine runs one torchrun elastic agent (``python -m yolox.train.agent``, torchrun itself) with a
   c10d rendezvous, ``nproc_per_node`` workers (:mod:`yolox.train.worker`) and ``--max-restarts``. With
   ``nodes`` > 1 the same call (``yolox train --params F``) runs on every machine: the agents meet at
   ``rdzv_endpoint``; which node gets rank 0 is the rendezvous' choice. The workers' output is streamed
@@ -38,6 +38,7 @@ import yaml
 
 from yolox.config import DistributedParams, PipelineParams
 from yolox.errors import CheckpointError, ConfigError, LaunchError
+from yolox.train import agent as agent_module
 from yolox.train import worker as worker_module
 from yolox.train.trainer import EpochCallback, TrainResult
 
@@ -47,7 +48,8 @@ WORKER = ("-m", worker_module.__name__)
 """The training process torchrun starts (:mod:`yolox.train.worker`; imported here so that the code lineage
 of the train stage, :func:`yolox.lineage.stage_code`, includes it)."""
 
-TORCHRUN = (sys.executable, "-m", "torch.distributed.run")
+TORCHRUN = (sys.executable, "-m", agent_module.__name__)
+"""torchrun's elastic agent with a fresh rendezvous store per round (:mod:`yolox.train.agent`)."""
 
 OutputCallback = Callable[[str], None]
 """Called with each line (without its newline) the agent and its workers print."""
@@ -108,7 +110,7 @@ def torchrun_command(dp: DistributedParams, worker: Sequence[str], *, rdzv_endpo
         log_dir: where torchrun keeps each worker's stdout/stderr (``--tee 3``; the console gets them
             too, prefixed ``[rank]:``).
         node_rank: this node's ``--node-rank`` (informative with c10d: ranks come from the rendezvous).
-        torchrun: the torchrun executable (default this interpreter's ``torch.distributed.run``).
+        torchrun: the torchrun executable (default this interpreter's :mod:`yolox.train.agent`).
     """
     cmd = [*torchrun, "--nnodes", str(dp.nodes), "--nproc-per-node", str(nproc_per_node),
            "--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv_endpoint, "--rdzv-id", rdzv_id,

@@ -1,7 +1,7 @@
 """One training process of a launched job: what torchrun (``yolox/train/launch.py``) or a Kubernetes pod
 (``yolox/train/k8s.py``) starts on every node, ``nproc_per_node`` times::
 
-    python -m torch.distributed.run ... -m yolox.train.worker --params P.yaml --prepared DIR --out DIR \\
+    python -m yolox.train.agent ... -m yolox.train.worker --params P.yaml --prepared DIR --out DIR \\
         [--run-id MLFLOW_RUN]
 
 It trains with :func:`yolox.train.trainer.train` in the job torchrun describes (``RANK``, ``WORLD_SIZE``,
