@@ -8,9 +8,9 @@ measure the AP50:95 (EMA weights) on a held-out split before and after.
    (``head.cls_preds.*``) re-initialised as a fresh model's (seeded), written to ``<out>/reinit.pth``;
    its AP50:95 on val is the "before" figure.
 3. :func:`yolox.train.trainer.train` from ``reinit.pth`` with the project's fine-tuning recipe
-   (``--params``, default params/default.yaml: the stem frozen and 1/10 of the authors' lr, see the
-   comment there) overridden by this benchmark's: ``--epochs`` (30), warm-up ``--warmup`` (1), no-aug
-   ``--no-aug`` (5), ``--batch`` (16), ``--size`` (416), evaluation at the end only; its EMA model's
+   (``--params``, default params/finetune.yaml: the authors' recipe, see the comment there) overridden
+   by this benchmark's: ``--epochs`` (30), warm-up ``--warmup`` (1), no-aug ``--no-aug`` (5),
+   ``--batch`` (16), ``--size`` (416), evaluation at the end only; its EMA model's
    AP50:95 on val is the "after" figure.
 
 Quick mode for a 2-core CPU: ``--epochs 3 --max-iters 10`` (10 iterations an epoch; no-aug and warm-up
@@ -43,7 +43,7 @@ from yolox.models import build_model, load_weights
 from yolox.train.trainer import train
 
 CLASS_PREDICTORS = "head.cls_preds."
-DEFAULT_PARAMS = Path(__file__).resolve().parents[1] / "params" / "default.yaml"
+DEFAULT_PARAMS = Path(__file__).resolve().parents[1] / "params" / "finetune.yaml"
 
 
 def reinit_class_predictors(model: torch.nn.Module, name: str, seed: int = 0) -> int:

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-src", default=None, help="the authors' repository (put on their PYTHONPATH)")
     ap.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=None, help="override the reinit experiment's 30 epochs")
+    ap.add_argument("--epochs", type=int, default=None, help="override the experiments' epochs")
     ap.add_argument("--val-fraction", type=float, default=0.25)
     ap.add_argument("--start", default=None, help="start weights of the reinit experiment")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run (two runs at a time)")
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     for name in args.experiments:
         cfg = dict(EXPERIMENTS[name])
-        if args.epochs and name == "reinit":
+        if args.epochs:
             cfg["epochs"] = args.epochs
         start = start_weights(cfg["start"], out, args.start)
         start_ap = {"fit": ap_of(start, train_set, eval_params), "held_out": ap_of(start, val_set, eval_params)}

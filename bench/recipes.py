@@ -8,7 +8,7 @@ protocol) on the train split ("fit") and on the held-out split, next to the star
 Used for the defaults in ``params/`` (issue 9): the nightly retrain (same classes, from the production
 weights) must not lose held-out AP; fine-tuning to new classes must match the authors' recipe.
 
-    YOLOX_ASSETS_DIR=../shared .venv/bin/python bench/recipes.py --params params/retrain.yaml \
+    YOLOX_ASSETS_DIR=../shared .venv/bin/python bench/recipes.py --params params/default.yaml \
         --candidate 'authors-lr:train.basic_lr_per_img=1.5625e-4' --candidate 'as-is:' [--seeds 0 1]
 
 Ends with one JSON line: per candidate the mean fit and held-out AP over seeds, and the start's.
