@@ -18,7 +18,8 @@ trainer does. Tasks (first argument), each answering the requests of :func:`side
   ``--out`` gets their assignment (fg mask, matched box index per anchor point) for comparison.
 - ``data --recipe nano|s --coco DIR``: their ``COCODataset`` + ``MosaicDetection`` + ``TrainTransform`` with
   the recipe of their ``Exp`` for yolox-nano (416) or yolox-s (640), built as their ``get_data_loader`` does;
-  ``run n`` answers ``[seconds per sample]`` of ``n`` consecutive samples ``dataset[(True, index)]``.
+  ``run n`` answers ``[seconds per sample]`` of ``n`` consecutive samples ``dataset[(True, index)]``; ``stats n``
+  answers per sample the target rows with w + h > 0, those with min(w, h) > 1, and the pad-grey share.
 """
 
 from __future__ import annotations
@@ -196,9 +197,10 @@ def data_task(a: argparse.Namespace) -> dict:
     order = np.random.default_rng(a.seed).permutation(len(ds))
     state = {"i": 0}
 
-    def sample() -> None:
-        ds[(True, int(order[state["i"] % len(order)]))]
+    def sample():
+        out = ds[(True, int(order[state["i"] % len(order)]))]
         state["i"] += 1
+        return out
 
     def setup(req: dict) -> dict:
         for _ in range(req.get("warmup", 0)):
@@ -212,7 +214,18 @@ def data_task(a: argparse.Namespace) -> dict:
             sample()
         return {"times": [(time.perf_counter() - t0) / req["n"]]}
 
-    return {"setup": setup, "run": run}
+    def stats(req: dict) -> dict:
+        """Per sample: target rows with w + h > 0 (what their padded targets hold), rows with min(w, h) > 1
+        (boxes with an area), and the share of pad-grey (114) pixels."""
+        rows = []
+        for _ in range(req["n"]):
+            img, targets = sample()[:2]
+            wh = np.asarray(targets)[:, 3:5]
+            grey = (np.abs(np.asarray(img, np.float32) - 114).max(axis=0) < 1).mean()
+            rows.append([int((wh.sum(1) > 0).sum()), int((wh.min(1) > 1).sum()), float(grey)])
+        return {"rows": rows}
+
+    return {"setup": setup, "run": run, "stats": stats}
 
 
 def main() -> int:

@@ -14,8 +14,14 @@ its own venv; ``--pairs`` blocks of ``--samples`` samples alternate between them
 Printed per pair: both sides' ms per sample, the ratio theirs / ours (= our img/s over theirs) and the load
 average; then the medians over pairs. Without ``--peer``, our figures only.
 
+``--stats N`` also compares what the samples hold (issue 9): the share of samples without a target and the targets
+per sample, counted two ways: every row of the padded targets with w + h > 0 (the authors' count) and only boxes
+with min(w, h) > 1 px. Their ``TrainTransform`` falls back to the untransformed mosaic and ALL its targets when
+none has a side over 1 px, and those include boxes the affine clipped to zero width at the border: the first
+count then includes degenerate targets that the second, and our pipeline (which drops them), does not.
+
     .venv/bin/python bench/data.py [--peer /work/peer] [--peer-coco /work/peer/coco] [--recipes nano s]
-                                   [--pairs 6] [--samples 128]
+                                   [--pairs 6] [--samples 128] [--stats 400]
 
 Ends with one JSON line: ``{"bench": "data", "nano_img_s": ..., "nano_authors_img_s": ..., "nano_ratio": ...,
 "nano_ratios": [...], "nano_load_avg": ..., "s_img_s": ..., ...}``.
@@ -82,9 +88,10 @@ def worker(a: argparse.Namespace) -> None:
     order = np.random.default_rng(a.seed).permutation(len(train))
     state = {"i": 0}
 
-    def sample() -> None:
-        train[SampleKey(int(order[state["i"] % len(order)]), size, True)]
+    def sample():
+        out = train[SampleKey(int(order[state["i"] % len(order)]), size, True)]
         state["i"] += 1
+        return out
 
     def setup(req: dict) -> dict:
         for _ in range(req.get("warmup", 0)):
@@ -99,7 +106,30 @@ def worker(a: argparse.Namespace) -> None:
             sample()
         return {"times": [(time.perf_counter() - t0) / req["n"]]}
 
-    serve({"setup": setup, "run": run})
+    def stats(req: dict) -> dict:
+        """As the authors' worker's ``stats``: per sample, rows with w + h > 0, rows with min(w, h) > 1, grey share."""
+        rows = []
+        for _ in range(req["n"]):
+            img, targets = sample()[:2]
+            wh = targets.numpy()[:, 3:5]
+            grey = (np.abs(img.numpy() - 114).max(axis=0) < 1).mean()
+            rows.append([int((wh.sum(1) > 0).sum()), int((wh.min(1) > 1).sum()), float(grey)])
+        return {"rows": rows}
+
+    serve({"setup": setup, "run": run, "stats": stats})
+
+
+def summarise(rows: list[list[float]]) -> dict[str, float]:
+    """Share of samples without a target row / without a box of positive size, mean counts, mean grey share."""
+    a = np.asarray(rows, np.float64)
+    return {"no_row": round(float((a[:, 0] == 0).mean()), 3), "rows": round(float(a[:, 0].mean()), 2),
+            "no_box": round(float((a[:, 1] == 0).mean()), 3), "boxes": round(float(a[:, 1].mean()), 2),
+            "grey": round(float(a[:, 2].mean()), 3)}
+
+
+def print_stats(key: str, side: str, s: dict[str, float], n: int) -> None:
+    print(f"  {side:6s} {n} samples: no target row {s['no_row']:.1%}, rows/sample {s['rows']:.2f} | "
+          f"no box with min side > 1 px {s['no_box']:.1%}, boxes/sample {s['boxes']:.2f} | grey {s['grey']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=6, help="alternated blocks per side (median over pairs)")
     ap.add_argument("--samples", type=int, default=128, help="samples per block")
     ap.add_argument("--warmup", type=int, default=32, help="untimed samples first, per side")
+    ap.add_argument("--stats", type=int, default=0,
+                    help="also N samples' content per side: share without targets, targets per sample, grey share")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--recipe", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -136,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         with ours_worker("data.py", "--recipe", key, "--data", str(args.data)) as ours:
             recipe = ours.call("setup", warmup=args.warmup)
             print(f"{key} recipe ({model} @ {size}): ours {recipe}")
+            if args.peer is None and args.stats:
+                s = summarise(ours.call("stats", n=args.stats)["rows"])
+                print_stats(key, "ours", s, args.stats)
+                result[f"{key}_ours_content"] = s
             if args.peer is None:
                 blocks = [ours.call("run", n=args.samples)["times"][0] for _ in range(args.pairs)]
                 rate = 1 / statistics.median(blocks)
@@ -144,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             with authors_worker(args.peer, "data", "--recipe", key, "--coco", str(coco), "--threads", "1") as theirs:
                 print(f"  theirs {theirs.call('setup', warmup=args.warmup)}")
+                if args.stats:
+                    for side, w in (("ours", ours), ("theirs", theirs)):
+                        s = summarise(w.call("stats", n=args.stats)["rows"])
+                        print_stats(key, side, s, args.stats)
+                        result[f"{key}_{side}_content"] = s
                 sbs = alternate(ours, theirs, args.pairs, {"op": "run", "n": args.samples},
                                 print_pair(f"{key} recipe", "ms/img"))
                 print(f"{key} recipe: ours {1 / sbs.ours:.1f} img/s, theirs {1 / sbs.theirs:.1f} img/s (medians of "
