@@ -858,7 +858,7 @@ def _(c: Ctx) -> Expect:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"prepare-{c.kind}" for c in CASES])
-def test_prepare_fault(case: Case, base: Base, tmp_path: Path, coco128_dir: Path) -> None:
+def test_prepare_fault(case: Case, base: Base, tmp_path: Path) -> None:
     root = tmp_path / "dataset"
     shutil.copytree(base.yolo if case.layout == "yolo" else base.coco, root)
     outside = tmp_path / "outside"
