@@ -15,6 +15,7 @@ train and val.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -164,7 +165,7 @@ def _drop_duplicate_names(splits: dict[str, list[RawImage]]) -> list[Issue]:
             first = seen.get(image.path.name)
             if first is not None:
                 issues.append(Issue("image", image.file, DUPLICATE_FILE_NAME, boxes=len(image.boxes),
-                                    detail=f"{image.path} has the file name of {first.path}"))
+                                    detail=f"{first.file} has the same file name"))
                 continue
             seen[image.path.name] = image
             kept.append(image)
@@ -315,8 +316,8 @@ def write_prepared(
 ) -> dict[str, list[ImageRecord]]:
     """Write the prepared layout (see :mod:`yolox.data.records`) into ``out_dir``, replacing it whole.
 
-    Everything is written to ``<out_dir>.tmp-<pid>`` first and then swapped in, so an interrupted
-    run leaves the previous output (or none), never a half-written one.
+    Everything is written to ``<out_dir>.tmp-<pid>`` first and then swapped in, so an interrupted or
+    failed run leaves the previous output (or none), never a half-written one.
 
     Args:
         out_dir: the prepared dataset folder.
@@ -327,27 +328,87 @@ def write_prepared(
 
     Returns:
         The records of each split with their paths in ``<out_dir>/images``.
+
+    Raises:
+        DataError: the disk is full or over quota (the message names ``out_dir``, the space the dataset
+            needs and the space free), or another error writing it (rights, a read-only disk); the
+            partial output is removed and the previous one is untouched.
     """
     tmp = out_dir.parent / f"{out_dir.name}.tmp-{os.getpid()}"
     final_images = out_dir.resolve() / "images"
     shutil.rmtree(tmp, ignore_errors=True)
+    current, copied = "images", False     # what is being written (for the message), any image copied
     try:
-        (tmp / "images").mkdir(parents=True)
-        (tmp / "annotations").mkdir()
-        written = {}
-        for split, records in splits.items():
-            for record in records:
-                link_or_copy(record.path, tmp / "images" / record.path.name)
-            written[split] = [replace(r, path=final_images / r.path.name) for r in records]
-            coco = DetectionDataset(names, category_ids, written[split]).to_coco(final_images)
-            _dump_json(coco, tmp / "annotations" / f"{split}.json")
-        (tmp / "dataset.yaml").write_text(_yaml_text(names, category_ids))
-        _dump_json(report, tmp / "report.json", indent=2)
+        try:
+            (tmp / "images").mkdir(parents=True)
+            (tmp / "annotations").mkdir()
+            written = {}
+            for split, records in splits.items():
+                for record in records:
+                    current = f"images/{record.path.name}"
+                    copied = not link_or_copy(record.path, tmp / current) or copied
+                written[split] = [replace(r, path=final_images / r.path.name) for r in records]
+                coco = DetectionDataset(names, category_ids, written[split]).to_coco(final_images)
+                current = f"annotations/{split}.json"
+                _dump_json(coco, tmp / current)
+            current = "dataset.yaml"
+            (tmp / current).write_text(_yaml_text(names, category_ids), encoding="utf-8")
+            current = "report.json"
+            _dump_json(report, tmp / current, indent=2)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            images_copied = copied or current.startswith("images")
+            raise _write_error(err, out_dir, current, names, category_ids, splits, report, images_copied) from None
         _swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return written
+
+
+def _write_error(
+    err: OSError, out_dir: Path, current: str, names: list[str], category_ids: list[int],
+    splits: dict[str, list[ImageRecord]], report: dict[str, Any], images_copied: bool,
+) -> DataError:
+    """The DataError for an OSError met writing ``current`` (a path inside the dataset) into ``out_dir``.
+
+    A full disk (or quota) names the space the whole dataset needs, estimated from the bytes to write: the
+    json and yaml files, and the images when they are copied (hard links, used when the source is on the
+    same disk, take no space).
+    """
+    kept = "the previous one is unchanged" if out_dir.exists() else "nothing was written"
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        where = f"{current}: {err.strerror or err}" + (f" ({err.filename})" if err.filename else "")
+        return DataError(f"{out_dir}: cannot write the prepared dataset ({where}); check that the folder is "
+                         f"writable, or choose another --out ({kept})")
+    need = len(_json_text(report, indent=2).encode()) + len(_yaml_text(names, category_ids).encode())
+    for records in splits.values():
+        named = [replace(r, path=Path(r.path.name)) for r in records]     # file_name as written
+        need += len(_json_text(DetectionDataset(names, category_ids, named).to_coco()).encode())
+        if images_copied:
+            need += sum(_file_size(r.path) for r in records)
+    disk = next(p for p in (out_dir.parent.resolve(), *out_dir.parent.resolve().parents) if p.exists())
+    problem = "no space left on device" if err.errno == errno.ENOSPC else "disk quota exceeded"
+    return DataError(
+        f"{out_dir}: {problem} writing the prepared dataset (at {current}): it needs about {_size(need)}, "
+        f"{_size(shutil.disk_usage(disk).free)} free on the disk of {disk}; free some space or choose another "
+        f"--out ({kept})"
+    )
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _size(num_bytes: float) -> str:
+    """Bytes in kB, MB or GB (powers of 1000), e.g. ``1.3 MB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.1f} {unit}"
+    return f"{max(1, round(num_bytes / 1e3))} kB"
 
 
 def _swap_in(new: Path, target: Path) -> None:
@@ -365,16 +426,29 @@ def _swap_in(new: Path, target: Path) -> None:
         old.unlink()
 
 
+def _json_text(obj: Any, indent: int | None = None) -> str:
+    return json.dumps(obj, indent=indent, ensure_ascii=False) + "\n"
+
+
 def _dump_json(obj: Any, path: Path, indent: int | None = None) -> None:
-    path.write_text(json.dumps(obj, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(_json_text(obj, indent), encoding="utf-8")
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst``; copy it (with its metadata) when linking fails (other disk, rights)."""
+def link_or_copy(src: Path, dst: Path) -> bool:
+    """Hard-link ``src`` to ``dst``; copy it (with its metadata) when linking fails (other disk, rights).
+
+    Returns:
+        True when linked, False when copied.
+
+    Raises:
+        OSError: the copy failed too (e.g. ``ENOSPC``, the disk is full).
+    """
     try:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+        return False
+    return True
 
 
 def _yaml_text(names: list[str], category_ids: list[int]) -> str:

@@ -168,16 +168,27 @@ def load_coco_json(json_path: Path, images_root: Path) -> DetectionDataset:
     root = Path(images_root).resolve()
     records = []
     for im, a, b in zip(images, starts.tolist(), ends.tolist()):
-        records.append(ImageRecord(im["id"], _resolved_child(root, im["file_name"]), int(im["width"]),
-                                   int(im["height"]), boxes_all[a:b], labels_all[a:b]))
+        path = _resolved_child(root, im["file_name"])
+        if path is None:
+            raise DataError(f"{json_path}: image {im['file_name']!r} resolves outside {root}: the dataset was "
+                            "altered or is not a prepared one; run `yolox prepare` again")
+        records.append(ImageRecord(im["id"], path, int(im["width"]), int(im["height"]), boxes_all[a:b],
+                                   labels_all[a:b]))
     return DetectionDataset([c["name"] for c in cats], [c["id"] for c in cats], records)
 
 
-def _resolved_child(root: Path, name: str) -> Path:
-    """``(root / name).resolve()`` for a resolved ``root``; a plain join for a file name without folders
-    that is not a link (a prepared dataset's: one ``lstat`` instead of one per path component)."""
+def _resolved_child(root: Path, name: str) -> Path | None:
+    """``(root / name).resolve()`` for a resolved ``root``, or None when that leaves ``root`` (``..``, an
+    absolute name, a symbolic link out); a plain join for a file name without folders that is not a link
+    (a prepared dataset's: one ``lstat`` instead of one per path component)."""
     path = root / name
-    return path.resolve() if "/" in name or "\\" in name or path.is_symlink() else path
+    if "/" not in name and "\\" not in name and not path.is_symlink():
+        return path
+    try:
+        resolved = path.resolve()
+    except RuntimeError:          # a loop of links: it cannot be read, wherever it is
+        return path
+    return resolved if resolved.is_relative_to(root) else None
 
 
 def load_prepared(prepared_dir: str | Path, split: str) -> DetectionDataset:

@@ -2,8 +2,10 @@
 
 Rules (sizes in pixels):
 
-- an image file exists, decodes (``cv2.imread``) and, for a JPEG, ends with its end-of-image marker
-  (OpenCV decodes a truncated JPEG with a grey bottom and only a warning);
+- an image's path is valid UTF-8 (see :func:`check_image`), the file exists, can be read, its header
+  (Pillow) claims no more pixels than Pillow's decompression-bomb limit, it decodes (``cv2.imread``) and,
+  for a JPEG, ends with its end-of-image marker (OpenCV decodes a truncated JPEG with a grey bottom and
+  only a warning);
 - both sides are at least ``min_image_size``; the size recorded by the source (COCO json, image
   header) equals the decoded size;
 - a box's class index is in ``0..C-1``; its coordinates are finite; its width and height are positive;
@@ -31,12 +33,22 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from yolox.config import DataParams
-from yolox.data.readers import NOT_AN_IMAGE, UNKNOWN_CATEGORY, Issue, RawBox, RawImage
+from yolox.data.readers import (
+    NOT_AN_IMAGE,
+    UNKNOWN_CATEGORY,
+    UNREADABLE_IMAGE,
+    Issue,
+    RawBox,
+    RawImage,
+    UnusableImage,
+    header_size,
+)
 from yolox.data.records import ImageRecord
 
 __all__ = ["Issue", "ValidationResult", "check_box", "check_image", "validate_images"]
 
 MISSING_IMAGE = "missing image file"
+NON_UTF8_NAME = "file name is not valid UTF-8"
 TRUNCATED_JPEG = "truncated JPEG"
 IMAGE_TOO_SMALL = "image too small"
 SIZE_MISMATCH = "size mismatch"
@@ -169,21 +181,42 @@ def _validate_one(
 def check_image(image: RawImage, min_image_size: int) -> tuple[int, int] | Issue:
     """Decode an image and check it.
 
+    An image whose path is not valid UTF-8 (a file name's bytes in another encoding, e.g. Latin-1
+    ``b"caf\\xe9.jpg"``, held by Python as surrogate escapes) is skipped, not prepared under another name:
+    the prepared dataset names its images in COCO json, which holds Unicode text, not bytes, so the name
+    cannot be written as it is, and a made-up name would no longer match the source file a person looks
+    for (or could collide with another file's name). OpenCV cannot open such a path either (its Python
+    binding crashes on it). The report shows the name with the bytes escaped (``caf\\xe9.jpg``);
+    renaming the file to UTF-8 (e.g. with ``convmv``) brings it back.
+
     Returns:
         The decoded (width, height) in pixels (EXIF rotation applied, as ``cv2.imread`` does), or an
-        image :class:`Issue` (missing, not decodable, truncated JPEG, smaller than ``min_image_size``
-        pixels on a side, or not the size the source records) that counts all its boxes.
+        image :class:`Issue` (name not UTF-8, missing, unreadable, not decodable, truncated JPEG, smaller
+        than ``min_image_size`` pixels on a side, or not the size the source records) that counts all its
+        boxes. Details name no path of this machine (they go into ``report.json``).
     """
 
     def issue(reason: str, detail: str) -> Issue:
         return Issue("image", image.file, reason, detail=detail, boxes=len(image.boxes))
 
+    if not _is_utf8(str(image.path)):
+        where = "its file name" if not _is_utf8(image.path.name) else "a folder in its path"
+        return issue(NON_UTF8_NAME, f"{where} holds bytes that are not UTF-8: rename it to UTF-8 "
+                                    "(COCO json and OpenCV need text)")
     if not image.path.is_file():
-        return issue(MISSING_IMAGE, f"{image.path} does not exist")
+        what = "not a regular file" if image.path.exists() else "no such file"
+        return issue(MISSING_IMAGE, what)
+    try:
+        header_size(image.path)     # before decoding: a header claiming too many pixels is not decoded
+        complete = jpeg_is_complete(image.path)
+    except UnusableImage as err:
+        return issue(err.reason, err.detail)
+    except OSError as err:
+        return issue(UNREADABLE_IMAGE, err.strerror or type(err).__name__)
     pixels = cv2.imread(str(image.path), cv2.IMREAD_COLOR)
     if pixels is None:
         return issue(NOT_AN_IMAGE, "cv2.imread cannot decode it")
-    if not jpeg_is_complete(image.path):
+    if not complete:
         return issue(TRUNCATED_JPEG, "no end-of-image marker: the file is cut short")
     height, width = pixels.shape[:2]
     if min(width, height) < min_image_size:
@@ -192,6 +225,14 @@ def check_image(image: RawImage, min_image_size: int) -> tuple[int, int] | Issue
     if None not in recorded and recorded != (width, height):
         return issue(SIZE_MISMATCH, f"recorded {image.width}x{image.height} px, decoded {width}x{height} px")
     return width, height
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def jpeg_is_complete(path: os.PathLike[str] | str) -> bool:
