@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# A fresh PREFECT_HOME on a loaded 2-core machine starts the ephemeral API slower than Prefect's default timeout.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 
 from flows.resilience import prepare_cache_key, prepared_intact, retries
 from yolox.config import load_params
@@ -87,8 +89,48 @@ def train_yolox(params_file: str = "params/default.yaml", overrides: list[str] |
     return result.summary()
 
 
-if __name__ == "__main__":
-    import json
-    import sys
+EPHEMERAL_STARTUP_TIMEOUT_S = 180
+"""Seconds Prefect's ephemeral API server may take to start when the user has not set
+``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (environment or profile): Prefect's default (20 s) is too
+short for a fresh ``PREFECT_HOME`` on a loaded 2-core machine; 180 s was measured to be enough."""
 
-    print(json.dumps(train_yolox(*(sys.argv[1:2] or []), overrides=sys.argv[2:]), indent=2))
+_EPHEMERAL_TIMEOUT_TEXT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+@contextmanager
+def generous_ephemeral_startup() -> Iterator[None]:
+    """Within: ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` defaults to :data:`EPHEMERAL_STARTUP_TIMEOUT_S`
+    (a value the user set, in the environment or a Prefect profile, is kept)."""
+    with temporary_settings(set_defaults={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: EPHEMERAL_STARTUP_TIMEOUT_S}):
+        yield
+
+
+def ephemeral_startup_failure(err: BaseException) -> str | None:
+    """One line saying what to do when ``err`` is Prefect's ephemeral API start-up timeout, else None."""
+    if not (isinstance(err, RuntimeError) and _EPHEMERAL_TIMEOUT_TEXT in str(err)):
+        return None
+    return (f"Prefect's temporary API server did not start within {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()}"
+            " s (the machine is busy): set PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS higher, or start a "
+            "server (prefect server start) and set PREFECT_API_URL to it")
+
+
+def main(argv: list[str]) -> int:
+    """``python -m flows.train_yolox [PARAMS_FILE [KEY=VALUE ...]]``: run the flow with Prefect's ephemeral API
+    (given time to start), print its summary as JSON; a start-up timeout is one line on stderr and exit 1."""
+    import json
+
+    with generous_ephemeral_startup():
+        try:
+            summary = train_yolox(*(argv[:1] or []), overrides=argv[1:])
+        except RuntimeError as err:
+            line = ephemeral_startup_failure(err)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
+            return 1
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

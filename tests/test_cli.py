@@ -79,9 +79,9 @@ def test_prepare_export_predict(tmp_path: Path, coco128_dir: Path, assets_dir: P
         run(["predict", "--weights", weights, "--model", "yolox-nano", "--source", str(image), "--out", str(out)],
             tmp_path)
         preds = json.loads((out / "predictions.json").read_text())
-        assert (out / image.name).is_file() and preds[0]["detections"]
-    onnx_dets = json.loads((tmp_path / "onnx" / "predictions.json").read_text())[0]["detections"]
-    pth_dets = json.loads((tmp_path / "pth" / "predictions.json").read_text())[0]["detections"]
+        assert (out / image.name).is_file() and preds["images"][0]["detections"] and preds["skipped"] == []
+    onnx_dets = json.loads((tmp_path / "onnx" / "predictions.json").read_text())["images"][0]["detections"]
+    pth_dets = json.loads((tmp_path / "pth" / "predictions.json").read_text())["images"][0]["detections"]
     assert [d["class_name"] for d in onnx_dets] == [d["class_name"] for d in pth_dets]
 
 

@@ -113,7 +113,8 @@ def _yolox_predict(registered: dict[str, Path]) -> dict[str, list[dict]]:
                            str(registered["images"]), "--out", str(out)], capture_output=True, text=True,
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
-    return {Path(r["image"]).name: r["detections"] for r in json.loads((out / "predictions.json").read_text())}
+    return {Path(r["image"]).name: r["detections"]
+            for r in json.loads((out / "predictions.json").read_text())["images"]}
 
 
 def _compare(served: list[dict], predicted: list[dict]) -> None:
@@ -187,6 +188,8 @@ def test_served_champion_answers_like_yolox_predict(server: str, registered: dic
     strict = requests.post(f"{server}/invocations", json={"dataframe_records": [{"image": encode_image(one)}],
                                                           "params": {"conf_thresh": 0.6}}, timeout=120)
     assert strict.status_code == 200 and 0 < len(strict.json()["predictions"]) < len(served)
-    bad = requests.post(f"{server}/invocations", json={"dataframe_records": [{"image": "bm90IGFuIGltYWdl"}]},
-                        timeout=60)
-    assert bad.status_code in (400, 500) and "not a base64-encoded image" in bad.text
+    bad = requests.post(f"{server}/invocations", json={"dataframe_records": [{"image": encode_image(one)},
+                                                                           {"image": "bm90IGFuIGltYWdl"}]}, timeout=60)
+    assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE", bad.text[:2000]
+    assert "row 1: 'image' is not a base64-encoded image file" in bad.json()["message"]
+    assert "stack_trace" not in bad.json() and "Traceback" not in bad.text

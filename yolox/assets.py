@@ -95,11 +95,13 @@ def resolve_weights(value: str) -> Path:
         Path of an existing file.
 
     Raises:
-        AssetError: unknown name, or not in the mirror/cache and cannot be downloaded.
+        AssetError: unknown name, a folder, or not in the mirror/cache and cannot be downloaded.
     """
     path = Path(value).expanduser()
     if path.is_file():
         return path
+    if path.is_dir():
+        raise AssetError(f"weights {value!r} is a folder: pass a .pth checkpoint or an .onnx model file")
     asset = WEIGHTS.get(value) or _WEIGHTS_BY_MODEL.get(value)
     if asset is None:
         raise AssetError(

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from yolox.errors import ConfigError, YoloxError
@@ -35,6 +36,17 @@ console = Console(stderr=True)
 
 ParamsOpt = Annotated[Path | None, typer.Option("--params", "-p", help="Params YAML (params/*.yaml).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param: section.key=value (repeatable).")]
+
+
+def _check_img_size(value: int | None) -> int | None:
+    """--img-size: the one size rule (yolox.meta.check_input_size), checked before any file is read."""
+    from yolox.meta import check_input_size
+
+    return value if value is None else check_input_size(value, name="--img-size")
+
+
+ImgSizeOpt = Annotated[int | None, typer.Option("--img-size", callback=_check_img_size, help=(
+    "Input side (pixels), a multiple of 32; default: the size the model was trained at."))]
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -121,7 +133,7 @@ def eval_(
     data: Annotated[str | None, typer.Option(help="YOLO dataset.yaml, COCO json (with --images), or prepared folder.")] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate (train, val).")] = "val",
     images: Annotated[str | None, typer.Option(help="Image folder of a COCO json.")] = None,
-    img_size: Annotated[int | None, typer.Option("--img-size", help="Input side (pixels).")] = None,
+    img_size: ImgSizeOpt = None,
     out: Annotated[Path | None, typer.Option(help="metrics.json to write.")] = None,
     plots: Annotated[Path | None, typer.Option(help="Also write the PR curves, per-class AP, confusion matrix "
                                                "and example detections as PNG files into this folder.")] = None,
@@ -132,6 +144,10 @@ def eval_(
     from yolox.pipeline import evaluate
 
     p = _params(params, set_)
+    if out is not None and out.is_dir():
+        raise ConfigError(f"--out {out} is a folder: give the metrics .json file to write")
+    if plots is not None and plots.exists() and not plots.is_dir():
+        raise ConfigError(f"--plots {plots} is a file: give a folder for the PNG files")
     result = evaluate(p, weights, data, split, images, img_size, model, out, plots_dir=plots)
     table = Table(title=f"{Path(result.weights).name} on {data or p.data.prepared_dir} ({split}, {result.img_size}px)")
     for k in result.metrics:
@@ -145,7 +161,7 @@ def eval_(
 def export(
     weights: Annotated[str | None, typer.Option(help="A .pth checkpoint.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (e.g. yolox-nano).")] = None,
-    img_size: Annotated[int | None, typer.Option("--img-size", help="Input side (pixels).")] = None,
+    img_size: ImgSizeOpt = None,
     out: Annotated[Path | None, typer.Option(help="The .onnx to write.")] = None,
     check_images: Annotated[Path | None, typer.Option(
         help="Folder of real images for the ONNX check (default: the prepared dataset's, when there is one).")] = None,
@@ -158,6 +174,10 @@ def export(
     from yolox.pipeline import export as export_stage
 
     p = _params(params, set_)
+    if weights is not None and Path(weights).suffix.lower() == ".onnx":
+        raise ConfigError(f"--weights {weights}: export takes a .pth checkpoint; this is an ONNX model already")
+    if out is not None and out.is_dir():
+        raise ConfigError(f"--out {out} is a folder: give the .onnx file to write")
     result = export_stage(p, weights, out, img_size, model, check_images, check=not skip_check)
     if result.check == "skipped":
         console.print(f"{result.onnx} ({result.meta.input_size}px): ONNX check skipped", highlight=False)
@@ -173,22 +193,26 @@ def predict(
     source: Annotated[Path, typer.Option(help="An image or a folder of images.")],
     out: Annotated[Path, typer.Option(help="Output folder (drawn images + predictions.json).")],
     model: Annotated[str | None, typer.Option(help="Model name for an authors' .pth.")] = None,
-    img_size: Annotated[int | None, typer.Option("--img-size")] = None,
+    img_size: ImgSizeOpt = None,
     conf: Annotated[float | None, typer.Option(help="Score threshold (default: serve.conf_thresh).")] = None,
     nms: Annotated[float | None, typer.Option(help="NMS IoU threshold (default: serve.nms_thresh).")] = None,
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Detect objects in images: drawn boxes and a JSON of detections."""
+    from yolox.config import with_options
     from yolox.pipeline import load_model, model_input_size
     from yolox.predict import predict as run_predict
 
     p = _params(params, set_)
+    serve = with_options(p.serve, {"conf_thresh": ("--conf", conf), "nms_thresh": ("--nms", nms)})
     backend, meta = load_model(weights, model)
     size = model_input_size(meta, img_size)
-    result = run_predict(backend, source, out, list(meta.names), size, p.serve.conf_thresh if conf is None else conf,
-                         p.serve.nms_thresh if nms is None else nms, p.serve.max_det)
-    console.print(f"{result.detections} detections on {result.images} images -> {result.out_dir} ({result.json_path.name})")
+    result = run_predict(backend, source, out, list(meta.names), size, serve.conf_thresh, serve.nms_thresh,
+                         serve.max_det)
+    skipped = f", {len(result.skipped)} skipped (listed in it)" if result.skipped else ""
+    console.print(f"{result.detections} detections on {result.images} images -> {result.out_dir} "
+                  f"({result.json_path.name}{skipped})", highlight=False)
 
 
 def _decision_table(decision: Any) -> Table:
@@ -290,15 +314,18 @@ def run() -> None:
     try:
         app(standalone_mode=False)
     except YoloxError as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except Exception as err:
         import click
 
-        if isinstance(err, click.exceptions.ClickException):
+        # usage errors (unknown option, a value of the wrong type): typer >= 0.2x raises its own copy of click's
+        # exceptions (typer.TyperException), older ones click's
+        usage = (getattr(typer, "TyperException", click.exceptions.ClickException), click.exceptions.ClickException)
+        if isinstance(err, usage) and hasattr(err, "show"):
             err.show()
             sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
+        if isinstance(err, (typer.Abort, click.exceptions.Abort)):
             sys.exit(1)
         raise
 

@@ -11,13 +11,18 @@ names (``train.epochs``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import annotated_types
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from yolox.errors import ConfigError
+from yolox.meta import STRIDES
+
+_SIZE_STEP = max(STRIDES)  # input sizes are multiples of the largest stride (the rule: yolox.meta.check_input_size)
 
 ModelName = Literal[
     "yolox-nano", "yolox-tiny", "yolox-s", "yolox-m", "yolox-l", "yolox-x", "yolox-darknet53"
@@ -55,7 +60,7 @@ class ModelParams(_Params):
     """The network: variant, input size and the checkpoint it starts from."""
 
     name: ModelName = "yolox-nano"
-    input_size: int = Field(416, ge=64, multiple_of=32, description="Square input side (pixels).")
+    input_size: int = Field(416, ge=64, multiple_of=_SIZE_STEP, description="Square input side (pixels).")
     weights: str | None = Field(
         "yolox_nano.pth",
         description="Checkpoint to start from: a release file name (e.g. 'yolox_nano.pth', resolved "
@@ -210,7 +215,7 @@ class EvalParams(_Params):
     nms_thresh: float = Field(0.65, gt=0.0, le=1.0, description="Class-aware NMS IoU threshold.")
     max_det: int = Field(100, ge=1, description="Detections per image given to COCOeval.")
     batch_size: int = Field(8, ge=1)
-    img_size: int | None = Field(None, ge=32, multiple_of=32, description="Default: model.input_size.")
+    img_size: int | None = Field(None, ge=_SIZE_STEP, multiple_of=_SIZE_STEP, description="Default: model.input_size.")
     metrics_path: str = Field("metrics.json", description="DVC metrics file written by evaluate (headline APs).")
     per_class_path: str = Field("per_class.json", description="AP50:95 per class, written beside the metrics.")
 
@@ -306,7 +311,8 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" if len(e["loc"]) > 1 else \
+                f"unknown section (sections: {', '.join(PipelineParams.model_fields)})"
         elif e["type"] == "literal_error" and "expected" in (e.get("ctx") or {}):
             msg = f"must be one of {e['ctx']['expected']}"
         got = e.get("input")
@@ -334,17 +340,32 @@ def load_params(path: str | Path, overrides: list[str] | None = None) -> Pipelin
         ConfigError: the file is missing or not YAML, or a value is invalid (names file and field).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"params file {path} is a folder: pass a YAML file, e.g. params/default.yaml")
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8): pass a params YAML file") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the params file is empty: give the sections to override (data, model, "
+                          "train, ...), or drop --params to use the defaults")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (data, model, train, ...), got {type(raw).__name__}")
     for item in overrides or []:
         apply_override(raw, item)
     return parse_params(raw, str(path))
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """'expected ... (line 2, column 1)' from a PyYAML error (without its multi-line source excerpt)."""
+    mark = getattr(err, "problem_mark", None)
+    parts = [p for p in (getattr(err, "context", None), getattr(err, "problem", None)) if p]
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return (", ".join(parts) or " ".join(str(err).split())) + where
 
 
 def params_from(path: str | Path | None, overrides: list[str] | None = None) -> PipelineParams:
@@ -378,3 +399,47 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"override {item!r}: {part} is not a section")
     node[parts[-1]] = yaml.safe_load(value)
+
+
+_Section = TypeVar("_Section", bound=_Params)
+
+
+def with_options(section: _Section, values: Mapping[str, tuple[str, Any]]) -> _Section:
+    """A validated copy of a params section with fields set from command-line options.
+
+    Args:
+        section: e.g. ``params.serve``.
+        values: field name -> (option name, value), e.g. ``{"conf_thresh": ("--conf", 0.5)}``; a value of None
+            keeps the section's own.
+
+    Raises:
+        ConfigError: a value the field does not allow, naming the option, the value, the allowed range and the
+            field, e.g. ``--conf 1.5: must be in [0, 1] (serve.conf_thresh)``.
+    """
+    out = section.model_copy()
+    for name, (option, value) in values.items():
+        if value is None:
+            continue
+        try:
+            setattr(out, name, value)
+        except ValidationError as err:
+            raise ConfigError(f"{option} {value}: {_allowed(type(section), name, err)} "
+                              f"({_section_name(type(section))}.{name})") from None
+    return out
+
+
+def _allowed(cls: type[_Params], name: str, err: ValidationError) -> str:
+    """'must be in [0, 1]' from the field's bounds, else pydantic's own message."""
+    first = err.errors()[0]
+    if first["type"] not in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        return first["msg"]
+    meta = cls.model_fields[name].metadata
+    lo = next((f"[{m.ge:g}" if isinstance(m, annotated_types.Ge) else f"({m.gt:g}" for m in meta
+               if isinstance(m, annotated_types.Ge | annotated_types.Gt)), "")
+    hi = next((f"{m.le:g}]" if isinstance(m, annotated_types.Le) else f"{m.lt:g})" for m in meta
+               if isinstance(m, annotated_types.Le | annotated_types.Lt)), "")
+    return f"must be in {lo}, {hi}" if lo and hi else first["msg"].replace("Input should be", "must be")
+
+
+def _section_name(cls: type[_Params]) -> str:
+    return next((k for k, f in PipelineParams.model_fields.items() if f.annotation is cls), cls.__name__)

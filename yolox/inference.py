@@ -64,22 +64,42 @@ class OnnxBackend:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise CheckpointError(f"{path}: not a loadable ONNX model ({err})") from None
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        out = self.session.get_outputs()[0]
-        self.num_classes = int(out.shape[-1]) - 5
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.meta = meta_of_onnx(self.metadata)
         """The model's :class:`~yolox.meta.ModelMeta`, or None for an ONNX file without it (the authors')."""
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        width = out.shape[-1] if len(out.shape) == 3 else None  # 5 + C, unless the graph left it symbolic
+        num_classes = width - 5 if isinstance(width, int) else self.meta.num_classes if self.meta else 0
+        if len(self.session.get_inputs()) != 1 or len(inp.shape) != 4 or inp.shape[1] != 3 or num_classes < 1 \
+                or width is None:
+            raise CheckpointError(f"{path}: not a YOLOX detector (inputs {_shapes(self.session.get_inputs())}, "
+                                  f"outputs {_shapes(self.session.get_outputs())}; expected one input "
+                                  "(B, 3, S, S) and an output (B, A, 5 + C)): export one with yolox export")
+        self.input_name = inp.name
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.fixed_size = inp.shape[2] if isinstance(inp.shape[2], int) else None
+        """The input side (pixels) of a model exported for one size only (the authors' ONNX: 416), else None."""
+        self.path = Path(path)
+        self.num_classes = num_classes
         if self.meta is not None:
             self.strides = self.meta.strides
 
+    def check_size(self, size: int) -> None:
+        """Raise ConfigError when the model was exported for another fixed input side than ``size`` (pixels)."""
+        if self.fixed_size is not None and size != self.fixed_size:
+            raise ConfigError(f"{self.path} takes {self.fixed_size} px inputs only, not {size}: drop "
+                              f"--img-size / eval.img_size, or export the model at {size}")
+
     def __call__(self, images: np.ndarray) -> torch.Tensor:
+        self.check_size(images.shape[-1])
         if self.fixed_batch == 1 and images.shape[0] != 1:
             outs = [self.session.run(None, {self.input_name: images[i:i + 1]})[0] for i in range(images.shape[0])]
             return torch.from_numpy(np.concatenate(outs))
         return torch.from_numpy(self.session.run(None, {self.input_name: images})[0])
+
+
+def _shapes(nodes: Sequence) -> str:
+    return ", ".join(f"{n.name!r} {tuple(n.shape)}" for n in nodes)
 
 
 def load_backend(weights: str | Path, model_name: str | None = None, num_classes: int | None = None,

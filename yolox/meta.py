@@ -52,12 +52,11 @@ class ModelMeta:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     def __post_init__(self) -> None:
-        if self.input_size < 32 or self.input_size % 32:
-            raise ConfigError(f"model input size must be a positive multiple of 32 (got {self.input_size})")
         if not self.names:
             raise ConfigError("model meta: the class names are empty")
         object.__setattr__(self, "names", tuple(str(n) for n in self.names))
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+        check_input_size(self.input_size, self.strides, "model input size")
 
     @property
     def num_classes(self) -> int:
@@ -90,12 +89,24 @@ class ModelMeta:
                 "layout": f"{pre.channel_order} {pre.pixel_range} letterbox {pre.letterbox} pad {pre.pad_value}"}
 
 
-def input_size(meta: ModelMeta, override: int | None = None) -> int:
+def input_size(meta: ModelMeta, override: int | None = None, name: str = "input size") -> int:
     """THE input-size rule: ``override`` (an explicit flag or ``eval.img_size``) when given, else the size the
-    model was trained at. Raises ConfigError for a size that is not a positive multiple of 32."""
+    model was trained at. Raises ConfigError (naming ``name``) for a size that is not a positive multiple of
+    the model's largest stride (:func:`check_input_size`)."""
     size = meta.input_size if override is None else int(override)
-    if size < 32 or size % 32:
-        raise ConfigError(f"input size must be a positive multiple of 32 (got {size})")
+    return check_input_size(size, meta.strides, name)
+
+
+def check_input_size(size: int, strides: Sequence[int] = STRIDES, name: str = "input size") -> int:
+    """``size`` (pixels) when it is a positive multiple of the largest of ``strides`` (32 for every YOLOX
+    variant: the P5 grid must tile the square input), else ConfigError naming ``name`` (e.g. ``--img-size``),
+    the value and the nearest allowed sizes."""
+    stride = max(strides)
+    if size < stride or size % stride:
+        lower = max(stride, size // stride * stride)
+        hint = f"{lower}" if size < stride else f"{lower} or {lower + stride}"
+        raise ConfigError(f"{name} {size}: must be a positive multiple of {stride} (the model's largest stride), "
+                          f"e.g. {hint}")
     return size
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from yolox.config import PipelineParams
-from yolox.errors import ConfigError, StageError
+from yolox.errors import ConfigError, DataError, StageError
 from yolox.meta import ModelMeta
 
 log = logging.getLogger("yolox.pipeline")
@@ -230,7 +230,11 @@ def evaluate(params: PipelineParams, weights: str | Path | None = None, data: st
     weights = str(weights or Path(params.train.output_dir) / "last.pth")
     backend, meta = load_model(weights, model_name)
     size = model_input_size(meta, img_size or params.eval.img_size)
+    if hasattr(backend, "check_size"):  # an ONNX model exported for one input size: before reading the data
+        backend.check_size(size)
     dataset = load_dataset(str(data or params.data.prepared_dir), split, images)
+    if not dataset.records:
+        raise DataError(f"{data or params.data.prepared_dir}: the {split!r} split has no images: nothing to evaluate")
     result = coco_evaluate(backend, dataset, size, params.eval, progress=progress)
     metrics_path, per_class_path = result.write(out or params.eval.metrics_path,
                                                 None if out else params.eval.per_class_path)
@@ -272,11 +276,12 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
     weights = str(weights or Path(params.train.output_dir) / "last.pth")
     net, meta = load_torch_model(weights, model_name)
     size = model_input_size(meta, img_size)
+    meta = replace(meta, input_size=size)  # the exported model's facts (what its metadata says)
+    folder = Path(check_images) if check_images else Path(params.data.prepared_dir) / "images"
+    if check_images and not folder.is_dir():   # before the export: fail in seconds
+        raise ConfigError(f"--check-images {folder}: not a folder of images")
     path = export_onnx(net, Path(out or params.export.onnx_path), size, meta.names, meta.name, params.export.opset,
                        params.export.dynamic_batch, params.export.simplify)
-    folder = Path(check_images) if check_images else Path(params.data.prepared_dir) / "images"
-    if check_images and not folder.is_dir():
-        raise ConfigError(f"--check-images {folder}: not a folder of images")
     images = list_images(folder)[: params.export.check_images] if check and folder.is_dir() else []
     if not images:
         why = "check disabled" if not check else f"no images at {folder} (pass --check-images DIR)"

@@ -154,9 +154,11 @@ def evaluate(backend: Backend, dataset: DetectionDataset, img_size: int, params:
     """Evaluate a backend on a dataset: letterbox at ``img_size`` (pixels), detect, COCO AP.
 
     Raises:
-        DataError: an image cannot be read, or the model's class count differs from the dataset's.
+        DataError: no images, an image cannot be read, or the model's class count differs from the dataset's.
     """
     params = params or EvalParams()
+    if not dataset.records:
+        raise DataError("the dataset split to evaluate has no images: nothing to evaluate")
     if backend.num_classes != dataset.num_classes:
         raise DataError(f"the model predicts {backend.num_classes} classes, the dataset has "
                         f"{dataset.num_classes}: evaluate a model trained on this dataset's classes")

@@ -7,6 +7,8 @@ training weights under ``"model_raw"``; see :mod:`yolox.train.checkpoint`).
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,20 +43,44 @@ def torch_load(path: str | Path) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU: the one way this project reads a ``.pth``.
 
     Raises:
-        CheckpointError: missing file, or not a checkpoint that loads with weights only (a corrupt file, or
-            a pickle that needs code to run, which is refused); the message names the file and says what
-            to do (never suggests ``weights_only=False``).
+        CheckpointError: missing file or a folder; an empty, cut-short or corrupt file; or a pickle that would
+            import and run code (refused: not a safe checkpoint). The message names the file, says which and
+            what to do; it never suggests ``weights_only=False``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint: pass the .pth file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: not a valid checkpoint (the file is empty): copy or download it again")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before the refusal below
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        why = "it holds objects other than tensors and plain data" if "weights_only" in str(err) else first[:200]
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {why}); "
-                              "re-export it with torch.save({'model': model.state_dict()}, path)") from None
+        raise CheckpointError(f"{path}: {_why_unloadable(err)}") from None
+
+
+_UNSAFE_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL (\S+)", re.IGNORECASE)
+
+
+def _why_unloadable(err: Exception) -> str:
+    """What a failed weights-only ``torch.load`` means for the user, and what to do (PyTorch's own message
+    advises ``weights_only=False``, i.e. running whatever code the file holds: never repeated here)."""
+    text = str(err)
+    unsafe = _UNSAFE_GLOBAL.search(text)
+    if unsafe:
+        return (f"not a safe checkpoint: loading it would import {unsafe.group(1).rstrip('.')}, which is refused. "
+                "Use a checkpoint that holds only tensors and plain data, from a source you trust "
+                "(save one with torch.save({'model': model.state_dict()}, path))")
+    if isinstance(err, RuntimeError) and ("zip archive" in text or "PytorchStreamReader" in text):
+        first = text.split(". ")[0].strip()
+        return f"not a valid checkpoint: the file is cut short or corrupt ({first}); copy or download it again"
+    if isinstance(err, OSError):
+        return f"cannot read the file ({err.strerror or err})"
+    return ("not a valid checkpoint: not a PyTorch checkpoint file, or a corrupt one (it does not unpickle as "
+            "tensors and plain data); pass a .pth written by torch.save, or copy or download it again")
 
 
 def read_state_dict(path: str | Path, key: str = "model") -> dict[str, torch.Tensor]:

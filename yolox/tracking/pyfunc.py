@@ -13,14 +13,17 @@ and as the defaults of its signature's params) and a request may override them, 
 from __future__ import annotations
 
 import base64
+import binascii
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
-from yolox.config import ServeParams
+from yolox.config import ServeParams, with_options
+from yolox.errors import ConfigError
 
 OUTPUT_COLUMNS = ["image", "x0", "y0", "x1", "y1", "score", "class_id", "class_name"]
 OUTPUT_DTYPES = ["int64", "float64", "float64", "float64", "float64", "float64", "int64", "str"]
@@ -73,17 +76,81 @@ class YoloxOnnxModel(mlflow.pyfunc.PythonModel):
             self.names, self.input_size = list(meta.names), meta.input_size
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        import cv2
+        """Detections of every row's image (output frame: module docstring).
 
+        Raises:
+            MlflowException: ``INVALID_PARAMETER_VALUE`` (the scoring server answers 400 with its message, no
+                traceback) for a malformed request: no ``image`` column, a row that is not a base64-encoded
+                image file (the message names the row, 0-based as the output's ``image``), or a bad param.
+        """
         from yolox.inference import detect
 
-        images = []
-        for i, text in enumerate(model_input["image"].tolist()):
-            img = cv2.imdecode(np.frombuffer(base64.b64decode(text), np.uint8), cv2.IMREAD_COLOR)
-            if img is None:
-                raise ValueError(f"row {i}: 'image' is not a base64-encoded image file")
-            images.append(img)
-        p = {**self.thresholds(), **(params or {})}
-        dets = detect(self.backend, images, self.input_size, float(p["conf_thresh"]), float(p["nms_thresh"]),
-                      int(p["max_det"]))
+        images = decode_images(model_input)
+        p = request_thresholds(self.thresholds(), params)
+        if not images:
+            return detections_frame([], self.names)
+        dets = detect(self.backend, images, self.input_size, p["conf_thresh"], p["nms_thresh"], p["max_det"])
         return detections_frame(dets, self.names)
+
+
+def bad_request(message: str) -> MlflowException:
+    """The exception MLflow's scoring server turns into a 400 carrying just ``message``."""
+    return MlflowException.invalid_parameter_value(message)
+
+
+def decode_images(model_input: Any) -> list[np.ndarray]:
+    """The BGR uint8 images (H, W, 3) of the ``image`` column (base64 text of JPEG/PNG files; whitespace and a
+    ``data:image/...;base64,`` prefix are allowed).
+
+    Raises:
+        MlflowException: INVALID_PARAMETER_VALUE naming the missing column or the first bad row and why.
+    """
+    import cv2
+
+    from yolox.predict import opencv_reason
+
+    if not isinstance(model_input, pd.DataFrame) or "image" not in model_input.columns:
+        cols = list(model_input.columns) if isinstance(model_input, pd.DataFrame) else type(model_input).__name__
+        raise bad_request(f"the input has no 'image' column (got {cols}): send one base64-encoded image file per "
+                          "row in a column 'image'")
+    images = []
+    for i, text in enumerate(model_input["image"].tolist()):
+        where = f"row {i}: 'image'"
+        if not isinstance(text, str):
+            what = "missing" if text is None or (np.isscalar(text) and pd.isna(text)) else \
+                f"{type(text).__name__} {repr(text)[:40]}"
+            raise bad_request(f"{where} is {what}, not the base64 text of an image file")
+        if text.startswith("data:") and "," in text:
+            text = text.split(",", 1)[1]
+        text = "".join(text.split())
+        if not text:
+            raise bad_request(f"{where} is empty: expected the base64 text of an image file")
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise bad_request(f"{where} is not valid base64 ({err})") from None
+        try:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        except cv2.error as err:  # e.g. a header claiming more pixels than OpenCV's limit
+            raise bad_request(f"{where}: OpenCV refuses the image ({opencv_reason(err)})") from None
+        if img is None:
+            raise bad_request(f"{where} is not a base64-encoded image file: its {len(data)} bytes do not decode "
+                              "as an image (JPEG, PNG, ...)")
+        images.append(img)
+    return images
+
+
+def request_thresholds(stored: dict[str, Any], params: dict[str, Any] | None) -> dict[str, Any]:
+    """The model's thresholds with a request's ``params`` applied, validated by :class:`ServeParams`' rules.
+
+    Raises:
+        MlflowException: INVALID_PARAMETER_VALUE naming the bad or unknown param.
+    """
+    unknown = sorted(set(params or {}) - set(stored))
+    if unknown:
+        raise bad_request(f"params: unknown {', '.join(unknown)} (known: {', '.join(stored)})")
+    try:
+        serve = with_options(ServeParams(**stored), {k: (f"params.{k}", v) for k, v in (params or {}).items()})
+    except ConfigError as err:
+        raise bad_request(str(err)) from None
+    return serve.model_dump()
