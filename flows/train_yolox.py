@@ -108,6 +108,9 @@ def _to_prefect(err: Interrupted, params_file: str, overrides: list[str] | None)
     sets = [a for o in overrides or [] for a in ("--set", o)]
     resume = shlex.join(["yolox", "train", "--params", params_file, *sets, "--resume"])
     get_run_logger().warning("%s; the MLflow run is KILLED. Resume the training with: %s", err, resume)
+    # send the run's logs to the API now: on SIGTERM, Prefect ends this process right after the crash report
+    for handler in {*logging.getLogger("prefect.flow_runs").handlers, *logging.getLogger("prefect.extra").handlers}:
+        handler.flush()
     if err.signum == signal.SIGTERM:
         return TerminationSignal(err.signum)
     return KeyboardInterrupt(str(err))
