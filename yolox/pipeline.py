@@ -195,9 +195,10 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
     from yolox.train.trainer import per_process_batch
 
     prepared_dir = Path(prepared_dir or params.data.prepared_dir)
-    out = check_output_dir(out_dir or params.train.output_dir)   # before a launch: a job would find out late
+    out = Path(out_dir or params.train.output_dir)
     dp = params.train.distributed
-    if dp.launcher == "torchrun":
+    if dp.launcher == "torchrun":   # checked here: the launched workers would fail one by one, after restarts
+        check_output_dir(out)
         per_process_batch(params.train.batch_size, dp.nodes * processes_per_node(dp))
     if resume == "auto":
         resume = bool(run_id) and (out / "last.pth").is_file() and read_run_id(out) == run_id
