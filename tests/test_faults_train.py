@@ -387,6 +387,12 @@ def test_interrupt_saves_a_checkpoint_that_resumes_exactly(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler     # handlers given back
 
     monkeypatch.undo()
+    if epoch_step < ITERS:     # resuming a checkpoint taken inside epoch 2 with train.epochs=1: refused, kept
+        before = digest(out)
+        code, stderr = cli([*args, "--resume", "--set", "train.epochs=1"], capsys, monkeypatch)
+        assert code == 1 and error_text(stderr) == (f"{out / 'last.pth'} already has 1 epochs and part of the "
+                                                    "next, more than train.epochs=1: raise train.epochs to continue it")
+        assert digest(out) == before
     code, stderr = cli([*args, "--resume"], capsys, monkeypatch)
     assert code == 0, stderr[-3000:]
     want, got = checkpoint(trained / "last.pth"), checkpoint(out / "last.pth")

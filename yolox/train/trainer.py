@@ -276,8 +276,9 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
             if skip:
                 log.info("resumed mid-epoch: epoch %d goes on after its step %d/%d", start_epoch + 1, skip,
                          iters_per_epoch)
-        if start_epoch > tp.epochs:
-            raise ConfigError(f"{ckpt_path} already has {start_epoch} epochs, more than train.epochs={tp.epochs}: "
+        if start_epoch + (1 if skip else 0) > tp.epochs:   # interrupted in epoch e + 1: it needs e + 1 epochs
+            part = " and part of the next" if skip else ""
+            raise ConfigError(f"{ckpt_path} already has {start_epoch} epochs{part}, more than train.epochs={tp.epochs}: "
                               "raise train.epochs to continue it")
     elif continuing:   # killed before its first checkpoint: the run id is in run.json, if anywhere
         run_id = run_id or read_run_info(out).get("mlflow_run_id")
