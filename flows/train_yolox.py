@@ -7,6 +7,13 @@ cached on its inputs' hashes, no retry where a retry could register or promote t
 UI shows, and publishes the gate's decision as a markdown artifact. A rejected candidate is not a failure:
 the flow completes and the model stays ``challenger``.
 
+Interrupted: SIGTERM (what a Prefect worker or runner sends to cancel a flow run, or a node shutting down)
+or SIGINT while the train task runs make the trainer finish its step and save a resumable checkpoint
+(:class:`yolox.errors.Interrupted`); the MLflow run is marked KILLED (:func:`yolox.pipeline.run_pipeline`).
+The flow then hands the signal to Prefect as Prefect's own handlers would have: SIGTERM as its
+``TerminationSignal`` (the flow run ends Cancelled when it was cancelled through the API, else Crashed, and
+the process exits by SIGTERM), SIGINT as KeyboardInterrupt (Crashed). The log says how to resume.
+
     python -m flows.train_yolox params/default.yaml [KEY=VALUE ...]   # local, Prefect's ephemeral API
     prefect deployment run train-yolox/nightly                         # a deployment (prefect.yaml)
 """
@@ -15,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +38,7 @@ from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, t
 
 from flows.resilience import prepare_cache_key, prepared_intact, retries
 from yolox.config import load_params
+from yolox.errors import Interrupted
 
 TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "prepare": {**retries(2), "cache_key_fn": prepare_cache_key, "cache_expiration": timedelta(days=30),
@@ -78,8 +88,11 @@ def train_yolox(params_file: str = "params/default.yaml", overrides: list[str] |
 
     _route_library_logs()
     params = load_params(params_file, overrides)
-    result = run_pipeline(params, prefect_runner, {"prefect_flow_run": str(flow_run.id or "local")},
-                          progress=False)
+    try:
+        result = run_pipeline(params, prefect_runner, {"prefect_flow_run": str(flow_run.id or "local")},
+                              progress=False)
+    except Interrupted as err:
+        raise _to_prefect(err, params_file, overrides) from err
     decision = result.decision
     create_markdown_artifact(markdown=Decision.from_json(decision).markdown(), key="gate-decision",
                              description=f"{result.registered.name} v{result.registered.version}: "
@@ -87,6 +100,22 @@ def train_yolox(params_file: str = "params/default.yaml", overrides: list[str] |
     get_run_logger().info("pipeline done: %s v%s %s (%s)", result.registered.name, result.registered.version,
                           decision["decision"], decision["outcome"])
     return result.summary()
+
+
+def _to_prefect(err: Interrupted, params_file: str, overrides: list[str] | None) -> BaseException:
+    """Log what the interrupted run saved and how to resume it; the exception Prefect's engine expects for
+    that signal (module docstring)."""
+    from prefect.exceptions import TerminationSignal
+
+    sets = [a for o in overrides or [] for a in ("--set", o)]
+    resume = shlex.join(["yolox", "train", "--params", params_file, *sets, "--resume"])
+    get_run_logger().warning("%s; the MLflow run is KILLED. Resume the training with: %s", err, resume)
+    # send the run's logs to the API now: on SIGTERM, Prefect ends this process right after the crash report
+    for handler in {*logging.getLogger("prefect.flow_runs").handlers, *logging.getLogger("prefect.extra").handlers}:
+        handler.flush()
+    if err.signum == signal.SIGTERM:
+        return TerminationSignal(err.signum)
+    return KeyboardInterrupt(str(err))
 
 
 EPHEMERAL_STARTUP_TIMEOUT_S = 180
@@ -128,6 +157,9 @@ def main(argv: list[str]) -> int:
                 raise
             print(f"error: {line}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt as err:   # Ctrl-C: the flow run is Crashed; the run's log says how to resume
+            print(f"train-yolox: {err or 'interrupted by SIGINT'}", file=sys.stderr)
+            return 128 + signal.SIGINT
     print(json.dumps(summary, indent=2))
     return 0
 

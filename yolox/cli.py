@@ -11,13 +11,16 @@
     yolox augment-preview --params FILE --out FILE.png
 
 Each stage command also takes ``--params FILE`` and then defaults its paths from it (how ``dvc.yaml``
-calls them). A user error prints one message and exits 1, without a traceback.
+calls them). A user error prints one message and exits 1, without a traceback. Ctrl-C (SIGINT) or SIGTERM
+exits 130 or 143; interrupted training first saves a resumable checkpoint and the command prints how to resume.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,8 +28,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from yolox.errors import ConfigError, YoloxError
 
@@ -309,12 +312,47 @@ def augment_preview(
     console.print(f"augmentation preview: {path}")
 
 
+def resume_command(argv: list[str]) -> str | None:
+    """The command that continues an interrupted ``yolox train`` or ``yolox pipeline`` (its training stage):
+    the same arguments with ``--resume`` (for the pipeline: ``train`` with its params); None for others."""
+    args = list(argv[1:])
+    at = next((i for i, a in enumerate(args) if a in ("train", "pipeline")), None)
+    if at is None:
+        return None
+    if args[at] == "pipeline":
+        args[at] = "train"
+        if not any(a in ("--params", "-p") or a.startswith("--params=") for a in args):
+            args += ["--params", "params/default.yaml"]    # the pipeline command's default
+    args = [a for a in args if a not in ("--resume", "--no-resume")] + ["--resume"]
+    return shlex.join(["yolox", *args])
+
+
+def _sigterm_raises(signum: int, frame: Any) -> None:
+    from yolox.errors import Interrupted
+
+    raise Interrupted(signum)
+
+
 def run() -> None:
-    """Entry point with user errors turned into one line and exit code 1."""
+    """Entry point with user errors turned into one line and exit code 1.
+
+    SIGTERM is raised as :class:`~yolox.errors.Interrupted` (as Ctrl-C raises KeyboardInterrupt), so that
+    cleanup runs (a pipeline's MLflow run is marked KILLED, a launched job is stopped); training holds both
+    signals itself to save a checkpoint first. Interrupted, the command prints what it saved and how to
+    resume, and exits 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+    from yolox.errors import Interrupted
+
+    previous = signal.signal(signal.SIGTERM, _sigterm_raises)
     try:
-        app(standalone_mode=False)
-    except YoloxError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        code = app(standalone_mode=False)
+    except Interrupted as err:
+        console.print(str(err), style="bold yellow", markup=False, highlight=False, soft_wrap=True)
+        command = resume_command(sys.argv) if err.checkpoint else None
+        if command:
+            console.print(f"resume with: {command}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except YoloxError as err:   # the message as text, not markup (it may quote "[...]", e.g. torch's errors)
+        console.print(Text.assemble(("error:", "bold red"), f" {err}"), highlight=False, soft_wrap=True)
         sys.exit(1)
     except Exception as err:
         import click
@@ -328,6 +366,12 @@ def run() -> None:
         if isinstance(err, (typer.Abort, click.exceptions.Abort)):
             sys.exit(1)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    if isinstance(code, int) and code:   # typer returns 130 for a KeyboardInterrupt
+        if code == 130:
+            console.print("interrupted by SIGINT", style="bold yellow", highlight=False)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ threshold or tag name: the input size comes from :func:`yolox.meta.input_size`, 
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from yolox.config import PipelineParams
-from yolox.errors import ConfigError, DataError, StageError
+from yolox.errors import ConfigError, DataError, Interrupted, StageError
 from yolox.meta import ModelMeta
 
 log = logging.getLogger("yolox.pipeline")
@@ -181,15 +182,24 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
     process, on this machine's torchrun agent (its workers' lines in the log; rank 0 logs the epochs to the
     run), or as a Kubeflow PyTorchJob on Kubernetes (its pods' lines in the log).
 
+    Interrupted (SIGINT, SIGTERM): the trainer, or the launched job's rank 0, saves a resumable checkpoint
+    first; :class:`~yolox.errors.Interrupted` names it.
+
     Raises:
         ConfigError, CheckpointError, DataError: see :func:`yolox.train.trainer.train`.
         LaunchError: a launched job failed (``yolox.train.launch``).
+        Interrupted: see above.
     """
-    from yolox.train.checkpoint import read_run_id
-    from yolox.train.launch import launch_training
+    from yolox.train.checkpoint import check_output_dir, read_run_id
+    from yolox.train.launch import launch_training, processes_per_node
+    from yolox.train.trainer import per_process_batch
 
     prepared_dir = Path(prepared_dir or params.data.prepared_dir)
     out = Path(out_dir or params.train.output_dir)
+    dp = params.train.distributed
+    if dp.launcher == "torchrun":   # checked here: the launched workers would fail one by one, after restarts
+        check_output_dir(out)
+        per_process_batch(params.train.batch_size, dp.nodes * processes_per_node(dp))
     if resume == "auto":
         resume = bool(run_id) and (out / "last.pth").is_file() and read_run_id(out) == run_id
         if resume:
@@ -197,8 +207,17 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
     run = _attach(params, run_id)
     in_process = params.train.distributed.launcher == "none"   # else the launched rank 0 logs the epochs
     on_epoch = (lambda epoch, metrics: run.log_metrics(metrics, step=epoch)) if run and in_process else None
-    result = launch_training(params, prepared_dir, out, resume=bool(resume), on_epoch_end=on_epoch,
-                             progress=progress, run_id=run_id)
+    try:
+        result = launch_training(params, prepared_dir, out, resume=bool(resume), on_epoch_end=on_epoch,
+                                 progress=progress, run_id=run_id)
+    except (KeyboardInterrupt, Interrupted) as err:
+        if in_process or (isinstance(err, Interrupted) and err.checkpoint):
+            raise
+        # this process was interrupted while a launched job trained: the launcher stopped the job with
+        # SIGTERM, and its rank 0 saved a checkpoint (unless stopped before its first step)
+        checkpoint = out / "last.pth"
+        raise Interrupted(getattr(err, "signum", signal.SIGINT), checkpoint if checkpoint.is_file() else None,
+                          "the launched job's last checkpoint") from err
     if result.history:
         from yolox.evaluate.plots import save_figures, training_curves
 
@@ -450,10 +469,13 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
     The tracking store is checked before any work. A failing stage ends the MLflow run ``FAILED`` with tags
     ``failed_stage`` and ``failure`` and raises :class:`~yolox.errors.StageError` naming the stage; the
     champion alias is never touched by a failed run. A rejected candidate is not a failure: the run finishes
-    and the version stays ``challenger``.
+    and the version stays ``challenger``. An interrupt (Ctrl-C, SIGTERM: an exception that is not an
+    ``Exception``) ends the run ``KILLED`` with the same tags and goes on unchanged (the train stage saved a
+    resumable checkpoint first: :class:`~yolox.errors.Interrupted`).
 
     Raises:
         StageError: a stage failed (its cause chained). TrackingError: the store is unreachable at the start.
+        Interrupted, KeyboardInterrupt: see above.
     """
     from yolox.tracking.run import MlflowRun
     from yolox.tracking.store import ensure_experiment
@@ -478,12 +500,14 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
         decision = runner("gate", gate, params, registered.version, prepared.path, prepared.data_version, run_id)
     except BaseException as err:
         reason = f"{type(err).__name__}: {err}"
-        log.error("stage %r failed: %s. The champion alias was not touched.", stage, reason)
+        interrupted = not isinstance(err, Exception)   # Ctrl-C, SIGTERM (Interrupted, Prefect's TerminationSignal)
+        log.error("stage %r %s: %s. The champion alias was not touched.", stage,
+                  "interrupted" if interrupted else "failed", reason)
         if run_id is not None:
             try:
                 run = MlflowRun.attach(run_id)
                 run.set_tags({"failed_stage": stage, "failure": reason[:5000]})
-                run.end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+                run.end("KILLED" if interrupted else "FAILED")
             except Exception as tracking_err:  # noqa: BLE001 - the tracking server may be the failure
                 log.warning("could not mark MLflow run %s FAILED: %s", run_id, tracking_err)
         if isinstance(err, Exception) and not isinstance(err, StageError):

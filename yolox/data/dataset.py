@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -185,10 +186,13 @@ class MultiScaleBatchSampler(Sampler[list[SampleKey]]):
         self.seed = int(seed)
         self.sample_seed = None if sample_seed is None else int(sample_seed)
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch of the next iteration (also forwarded to a DistributedSampler)."""
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Set the epoch of the next iteration (also forwarded to a DistributedSampler) and the batch it
+        starts at: a run resumed mid-epoch skips the ``start`` batches it already trained on, without
+        making them (the others keep their index, so their sizes and seeds are the uninterrupted run's)."""
+        self.epoch, self.start = int(epoch), int(start)
 
     def size_of(self, epoch: int, batch: int) -> int:
         """The input side (pixels) of batch ``batch`` of epoch ``epoch``."""
@@ -210,8 +214,8 @@ class MultiScaleBatchSampler(Sampler[list[SampleKey]]):
         return [SampleKey(i, size, mosaic, s) for i, s in zip(indices, seeds)]
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
-        epoch = self.epoch
-        self.epoch += 1
+        epoch, start = self.epoch, self.start
+        self.epoch, self.start = epoch + 1, 0
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
         generator = getattr(self.sampler, "generator", None)
@@ -222,10 +226,11 @@ class MultiScaleBatchSampler(Sampler[list[SampleKey]]):
         for idx in self.sampler:
             batch.append(int(idx))
             if len(batch) == self.batch_size:
-                yield self._keys(batch, epoch, b)
+                if b >= start:
+                    yield self._keys(batch, epoch, b)
                 b += 1
                 batch = []
-        if batch and not self.drop_last:
+        if batch and not self.drop_last and b >= start:
             yield self._keys(batch, epoch, b)
 
     def __len__(self) -> int:
@@ -264,7 +269,13 @@ def seed_worker(worker_id: int) -> None:
     worker's torch seed), and run OpenCV single-threaded (the workers are the parallelism).
 
     With per-sample seeds (the training loader) the augmentation is reseeded for every sample anyway;
-    this keeps anything else a worker draws reproducible too."""
+    this keeps anything else a worker draws reproducible too.
+
+    SIGINT and SIGTERM are ignored: Ctrl-C reaches the whole foreground process group and a launcher
+    stops a worker's whole group, but stopping is the training process's job (it finishes its step,
+    saves a checkpoint, then shuts its loader down); a worker killed under it would fail the step."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     info = torch.utils.data.get_worker_info()
     base = getattr(info.dataset, "seed", None) if info is not None else None
     seed = worker_seed(base, worker_id) if base is not None else torch.initial_seed() % 2**32

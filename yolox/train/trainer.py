@@ -13,16 +13,26 @@ per sample, carried by the batch sampler's keys: :mod:`yolox.data.dataset`). The
 the iteration, the no-aug phase of the epoch, and the checkpoint restores weights, EMA (and its update
 count), optimizer momentum and grad scaler. So a run killed at any point and continued with
 ``resume=True`` from its last checkpoint ends with the weights of an uninterrupted run.
+
+Interrupted (SIGINT, Ctrl-C, or SIGTERM): the step in flight is finished, then a checkpoint is written that
+also records the step within the epoch (``epoch_step``) and the epoch's running loss sums
+(``epoch_sums``), and :class:`~yolox.errors.Interrupted` is raised (:mod:`yolox.train.interrupt` says why
+finish rather than abandon the step). Resumed, the run skips the batches of that epoch it already trained
+on (the batch sampler does not even make them: :meth:`~yolox.data.dataset.MultiScaleBatchSampler.set_epoch`)
+and goes on from the next one: the same batches, lr and EMA updates as an uninterrupted run, so the same
+final weights and per-epoch metrics.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import random
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +51,12 @@ from rich.progress import (
 from yolox.assets import resolve_weights
 from yolox.config import PipelineParams
 from yolox.data.records import load_prepared
-from yolox.errors import CheckpointError, ConfigError
+from yolox.errors import CheckpointError, ConfigError, Interrupted
 from yolox.losses import LossOutput, yolox_loss
 from yolox.meta import ModelMeta, meta_of_checkpoint
 from yolox.models import build_model, load_weights
 from yolox.train.checkpoint import (
+    check_output_dir,
     load_checkpoint,
     read_run_info,
     rng_state,
@@ -55,6 +66,7 @@ from yolox.train.checkpoint import (
 )
 from yolox.train.distributed import DistContext, barrier, cleanup, init_distributed
 from yolox.train.ema import ModelEMA, unwrap
+from yolox.train.interrupt import StopRequest
 from yolox.train.optim import build_optimizer
 from yolox.train.schedule import WarmupCosineSchedule
 
@@ -82,6 +94,17 @@ class TrainResult:
     seconds: float = 0.0
     run_id: str | None = None
     model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
+
+
+def per_process_batch(batch_size: int, world_size: int) -> int:
+    """``train.batch_size`` (all processes) split over ``world_size`` processes.
+
+    Raises:
+        ConfigError: not divisible.
+    """
+    if batch_size % world_size:
+        raise ConfigError(f"train.batch_size={batch_size} must be divisible by the {world_size} processes")
+    return batch_size // world_size
 
 
 def seed_everything(seed: int) -> None:
@@ -167,8 +190,12 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
         :class:`TrainResult` (the last checkpoint; its ``"model"`` holds the EMA weights).
 
     Raises:
-        ConfigError: bad device or params. CheckpointError: weights or resume checkpoint do not fit.
+        ConfigError: bad device or params (a batch not divisible by the processes or larger than the
+            training set, a freeze prefix matching nothing, an output folder that cannot be written).
+        CheckpointError: weights or resume checkpoint do not fit; DiskFullError: no room for a checkpoint.
         DataError: the prepared dataset is missing or empty.
+        Interrupted: SIGINT or SIGTERM during the epochs; a resumable checkpoint was written first
+            (module docstring).
     """
     tp = params.train
     ctx: DistContext = init_distributed(tp.device, tp.distributed.backend)
@@ -190,11 +217,15 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
 
     tp, mp = params.train, params.model
     start = time.time()
-    ckpt_path = out / "last.pth"
+    ckpt_path = check_output_dir(out) / "last.pth"
+    batch_per_proc = per_process_batch(tp.batch_size, ctx.world_size)
 
     train_set = load_prepared(prepared_dir, "train")
     val_set = load_prepared(prepared_dir, "val")
     names = train_set.names
+    if tp.batch_size > len(train_set.records) > 0:
+        raise ConfigError(f"train.batch_size={tp.batch_size} is larger than the {len(train_set.records)} training "
+                          f"images of {prepared_dir}: lower train.batch_size (the lr is scaled by it)")
 
     # Model: fresh (same init on every rank), or from a checkpoint (class predictors re-initialised
     # when the class count differs).
@@ -215,9 +246,6 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
     fmt = prepare_for_training(model, ctx.device)
     use_amp = tp.amp and ctx.device.type == "cuda"
 
-    if tp.batch_size % ctx.world_size:
-        raise ConfigError(f"train.batch_size={tp.batch_size} must be divisible by the {ctx.world_size} processes")
-    batch_per_proc = tp.batch_size // ctx.world_size
     loader = build_train_loader(train_set, params.augment, mp.name, mp.input_size, batch_per_proc, tp.workers,
                                 tp.seed, ctx.rank, ctx.world_size, ctx.distributed,
                                 multiscale=params.augment.multiscale_range > 0)
@@ -231,20 +259,26 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
     ema = ModelEMA(model, tp.ema_decay) if tp.ema and ctx.is_main else None   # rank 0 evaluates and saves
 
     start_epoch, iteration = 0, 0
+    skip, skipped_sums = 0, {}    # a run interrupted mid-epoch: the steps of that epoch done, their loss sums
     history: list[dict[str, float]] = []
     reported = int(read_run_info(out).get("reported_epoch", 0)) if continuing else 0   # epochs the callback had
     if resume:
         state = load_checkpoint(ckpt_path)
         _restore(state, ckpt_path, params, names, model, ema, optimizer, scaler)
         start_epoch, iteration = int(state["epoch"]), int(state["iteration"])
+        skip, skipped_sums = int(state.get("epoch_step", 0)), dict(state.get("epoch_sums", {}))
         history = list(state.get("history", []))
         run_id = run_id or state.get("mlflow_run_id")
         if ctx.is_main:
             set_rng_state(state["rng"])
             reported = _report_missed_epochs(out, history, reported, on_epoch_end)
             log.info("resumed from %s at epoch %d (iteration %d)", ckpt_path, start_epoch, iteration)
-        if start_epoch > tp.epochs:
-            raise ConfigError(f"{ckpt_path} already has {start_epoch} epochs, more than train.epochs={tp.epochs}: "
+            if skip:
+                log.info("resumed mid-epoch: epoch %d goes on after its step %d/%d", start_epoch + 1, skip,
+                         iters_per_epoch)
+        if start_epoch + (1 if skip else 0) > tp.epochs:   # interrupted in epoch e + 1: it needs e + 1 epochs
+            part = " and part of the next" if skip else ""
+            raise ConfigError(f"{ckpt_path} already has {start_epoch} epochs{part}, more than train.epochs={tp.epochs}: "
                               "raise train.epochs to continue it")
     elif continuing:   # killed before its first checkpoint: the run id is in run.json, if anywhere
         run_id = run_id or read_run_info(out).get("mlflow_run_id")
@@ -259,16 +293,36 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
     seeds = {"loader": loader_seeds(tp.seed, ctx.rank, tp.workers), "world_size": ctx.world_size}
     columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, disable=not (progress and ctx.is_main)) as bar:
+    stop = StopRequest()
+
+    def stop_here(epoch: int, done: int, no_aug: bool, sums: dict[str, float]) -> None:
+        """If a stop signal came (on any rank), save a checkpoint of this step boundary and raise."""
+        signum = stop.agreed(ctx)
+        if signum is None:
+            return
+        where = f"epoch {epoch + 1}/{tp.epochs}, step {done}/{iters_per_epoch}"
+        if ctx.is_main:
+            state = _checkpoint_state(model, ema, optimizer, scaler, epoch, iteration, no_aug, params, names)
+            save_checkpoint({**state, **seeds, "history": history, "mlflow_run_id": run_id, "epoch_step": done,
+                             "epoch_sums": sums}, ckpt_path)
+            log.warning("interrupted by %s at %s: saved %s; continue it with --resume",
+                        signal.Signals(signum).name, where, ckpt_path)
+        barrier(ctx)
+        raise Interrupted(signum, ckpt_path, where)
+
+    with Progress(*columns, disable=not (progress and ctx.is_main)) as bar, stop, _last_checkpoint_named(ckpt_path):
         for epoch in range(start_epoch, tp.epochs):
             no_aug = epoch >= tp.epochs - tp.no_aug_epochs
+            first = min(skip, iters_per_epoch) if epoch == start_epoch else 0   # steps done before a resume
             loader.dataset.set_mosaic(not no_aug)       # travels to the workers in the sampler's keys
-            loader.batch_sampler.set_epoch(epoch)       # shuffling, sizes and augmentation seeds of this epoch
+            loader.batch_sampler.set_epoch(epoch, first)   # shuffling, sizes and augmentation seeds of this epoch
             model.train()
-            sums: dict[str, float] = {}
-            done = 0
-            task = bar.add_task("train", total=iters_per_epoch, epoch=epoch + 1, epochs=tp.epochs, losses="")
-            for images, targets, num_targets, _ids in itertools.islice(loader, iters_per_epoch):
+            sums: dict[str, float] = dict(skipped_sums) if first else {}
+            done = first
+            task = bar.add_task("train", total=iters_per_epoch, completed=first, epoch=epoch + 1, epochs=tp.epochs,
+                                losses="")
+            for images, targets, num_targets, _ids in itertools.islice(loader, iters_per_epoch - first):
+                stop_here(epoch, done, no_aug, sums)
                 for group in optimizer.param_groups:   # the authors' order: step k (from 0) at schedule(k)
                     group["lr"] = schedule(iteration)
                 iteration += 1
@@ -284,6 +338,7 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
                 done += 1
                 bar.update(task, advance=1, losses=f"loss {values['total_loss']:.3f} iou {values['iou_loss']:.3f} "
                            f"obj {values['obj_loss']:.3f} cls {values['cls_loss']:.3f} size {images.shape[-1]}")
+            stop_here(epoch, done, no_aug, sums)      # every step of the epoch done, its end (eval, checkpoint) not
             bar.remove_task(task)
             metrics = {f"train/{k}": v / max(done, 1) for k, v in sums.items()}
             metrics["train/lr"] = optimizer.param_groups[0]["lr"]
@@ -308,6 +363,19 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
             barrier(ctx)   # the other ranks wait for rank 0's evaluation and checkpoint
     return TrainResult(ckpt_path, out, mp.name, mp.input_size, names, tp.epochs, history, time.time() - start,
                        run_id, unwrap(model))
+
+
+@contextlib.contextmanager
+def _last_checkpoint_named(path: Path) -> Iterator[None]:
+    """An :class:`Interrupted` without a checkpoint (a second signal stopped the run at once, e.g. while it
+    wrote one) names the last checkpoint written, when there is one: what a resume continues from."""
+    try:
+        yield
+    except Interrupted as err:
+        if err.checkpoint is None and path.is_file():
+            raise Interrupted(err.signum, path, "the last one written: a second signal stopped the run at once"
+                              ) from None
+        raise
 
 
 def _restore(state: dict[str, Any], path: Path, params: PipelineParams, names: list[str], model: torch.nn.Module,

@@ -13,6 +13,10 @@ rendezvous change; the checkpoint is what they agree on.) A launch that is not a
 old ``last.pth`` and ``run.json`` first (:func:`yolox.train.launch.clear_run_state`). Rank 0 logs each epoch's metrics into the MLflow run ``--run-id`` (the
 pipeline's run; epochs already logged before a restart are not logged twice: ``run.json``'s
 ``reported_epoch``).
+
+Stopped with SIGTERM (the agent passes on the one it got, e.g. from ``yolox train`` interrupted: see
+:func:`yolox.train.launch.stream_process`) or SIGINT: every rank finishes the same step, rank 0 saves a
+resumable checkpoint (:mod:`yolox.train.interrupt`), and the worker exits 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -46,9 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one worker; returns its exit status (0: trained; 1: a user error, printed on one line)."""
+    """Run one worker; returns its exit status (0: trained; 1: a user error, printed on one line; 130 or
+    143: interrupted by SIGINT or SIGTERM, after rank 0 saved a checkpoint)."""
     from yolox.config import load_params, parse_params
-    from yolox.errors import YoloxError
+    from yolox.errors import Interrupted, YoloxError
     from yolox.train.trainer import train
 
     args = parse_args(argv)
@@ -79,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except YoloxError as err:
         print(f"rank {rank}: error: {err}", file=sys.stderr, flush=True)
         return 1
+    except Interrupted as err:
+        print(f"rank {rank}: {err}", file=sys.stderr, flush=True)
+        return err.exit_code
     return 0
 
 
