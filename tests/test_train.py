@@ -21,7 +21,7 @@ import torch
 import yolox.assign as assign_module
 from yolox.assign import simota_assign, simota_assign_reference
 from yolox.config import DataParams, PipelineParams
-from yolox.data.prepare import prepare_dataset
+from yolox.data.prepare import link_or_copy, prepare_dataset
 from yolox.errors import ConfigError
 from yolox.models import build_model, load_weights
 from yolox.models.head import anchor_points
@@ -37,14 +37,15 @@ STEM = "backbone.backbone.stem"
 
 
 def make_yolo_subset(coco128_dir: Path, root: Path, n: int = 16, start: int = 0, keep_labels: bool = True) -> Path:
-    """A YOLO-layout copy of coco128 images ``start .. start + n`` (sorted by name): images symlinked,
-    label files copied (none when ``keep_labels`` is False: every image is then a background image)."""
+    """A YOLO-layout copy of coco128 images ``start .. start + n`` (sorted by name): images hard-linked (copied
+    across disks; not symlinked: prepare reads nothing that resolves outside the dataset root), label files
+    copied (none when ``keep_labels`` is False: every image is then a background image)."""
     images, labels = root / "images" / "train2017", root / "labels" / "train2017"
     images.mkdir(parents=True)
     labels.mkdir(parents=True)
     src = sorted((coco128_dir / "images" / "train2017").glob("*.jpg"))
     for path in src[start:start + n]:
-        (images / path.name).symlink_to(path)
+        link_or_copy(path, images / path.name)
         label = coco128_dir / "labels" / "train2017" / f"{path.stem}.txt"
         if keep_labels and label.is_file():
             shutil.copy(label, labels / label.name)

@@ -139,18 +139,17 @@ def check_output_dir(output_dir: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint with ``torch.load(weights_only=True)``.
+    """Read a training checkpoint (:func:`yolox.models.checkpoint.torch_load`: weights only).
 
     Raises:
         CheckpointError: missing, unreadable, or not a training checkpoint of this project.
     """
+    from yolox.models.checkpoint import torch_load
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err})") from None
+    state = torch_load(path)     # a missing, corrupt or unsafe file: a CheckpointError saying which
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a resumable training checkpoint (a {type(state).__name__}, not a dict)")
     missing = [k for k in ("model", "model_raw", "optimizer", "epoch", "iteration") if k not in state]
     if missing:
         raise CheckpointError(f"{path}: not a resumable training checkpoint (missing {', '.join(missing)})")

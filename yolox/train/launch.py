@@ -262,10 +262,11 @@ def result_from_checkpoint(path: Path, seconds: float = 0.0) -> TrainResult:
         CheckpointError: no checkpoint there (the job ended without writing one).
     """
     from yolox.models import build_model
+    from yolox.train.checkpoint import load_checkpoint
 
     if not path.is_file():
         raise CheckpointError(f"{path} not found: the training job ended without a checkpoint")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)
     model = build_model(state["model_name"], len(state["names"]))
     model.load_state_dict(state["model_raw"])
     return TrainResult(path, path.parent, state["model_name"], int(state["input_size"]), list(state["names"]),
