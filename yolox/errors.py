@@ -45,3 +45,9 @@ class StageError(YoloxError):
 class LaunchError(YoloxError):
     """Distributed training could not be started, or its job failed (torchrun's exit status, a Kubernetes
     job that failed or could not be submitted); the message says which node or pod and where its log is."""
+
+
+class PreflightError(TrackingError):
+    """The tracking store or model registry failed the check made before any work (unreachable, refusing,
+    not writable, unknown scheme): the URI, the credentials or the server need fixing first, so running the
+    same pipeline again unchanged would fail the same way (not retried)."""
