@@ -5,7 +5,9 @@ only says how each stage runs under Prefect (:data:`TASK_OPTIONS`: retries of tr
 cached on its inputs' hashes, no retry where a retry could register or promote twice), routes the library's
 ``yolox`` log lines (a line per training epoch with losses, lr, AP and an ETA) to the task logs the Prefect
 UI shows, and publishes the gate's decision as a markdown artifact. A rejected candidate is not a failure:
-the flow completes and the model stays ``challenger``.
+the flow completes and the model stays ``challenger``. The tracking store and registry are checked before any
+task (``run_pipeline``'s preflight): an unusable one fails the flow at once with one line, and no task retries
+it (``flows/resilience.py``: a failed preflight is not transient).
 
     python -m flows.train_yolox params/default.yaml [KEY=VALUE ...]   # local, Prefect's ephemeral API
     prefect deployment run train-yolox/nightly                         # a deployment (prefect.yaml)

@@ -226,6 +226,25 @@ def test_pipeline_server_dies_mid_run(kind: str, fresh: MlflowStub, tmp_path: Pa
     assert fresh.logged(RUN) == [(k, s) for s in range(1, 6) for k in ("train/total_loss", "train/lr")]
 
 
+@case('slow-server-mid-run')
+def test_pipeline_slow_server_mid_run(kind: str, fresh: MlflowStub, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that takes longer to answer than the request timeout: logging returns before the server has
+    anything (it is not waited for), the request that timed out still lands (late), and the flush afterwards
+    finds it in the run and sends only the rest: each metric once."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh.uri)
+    fresh.delay = 2.0
+    buffer = MetricBuffer(tmp_path, RUN, request_timeout=0.5)
+    _epochs(buffer, range(1, 4))
+    assert fresh.logged() == [] and buffer.pending == 3            # returned while the server still sleeps
+    assert buffer.close(0) == 3
+    _wait(lambda: len(fresh.logged()) >= 2)                        # the timed-out request, taken late
+    fresh.delay = 0.0
+    result = flush_journal(tmp_path, 20.0, 2.0)
+    assert (result.sent_entries, result.sent_metrics, result.skipped_metrics, result.pending) == (3, 4, 2, 0)
+    assert fresh.logged(RUN) == [(k, s) for s in range(1, 4) for k in ("train/total_loss", "train/lr")]
+
+
 @case('journal-truncated')
 def test_pipeline_journal_truncated_last_line(kind: str, fresh: MlflowStub, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
@@ -304,10 +323,10 @@ def test_pipeline_flush_edge_cases(kind: str, fresh: MlflowStub, tmp_path: Path,
     other = f"sqlite:///{tmp_path}/other.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
     with pytest.raises(TrackingError) as err:
-        flush_journal(tmp_path / "run", 1.0)
+        flush_journal(tmp_path / "run", 1.0, 2.0)
     assert str(err.value) == (f"{tmp_path / 'run' / JOURNAL_NAME}: its pending entries belong to {fresh.uri}, not "
                               f"{other}: set MLFLOW_TRACKING_URI to that store (with its credentials) and flush again")
     assert fresh.logged() == []                                       # the entries wait for their own store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh.uri)
-    assert flush_journal(tmp_path / "run", 20.0).sent_entries == 2
+    assert flush_journal(tmp_path / "run", 20.0, 2.0).sent_entries == 2
     assert fresh.logged(RUN) == [(k, s) for s in (1, 2) for k in ("train/total_loss", "train/lr")]

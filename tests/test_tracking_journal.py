@@ -68,10 +68,10 @@ def test_dead_server_buffers_then_flushes_each_metric_once(stub: MlflowStub, tmp
     assert sorted(a for a in acks if a) == [1, 2, 3, 4, 5, 6]
 
     # idempotent: nothing pending, nothing sent again; nor when the acks were lost (the run is asked first)
-    assert flush_journal(tmp_path, 10).sent_entries == 0
+    assert flush_journal(tmp_path, 10, 2.0).sent_entries == 0
     path = tmp_path / JOURNAL_NAME
     path.write_text("".join(line + "\n" for line in path.read_text().splitlines() if '"ack"' not in line))
-    result = flush_journal(tmp_path, 30)
+    result = flush_journal(tmp_path, 30, 2.0)
     assert (result.sent_entries, result.sent_metrics, result.skipped_metrics, result.pending) == (6, 0, 12, 0)
     assert stub.logged(RUN) == [(k, s) for s in range(1, 7) for k in KEYS]
 
@@ -95,11 +95,11 @@ def test_sqlite_store_through_the_mlflow_client(tmp_path: Path, monkeypatch: pyt
     client = MlflowClient(uri)
     exp = client.create_experiment("journal", artifact_location=(tmp_path / "art").as_uri())
     run_id = client.create_run(exp).info.run_id
-    buffer = MetricBuffer(tmp_path / "out", run_id)
+    buffer = MetricBuffer(tmp_path / "out", run_id, 5.0)
     _log(buffer, range(1, 4))
     assert buffer.close(30) == 0
     path = tmp_path / "out" / JOURNAL_NAME
     path.write_text("".join(line + "\n" for line in path.read_text().splitlines() if '"ack"' not in line))
-    assert flush_journal(tmp_path / "out", 30).skipped_metrics == 6
+    assert flush_journal(tmp_path / "out", 30, 2.0).skipped_metrics == 6
     for key in KEYS:
         assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3]

@@ -260,7 +260,7 @@ class MetricBuffer:
         uri: the tracking URI (default: :func:`yolox.tracking.store.tracking_uri`).
     """
 
-    def __init__(self, folder: str | Path, run_id: str | None, request_timeout: float = 5.0,
+    def __init__(self, folder: str | Path, run_id: str | None, request_timeout: float,
                  uri: str | None = None) -> None:
         self.journal = Journal(Path(folder) / JOURNAL_NAME)
         self.run_id = run_id
@@ -280,7 +280,7 @@ class MetricBuffer:
         self.refused: dict[int, str] = {}
         self.last_problem: str | None = None
         self._cond = threading.Condition()
-        self._closing = self._stop = self._wake = False
+        self._closing = self._stop = self._wake = self._dead = False
         if self._pending:
             log.info("%s: %d entries not yet in MLflow at %s: sending them first", self.journal.path,
                      len(self._pending), self.store)
@@ -324,7 +324,7 @@ class MetricBuffer:
         with self._cond:
             self._closing = self._wake = True
             self._cond.notify_all()
-            self._cond.wait_for(lambda: not self._pending, timeout=max(timeout, 0.0))
+            self._cond.wait_for(lambda: not self._pending or self._dead, timeout=max(timeout, 0.0))
             self._stop = True
             self._cond.notify_all()
         self._thread.join(timeout=max(deadline - time.monotonic(), 0.0) + self._sender.timeout + 1.0)
@@ -369,6 +369,9 @@ class MetricBuffer:
             except Exception as err:  # a bug must not kill training: keep the entry, say why, stop sending
                 log.exception("tracking journal thread stopped; %s keeps the metrics", self.journal.path)
                 self.last_problem = f"{type(err).__name__}: {err}"
+                with self._cond:
+                    self._dead = True
+                    self._cond.notify_all()
                 return
             self.journal.append({"ack": entry.seq, **({"refused": refused} if refused else {})})
             if refused:
@@ -431,7 +434,7 @@ class FlushResult:
     other_stores: tuple[str, ...] = ()
 
 
-def flush_journal(folder: str | Path, timeout: float = 30.0, request_timeout: float = 5.0) -> FlushResult:
+def flush_journal(folder: str | Path, timeout: float, request_timeout: float) -> FlushResult:
     """Send the pending entries of ``<folder>/tracking-journal.jsonl`` to the tracking store
     (``MLFLOW_TRACKING_URI``), in order, each metric once (see the module doc); waits at most ``timeout`` s.
 

@@ -97,9 +97,9 @@ _PROBES = {"tracking store": "/api/2.0/mlflow/experiments/search?max_results=1",
            "model registry": "/api/2.0/mlflow/registered-models/search?max_results=1"}
 
 
-def check_stores(timeout: float = 5.0) -> None:
+def check_stores(timeout: float) -> None:
     """Check that the tracking store, and the model registry when ``MLFLOW_REGISTRY_URI`` differs, can be used,
-    each in about ``timeout`` seconds at most (no retries): an ``http(s)`` server answers an authenticated
+    each in about ``timeout`` seconds at most (``tracking.preflight_timeout_s``; no retries): an ``http(s)`` server answers an authenticated
     ``GET`` of its search API; a ``sqlite`` database's folder exists and is writable and the file, if any, is a
     database; a ``postgresql``/``mysql``/``mssql`` server accepts a TCP connection; a ``file`` store is
     refused unless ``MLFLOW_ALLOW_FILE_STORE=true`` (MLflow 3 keeps it read-only).
