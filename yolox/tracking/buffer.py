@@ -350,7 +350,7 @@ class MetricBuffer:
                 self._cond.wait_for(lambda: self._pending or self._closing or self._stop)
                 if self._stop or not self._pending:
                     return
-                entry = self._pending[0]
+                entry, self._wake = self._pending[0], False    # a new entry or close() during the attempt: retry now
             try:
                 sent, refused = self._sender.send(entry, check=entry.seq in self._uncertain)
             except _Unsent as err:
@@ -362,7 +362,6 @@ class MetricBuffer:
                                 self.store, err, self.journal.path)
                 delay = min(max(1.0, 2 * delay), _MAX_BACKOFF_S)
                 with self._cond:
-                    self._wake = False
                     wait = min(delay, _CLOSING_BACKOFF_S) if self._closing else delay
                     self._cond.wait_for(lambda: self._stop or self._wake, timeout=wait)
                 continue
