@@ -93,4 +93,11 @@ if __name__ == "__main__":
     import json
     import sys
 
-    print(json.dumps(train_yolox(*(sys.argv[1:2] or []), overrides=sys.argv[2:]), indent=2))
+    from yolox.errors import YoloxError
+
+    try:
+        summary = train_yolox(*(sys.argv[1:2] or []), overrides=sys.argv[2:])
+    except YoloxError as err:      # e.g. the preflight: one line (the flow run's log has Prefect's traceback)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(summary, indent=2))
