@@ -9,7 +9,7 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from yolox.errors import TrackingError
+from yolox.errors import PreflightError, TrackingError
 
 # an OSError a retry cannot fix: the file is not there, or we may not touch it
 _PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
@@ -19,9 +19,18 @@ _TRANSIENT_MLFLOW_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST
 
 def is_transient(exc: BaseException) -> bool:
     """True for a tracking server or file system hiccup (worth a retry), False for a bad param, dataset,
-    checkpoint, export or gate decision (the same inputs would fail again)."""
+    checkpoint, export or gate decision (the same inputs would fail again).
+
+    A failed preflight (:class:`~yolox.errors.PreflightError`: the store was unreachable, refused access or was
+    not writable before any work) is not transient: nothing has been done yet, so a retry saves nothing, and the
+    cause is nearly always a wrong URI, missing credentials or a server that is not started, which 3 retries
+    over about a minute would not fix but would bury under as many tracebacks; the next scheduled run retries
+    soon enough once it is fixed. A tracking error later in the run is a hiccup of a server that answered
+    moments before, and the work done so far makes a retry worth it."""
     from mlflow.exceptions import MlflowException
 
+    if isinstance(exc, PreflightError):
+        return False
     if isinstance(exc, TrackingError):
         return True
     if isinstance(exc, MlflowException):

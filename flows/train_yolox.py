@@ -5,7 +5,9 @@ only says how each stage runs under Prefect (:data:`TASK_OPTIONS`: retries of tr
 cached on its inputs' hashes, no retry where a retry could register or promote twice), routes the library's
 ``yolox`` log lines (a line per training epoch with losses, lr, AP and an ETA) to the task logs the Prefect
 UI shows, and publishes the gate's decision as a markdown artifact. A rejected candidate is not a failure:
-the flow completes and the model stays ``challenger``.
+the flow completes and the model stays ``challenger``. The tracking store and registry are checked before any
+task (``run_pipeline``'s preflight): an unusable one fails the flow at once with one line, and no task retries
+it (``flows/resilience.py``: a failed preflight is not transient).
 
 Interrupted: SIGTERM (what a Prefect worker or runner sends to cancel a flow run, or a node shutting down)
 or SIGINT while the train task runs make the trainer finish its step and save a resumable checkpoint
@@ -148,6 +150,8 @@ def main(argv: list[str]) -> int:
     (given time to start), print its summary as JSON; a start-up timeout is one line on stderr and exit 1."""
     import json
 
+    from yolox.errors import YoloxError
+
     with generous_ephemeral_startup():
         try:
             summary = train_yolox(*(argv[:1] or []), overrides=argv[1:])
@@ -156,6 +160,9 @@ def main(argv: list[str]) -> int:
             if line is None:
                 raise
             print(f"error: {line}", file=sys.stderr)
+            return 1
+        except YoloxError as err:      # e.g. the preflight: one line (the flow run's log has Prefect's traceback)
+            print(f"error: {err}", file=sys.stderr)
             return 1
         except KeyboardInterrupt as err:   # Ctrl-C: the flow run is Crashed; the run's log says how to resume
             print(f"train-yolox: {err or 'interrupted by SIGINT'}", file=sys.stderr)

@@ -8,6 +8,7 @@
     yolox gate     --params FILE [--candidate-version N] [--dry-run]   (exit 1 when rejected)
     yolox promote  --params FILE --version N | --rollback
     yolox pipeline --params FILE                        (the stages of the Prefect flow ``train-yolox``)
+    yolox tracking flush --out DIR                      (send a training's journaled metrics to MLflow)
     yolox augment-preview --params FILE --out FILE.png
 
 Each stage command also takes ``--params FILE`` and then defaults its paths from it (how ``dvc.yaml``
@@ -293,6 +294,43 @@ def pipeline(params: ParamsOpt = Path("params/default.yaml"), set_: SetOpt = Non
 
     result = run_pipeline(_params(params, set_))
     print(json.dumps(result.summary(), indent=2))  # stdout: the machine-readable result (logs go to stderr)
+
+
+tracking_app = typer.Typer(no_args_is_help=True, help="MLflow tracking: what training journaled while the server "
+                                                     "was away.")
+app.add_typer(tracking_app, name="tracking")
+
+
+@tracking_app.command("flush")
+def tracking_flush(
+    out: Annotated[Path | None, typer.Option(help="Training output folder holding tracking-journal.jsonl "
+                                             "(default: train.output_dir).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the server (default: "
+                                                  "tracking.flush_timeout_s).")] = None,
+    params: ParamsOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Send the metrics a training journaled but MLflow did not take (server down or slow) to MLFLOW_TRACKING_URI,
+    in order, each once; exit 1 if some are still pending."""
+    from yolox.errors import TrackingError
+    from yolox.tracking.buffer import flush_journal
+
+    p = _params(params, set_)
+    folder = out or Path(p.train.output_dir)
+    wait = p.tracking.flush_timeout_s if timeout is None else timeout
+    r = flush_journal(folder, wait, p.tracking.request_timeout_s)
+    if not r.found:
+        console.print(f"no tracking journal in {folder}: nothing to send", highlight=False)
+        return
+    if r.other_stores:
+        console.print(f"left alone: pending entries for {', '.join(r.other_stores)} (set MLFLOW_TRACKING_URI to "
+                      "flush them)", highlight=False)
+    if r.pending:
+        raise TrackingError(f"{r.pending} entries of {r.journal} still pending: MLflow at {r.store} did not take "
+                            f"them within {wait:g} s; run this again when it answers")
+    console.print(f"{r.journal}: sent {r.sent_entries} entries ({r.sent_metrics} metrics, {r.skipped_metrics} "
+                  f"already in MLflow) to {r.store}; nothing pending"
+                  + (f"; {r.refused} refused (see the log)" if r.refused else ""), highlight=False)
 
 
 @app.command("augment-preview")

@@ -247,6 +247,17 @@ class TrackingParams(_Params):
     experiment: str = "yolox"
     registered_model: str = Field("yolox-coco128", min_length=1)
     run_name: str | None = Field(None, description="Default: '<model>-<data version>-<time>'.")
+    preflight_timeout_s: float = Field(
+        5.0, gt=0, description="How long the check before any work waits for the tracking server or registry (s)."
+    )
+    request_timeout_s: float = Field(
+        5.0, gt=0, description="Timeout of one request of the training metrics journal to MLflow, no retries (s): a "
+        "slower or dead server leaves the metrics in the journal and training goes on."
+    )
+    flush_timeout_s: float = Field(
+        30.0, ge=0, description="How long the end of training waits for the journal's pending metrics to reach "
+        "MLflow before leaving them for `yolox tracking flush` (s)."
+    )
 
 
 class GateParams(_Params):

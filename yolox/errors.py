@@ -86,3 +86,9 @@ class Interrupted(BaseException):
         where = f" ({self.detail})" if self.detail else ""
         saved = f": resumable checkpoint {self.checkpoint}{where}" if self.checkpoint else where
         return f"interrupted by {self.signal_name}{saved}"
+
+
+class PreflightError(TrackingError):
+    """The tracking store or model registry failed the check made before any work (unreachable, refusing,
+    not writable, unknown scheme): the URI, the credentials or the server need fixing first, so running the
+    same pipeline again unchanged would fail the same way (not retried)."""

@@ -173,7 +173,9 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
           resume: bool | str = False, run_id: str | None = None, progress: bool = True) -> TrainedModel:
     """Train on a prepared dataset (default ``params.data.prepared_dir``) into ``out_dir`` (default
     ``params.train.output_dir``). With ``run_id``, every epoch's metrics go to that MLflow run as the epoch
-    ends, and the checkpoint is logged as an artifact at the end.
+    ends, through the journal ``<out>/tracking-journal.jsonl`` (:mod:`yolox.tracking.buffer`: a dead or slow
+    tracking server never holds training up; the end of training waits up to ``tracking.flush_timeout_s`` for
+    it, then leaves the rest for ``yolox tracking flush``), and the checkpoint is logged as an artifact at the end.
 
     ``resume``: True continues ``<out_dir>/last.pth``; ``"auto"`` continues it only when it belongs to
     ``run_id`` (a retried pipeline task), else starts afresh; False starts afresh.
@@ -204,24 +206,33 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
         resume = bool(run_id) and (out / "last.pth").is_file() and read_run_id(out) == run_id
         if resume:
             log.info("continuing %s: it belongs to this run (%s)", out / "last.pth", run_id)
-    run = _attach(params, run_id)
     in_process = params.train.distributed.launcher == "none"   # else the launched rank 0 logs the epochs
-    on_epoch = (lambda epoch, metrics: run.log_metrics(metrics, step=epoch)) if run and in_process else None
+    journal = None
+    if run_id and in_process:
+        from yolox.tracking.buffer import MetricBuffer
+
+        journal = MetricBuffer(out, run_id, params.tracking.request_timeout_s)
     try:
-        result = launch_training(params, prepared_dir, out, resume=bool(resume), on_epoch_end=on_epoch,
+        result = launch_training(params, prepared_dir, out, resume=bool(resume), on_epoch_end=journal,
                                  progress=progress, run_id=run_id)
-    except (KeyboardInterrupt, Interrupted) as err:
-        if in_process or (isinstance(err, Interrupted) and err.checkpoint):
+    except BaseException as err:
+        if journal is not None:
+            journal.close(0)      # what is pending stays in the journal (a retry or `yolox tracking flush` sends it)
+        if not isinstance(err, (KeyboardInterrupt, Interrupted)) or in_process or \
+                (isinstance(err, Interrupted) and err.checkpoint):
             raise
         # this process was interrupted while a launched job trained: the launcher stopped the job with
         # SIGTERM, and its rank 0 saved a checkpoint (unless stopped before its first step)
         checkpoint = out / "last.pth"
         raise Interrupted(getattr(err, "signum", signal.SIGINT), checkpoint if checkpoint.is_file() else None,
                           "the launched job's last checkpoint") from err
+    if journal is not None:
+        journal.close(params.tracking.flush_timeout_s)
     if result.history:
         from yolox.evaluate.plots import save_figures, training_curves
 
         save_figures({"training_curves.png": training_curves(result.history)}, out)
+    run = _attach(params, run_id)
     if run is not None:
         run.log_artifact(result.checkpoint, "checkpoint")
     meta = ModelMeta(result.model_name, result.input_size, tuple(result.names))
@@ -466,7 +477,8 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
                  progress: bool = True) -> PipelineResult:
     """prepare -> train -> evaluate -> export -> register -> gate, in one MLflow run.
 
-    The tracking store is checked before any work. A failing stage ends the MLflow run ``FAILED`` with tags
+    The tracking store (and the model registry, when elsewhere) is checked before any work
+    (:func:`yolox.tracking.store.check_stores`: seconds, one line). A failing stage ends the MLflow run ``FAILED`` with tags
     ``failed_stage`` and ``failure`` and raises :class:`~yolox.errors.StageError` naming the stage; the
     champion alias is never touched by a failed run. A rejected candidate is not a failure: the run finishes
     and the version stays ``challenger``. An interrupt (Ctrl-C, SIGTERM: an exception that is not an
@@ -474,13 +486,14 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
     resumable checkpoint first: :class:`~yolox.errors.Interrupted`).
 
     Raises:
-        StageError: a stage failed (its cause chained). TrackingError: the store is unreachable at the start.
-        Interrupted, KeyboardInterrupt: see above.
+        StageError: a stage failed (its cause chained). PreflightError: a store is unusable at the start.
+        TrackingError: the experiment cannot be created. Interrupted, KeyboardInterrupt: see above.
     """
     from yolox.tracking.run import MlflowRun
-    from yolox.tracking.store import ensure_experiment
+    from yolox.tracking.store import check_stores, ensure_experiment, redact
 
-    ensure_experiment(params.tracking.experiment)    # fail in seconds, before any work, if unreachable
+    check_stores(params.tracking.preflight_timeout_s)    # fail in seconds, before any work, if unusable
+    ensure_experiment(params.tracking.experiment)
     stage, run_id = "prepare", None
     try:
         prepared = runner("prepare", prepare, params)
@@ -499,7 +512,7 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
         stage = "gate"
         decision = runner("gate", gate, params, registered.version, prepared.path, prepared.data_version, run_id)
     except BaseException as err:
-        reason = f"{type(err).__name__}: {err}"
+        reason = redact(f"{type(err).__name__}: {err}")      # MLflow's messages carry the URL, with any password
         interrupted = not isinstance(err, Exception)   # Ctrl-C, SIGTERM (Interrupted, Prefect's TerminationSignal)
         log.error("stage %r %s: %s. The champion alias was not touched.", stage,
                   "interrupted" if interrupted else "failed", reason)

@@ -112,7 +112,7 @@ def _now() -> str:
 def _wrap(what: str, err: Exception) -> TrackingError:
     from yolox.tracking.store import redact, tracking_uri
 
-    return TrackingError(f"{what} at {redact(tracking_uri())}: {type(err).__name__}: {str(err)[:300]}")
+    return TrackingError(f"{what} at {redact(tracking_uri())}: {type(err).__name__}: {redact(str(err))[:300]}")
 
 
 def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, sample_image: str | Path,

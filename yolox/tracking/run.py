@@ -53,7 +53,7 @@ class MlflowRun:
             else:
                 self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags or {}).info.run_id
         except Exception as err:
-            raise TrackingError(f"cannot start an MLflow run at {redact(tracking_uri())}: {err}") from err
+            raise TrackingError(f"cannot start an MLflow run at {redact(tracking_uri())}: {redact(str(err))}") from err
         if run_id and tags:
             self.set_tags(tags)
         log.info("MLflow run %s (%s)", self.run_id, redact(tracking_uri()))
@@ -75,7 +75,7 @@ class MlflowRun:
         try:
             self.run_id = self.client.get_run(run_id).info.run_id
         except Exception as err:
-            raise TrackingError(f"MLflow run {run_id} not found at {redact(tracking_uri())}: {err}") from err
+            raise TrackingError(f"MLflow run {run_id} not found at {redact(tracking_uri())}: {redact(str(err))}") from err
         return self
 
     def log_params(self, params: dict[str, Any]) -> None:

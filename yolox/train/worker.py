@@ -12,7 +12,8 @@ differs per node: an agent whose own worker failed counts a restart, the others 
 rendezvous change; the checkpoint is what they agree on.) A launch that is not a resume removes an
 old ``last.pth`` and ``run.json`` first (:func:`yolox.train.launch.clear_run_state`). Rank 0 logs each epoch's metrics into the MLflow run ``--run-id`` (the
 pipeline's run; epochs already logged before a restart are not logged twice: ``run.json``'s
-``reported_epoch``).
+``reported_epoch``) through the journal ``<out>/tracking-journal.jsonl`` (:mod:`yolox.tracking.buffer`): a dead
+or slow tracking server never holds the job up, and a restarted rank 0 sends what its predecessor left pending.
 
 Stopped with SIGTERM (the agent passes on the one it got, e.g. from ``yolox train`` interrupted: see
 :func:`yolox.train.launch.stream_process`) or SIGINT: every rank finishes the same step, rank 0 saves a
@@ -70,17 +71,17 @@ def main(argv: list[str] | None = None) -> int:
         attempt, checkpoint = restart_count(), Path(args.out) / "last.pth"
         if attempt and rank == 0:
             log.info("elastic restart %d: resuming from %s", attempt, checkpoint)
-        on_epoch_end = None
+        journal = None
         if args.run_id and rank == 0:
-            from yolox.tracking.run import MlflowRun
+            from yolox.tracking.buffer import MetricBuffer
 
-            run = MlflowRun(params.tracking.experiment, run_id=args.run_id)
-
-            def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
-                run.log_metrics(metrics, step=epoch)
-
-        train(params, args.prepared, args.out, resume=attempt > 0 or checkpoint.is_file(),
-              on_epoch_end=on_epoch_end, progress=False, run_id=args.run_id)
+            journal = MetricBuffer(args.out, args.run_id, params.tracking.request_timeout_s)
+        try:
+            train(params, args.prepared, args.out, resume=attempt > 0 or checkpoint.is_file(),
+                  on_epoch_end=journal, progress=False, run_id=args.run_id)
+        finally:
+            if journal is not None:
+                journal.close(params.tracking.flush_timeout_s if sys.exc_info()[0] is None else 0)
     except YoloxError as err:
         print(f"rank {rank}: error: {err}", file=sys.stderr, flush=True)
         return 1
