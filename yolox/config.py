@@ -259,10 +259,15 @@ class ExportParams(_Params):
         "calibrated on prepared train images, its AP measured against the FP32 model on the val set.",
     )
     int8_calibration_images: int = Field(
-        64, ge=1, description="Prepared train images (letterboxed) the INT8 calibration runs on."
+        32, ge=1, description="Prepared train images (letterboxed) the INT8 calibration runs on."
     )
     int8_calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
         "minmax", description="How activation ranges are calibrated (onnxruntime CalibrationMethod)."
+    )
+    int8_keep_float: list[str] = Field(
+        default_factory=lambda: ["backbone.backbone.stem", "backbone.backbone.dark2"],
+        description="Modules left in float in the INT8 model (dotted names, as train.freeze): the stem sees the "
+        "0-255 image and 8-bit activations there cost most of the AP (yolox/export/quantize.py has the figures).",
     )
     tensorrt_precision: Literal["fp16", "int8"] = Field(
         "fp16", description="TensorRT engine precision; int8 calibrates (entropy) on the same prepared images."
