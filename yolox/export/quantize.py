@@ -141,7 +141,7 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, calibration_image
                             calibration_providers=["CPUExecutionProvider"])
         except ExportError:
             raise
-        except Exception as err:  # noqa: BLE001 - the quantizer raises many types
+        except Exception as err:  # the quantizer raises many types
             raise ExportError(f"INT8 quantization of {onnx_path} failed: {type(err).__name__}: {err}") from err
     quantized = onnx.load(str(out_path))
     if meta is not None:
