@@ -214,7 +214,7 @@ def benchmark(
     p = _params(params, set_)
     fmts = [f.strip() for f in formats.split(",") if f.strip()] if formats else None
     result = run_benchmark(p, weights, data, split, model, img_size, reference, fmts, out, max_images, run_id)
-    Console(stderr=True).print(result.table())
+    Console(stderr=True, width=max(console.width, 150)).print(result.table())
     console.print(f"machine: {result.machine} (latency depends on the machine and its load: compare rows of one run)",
                   highlight=False)
     line = to_json_line(result)

@@ -139,7 +139,7 @@ class ModelMeta:
         """``metadata_props`` of an exported model: the whole meta as JSON, plus flat keys any ONNX consumer can
         read without this package: ``model_name``, ``input_size``, ``names`` (JSON list), ``strides`` (JSON),
         ``layout`` (one line), the preprocessing facts ``channel_order``, ``pixel_range``, ``normalise``,
-        ``letterbox``, ``pad_value``, ``size_multiple``, and, for an exported model, ``variant``,
+        ``letterbox``, ``pad_value``, ``size_multiple``, ``resize`` (the scale rule), and, for an exported model, ``variant``,
         ``precision``, ``outputs`` (JSON list), ``dynamic_hw`` and the baked thresholds ``conf_thresh``,
         ``nms_thresh``, ``max_det`` (end2end only)."""
         pre = self.preprocessing
@@ -148,7 +148,9 @@ class ModelMeta:
                  "layout": f"{pre.channel_order} {pre.pixel_range} letterbox {pre.letterbox} pad {pre.pad_value}",
                  "channel_order": pre.channel_order, "pixel_range": pre.pixel_range,
                  "normalise": json.dumps(pre.normalise), "letterbox": pre.letterbox,
-                 "pad_value": str(pre.pad_value), "size_multiple": str(SIZE_MULTIPLE)}
+                 "pad_value": str(pre.pad_value), "size_multiple": str(SIZE_MULTIPLE),
+                 "resize": "r = min(H_in / h, W_in / w); cv2.resize to (int(w * r), int(h * r)), INTER_LINEAR; "
+                           "boxes / r = original pixels"}
         if self.export is not None:
             e = self.export
             props.update({"variant": e.variant, "precision": e.precision, "outputs": json.dumps(list(e.outputs)),
