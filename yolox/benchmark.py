@@ -8,6 +8,8 @@ TensorRT are present; the authors' released ONNX as ``reference`` when given):
 - latency per image at batch 1, letterbox to detections (decode and NMS included, wherever they run: image
   decoding excluded), median and p90 over ``export.benchmark_repeats`` runs after ``export.benchmark_warmup``;
 - throughput in images/s at batch ``export.benchmark_batch``;
+- the timed runs of all formats are interleaved (run k of every format, then run k + 1), so a change of the
+  machine's load during the benchmark touches every format alike;
 - size on disk;
 - with a reference, the latency and throughput ratios to it (measured in the same run, so a loaded machine
   slows both alike).
@@ -108,30 +110,25 @@ def latency_ms(backend: Any, images: Sequence[np.ndarray], size: int, conf_thres
                max_det: int, warmup: int = 3, repeats: int = 30) -> tuple[float, float]:
     """(median, p90) milliseconds of :func:`yolox.inference.detect` on one image (batch 1), letterbox to
     detections, cycling through ``images`` (BGR uint8): ``warmup`` untimed runs, then ``repeats`` timed."""
-    from yolox.inference import detect
-
-    times = []
-    for i in range(warmup + repeats):
-        img = images[i % len(images)]
-        t0 = time.perf_counter()
-        detect(backend, [img], size, conf_thresh, nms_thresh, max_det)
-        if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1000)
+    times = _interleaved([backend], images, size, 1, conf_thresh, nms_thresh, max_det, warmup, repeats)[0]
     return statistics.median(times), float(np.percentile(times, 90))
 
 
-def throughput(backend: Any, images: Sequence[np.ndarray], size: int, batch: int, conf_thresh: float,
-               nms_thresh: float, max_det: int, rounds: int = 2) -> float:
-    """Images per second of :func:`yolox.inference.detect` on batches of ``batch`` images (one untimed batch
-    first, then ``rounds`` timed batches)."""
+def _interleaved(backends: Sequence[Any], images: Sequence[np.ndarray], size: int, batch: int, conf_thresh: float,
+                 nms_thresh: float, max_det: int, warmup: int, repeats: int) -> list[list[float]]:
+    """Milliseconds of each timed :func:`yolox.inference.detect` call on ``batch`` images, per backend; run ``k``
+    of every backend before run ``k + 1`` of any."""
     from yolox.inference import detect
 
-    chunk = [images[i % len(images)] for i in range(batch)]
-    detect(backend, chunk, size, conf_thresh, nms_thresh, max_det)
-    t0 = time.perf_counter()
-    for _ in range(rounds):
-        detect(backend, chunk, size, conf_thresh, nms_thresh, max_det)
-    return rounds * batch / (time.perf_counter() - t0)
+    times: list[list[float]] = [[] for _ in backends]
+    for i in range(warmup + repeats):
+        chunk = [images[(i * batch + j) % len(images)] for j in range(batch)]
+        for k, backend in enumerate(backends):
+            t0 = time.perf_counter()
+            detect(backend, chunk, size, conf_thresh, nms_thresh, max_det)
+            if i >= warmup:
+                times[k].append((time.perf_counter() - t0) * 1000)
+    return times
 
 
 def _size_mb(path: str | Path | None) -> float | None:
@@ -189,8 +186,13 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
             candidates.append(("reference", lambda: OnnxBackend(reference), reference))
         result = BenchmarkResult(name, str(weights), source, split, len(frames), size, ep.benchmark_batch,
                                  ep.benchmark_repeats, machine=_machine())
+        live = []
         for fmt, make, path in candidates:
-            result.rows.append(_measure(fmt, make, path, params, dataset, frames, size))
+            row, backend = _accuracy(fmt, make, path, params, dataset, size)
+            result.rows.append(row)
+            if backend is not None:
+                live.append((row, backend))
+        _timings(live, params, frames, size)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -277,22 +279,36 @@ def _int8(params: PipelineParams, raw: Path, size: int, source: str, dataset: An
                          keep_float=ep.int8_keep_float)
 
 
-def _measure(fmt: str, make: Any, path: str | None, params: PipelineParams, dataset: Any,
-             frames: list[np.ndarray], size: int) -> FormatResult:
+def _accuracy(fmt: str, make: Any, path: str | None, params: PipelineParams, dataset: Any, size: int
+              ) -> tuple[FormatResult, Any]:
+    """A format's row with its AP and size, and its backend (None when skipped)."""
     from yolox.evaluate.coco_eval import evaluate
 
     if isinstance(make, str):
         log.info("benchmark %s: %s", fmt, make)
-        return FormatResult(fmt, make)
-    ev, ep = params.eval, params.export
+        return FormatResult(fmt, make), None
     backend = make()
     path = str(getattr(backend, "path", None) or path)
-    log.info("benchmark %s (%s) ...", fmt, Path(path).name)
-    metrics = evaluate(backend, dataset, size, ev, progress=False).metrics
-    p50, p90 = latency_ms(backend, frames, size, ev.conf_thresh, ev.nms_thresh, ev.max_det, ep.benchmark_warmup,
-                          ep.benchmark_repeats)
-    ips = throughput(backend, frames, size, ep.benchmark_batch, ev.conf_thresh, ev.nms_thresh, ev.max_det)
-    return FormatResult(fmt, "ok", path, _size_mb(path), metrics["AP50_95"], metrics["AP50"], p50, p90, ips)
+    log.info("benchmark %s (%s): AP ...", fmt, Path(path).name)
+    metrics = evaluate(backend, dataset, size, params.eval, progress=False).metrics
+    return FormatResult(fmt, "ok", path, _size_mb(path), metrics["AP50_95"], metrics["AP50"]), backend
+
+
+def _timings(live: list[tuple[FormatResult, Any]], params: PipelineParams, frames: list[np.ndarray], size: int) -> None:
+    """Latency (batch 1) and throughput (batch ``export.benchmark_batch``) of every live format, interleaved."""
+    if not live:
+        return
+    ev, ep = params.eval, params.export
+    backends = [b for _, b in live]
+    log.info("benchmark: latency of %d formats, %d runs each (interleaved) ...", len(live), ep.benchmark_repeats)
+    lat = _interleaved(backends, frames, size, 1, ev.conf_thresh, ev.nms_thresh, ev.max_det, ep.benchmark_warmup,
+                       ep.benchmark_repeats)
+    rounds = max(2, ep.benchmark_repeats // (2 * ep.benchmark_batch))
+    thr = _interleaved(backends, frames, size, ep.benchmark_batch, ev.conf_thresh, ev.nms_thresh, ev.max_det, 1,
+                       rounds)
+    for (row, _), ms, batch_ms in zip(live, lat, thr):
+        row.p50_ms, row.p90_ms = statistics.median(ms), float(np.percentile(ms, 90))
+        row.images_per_s = ep.benchmark_batch * len(batch_ms) / (sum(batch_ms) / 1000)
 
 
 def _machine() -> dict[str, Any]:
