@@ -39,8 +39,10 @@ def good_images(coco128_dir: Path) -> list[Path]:
     return sorted((coco128_dir / "images" / "train2017").glob("*.jpg"))[:3]
 
 
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
     from yolox.cli import run
+
+    monkeypatch.setenv("COLUMNS", "1000")  # one message, one line
 
     argv = sys.argv
     sys.argv = ["yolox", *args]
@@ -55,28 +57,28 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
 
 
 CLI_CASES = [
-    pytest.param(["export", "--model", "yolox-nano", "--weights", "W", "--variant", "fancy"],
+    pytest.param(["export", "--model", "yolox-nano", "--weights", "{W}", "--variant", "fancy"],
                  "error: --variant 'fancy': must be one of raw, decoded, end2end", id="export-unknown-variant"),
-    pytest.param(["export", "--model", "yolox-nano", "--weights", "W", "--set", "export.variant=fancy"],
+    pytest.param(["export", "--model", "yolox-nano", "--weights", "{W}", "--set", "export.variant=fancy"],
                  "export.variant: must be one of 'raw', 'decoded' or 'end2end' (got 'fancy')",
                  id="export-bad-variant-param"),
-    pytest.param(["export", "--model", "yolox-nano", "--weights", "W", "--skip-check", "--out", "OUT",
-                  "--set", "export.int8=true", "--set", "data.prepared_dir=NOWHERE"],
-                 "error: INT8/TensorRT calibration needs a prepared dataset at NOWHERE", id="export-int8-without-data"),
-    pytest.param(["benchmark", "--weights", "W", "--formats", "pytorch,onnx-fp64", "--data", "DATA"],
+    pytest.param(["export", "--model", "yolox-nano", "--weights", "{W}", "--skip-check", "--out", "{OUT}",
+                  "--set", "export.int8=true", "--set", "data.prepared_dir={NOWHERE}"],
+                 "error: INT8/TensorRT calibration needs a prepared dataset at {NOWHERE}", id="export-int8-without-data"),
+    pytest.param(["benchmark", "--weights", "{W}", "--formats", "pytorch,onnx-fp64", "--data", "{DATA}"],
                  "error: yolox benchmark --formats: unknown ['onnx-fp64']", id="cli-benchmark-unknown-format"),
-    pytest.param(["benchmark", "--weights", "E2E", "--formats", "pytorch", "--data", "DATA"],
+    pytest.param(["benchmark", "--weights", "{E2E}", "--formats", "pytorch", "--data", "{DATA}"],
                  "error: yolox benchmark --formats applies to a .pth checkpoint", id="cli-benchmark-formats-of-onnx"),
 ]
 
 
 @pytest.mark.parametrize(("args", "message"), CLI_CASES)
 def test_cli_faults(args: list[str], message: str, tiny: dict[str, Path], nano_pth: Path, coco128_dir: Path,
-                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+                    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     subst = {"W": str(nano_pth), "OUT": str(tmp_path / "m.onnx"), "NOWHERE": str(tmp_path / "none"),
              "DATA": str(coco128_dir / "dataset.yaml"), "E2E": str(tiny["end2end"])}
-    code, err = _cli([subst.get(a, a) for a in args], capsys)
-    expected = " ".join(subst.get(w, w) for w in message.split())
+    code, err = _cli([a.format(**subst) for a in args], capsys, monkeypatch)
+    expected = message.format(**subst)
     assert code == 1 and expected in err and "Traceback" not in err
     if "int8" in " ".join(args):  # the FP32 model was exported before the INT8 step refused
         assert (tmp_path / "m.onnx").is_file() and not (tmp_path / "m.int8.onnx").exists()

@@ -160,6 +160,8 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
     unknown = sorted(set(formats or ()) - set(FORMATS))
     if unknown:
         raise ConfigError(f"yolox benchmark --formats: unknown {unknown}; choose from {list(FORMATS)}")
+    if formats and not str(weights).endswith(".pth"):
+        raise ConfigError("yolox benchmark --formats applies to a .pth checkpoint (an .onnx is benchmarked as is)")
     source = str(data or params.data.prepared_dir)
     dataset = load_dataset(source, split)
     if max_images:
@@ -222,8 +224,6 @@ def _candidates(params: PipelineParams, weights: str, model_name: str | None, im
             raise ConfigError(f"{weights}: expected models:/NAME/VERSION")
         weights = str(load_version_model(parts[0], parts[1]).backend.path)
     if not weights.endswith(".pth"):
-        if formats:
-            raise ConfigError("yolox benchmark --formats applies to a .pth checkpoint (an .onnx is benchmarked as is)")
         backend, meta = load_model(weights, model_name)
         fmt = f"onnx-{backend.variant}" + ("-int8" if meta.export and meta.export.precision == "int8" else "")
         return [(fmt, lambda: backend, weights)], meta.name, model_input_size(meta, img_size)
