@@ -3,7 +3,8 @@
     yolox prepare  --data SRC --out DIR                 (or --params FILE)
     yolox train    --params FILE [--resume]
     yolox eval     --model NAME --weights FILE.pth|FILE.onnx --data DATASET --split SPLIT --img-size N --out metrics.json
-    yolox export   --model NAME --weights FILE.pth --img-size N --out FILE.onnx
+    yolox export   --model NAME --weights FILE.pth --img-size N --out FILE.onnx [--variant raw|decoded|end2end]
+    yolox benchmark --weights FILE.pth|FILE.onnx|models:/NAME/VERSION --data DATASET [--reference FILE.onnx]
     yolox predict  --weights FILE --source IMAGE_OR_DIR --out DIR
     yolox gate     --params FILE [--candidate-version N] [--dry-run]   (exit 1 when rejected)
     yolox promote  --params FILE --version N | --rollback
@@ -170,25 +171,81 @@ def export(
     check_images: Annotated[Path | None, typer.Option(
         help="Folder of real images for the ONNX check (default: the prepared dataset's, when there is one).")] = None,
     skip_check: Annotated[bool, typer.Option("--skip-check", help="Do not compare ONNX with PyTorch.")] = False,
+    variant: Annotated[str | None, typer.Option(
+        help="raw (undecoded, the authors' layout), decoded (boxes + scores) or end2end (NMS in the graph); "
+        "default: export.variant.")] = None,
+    conf: Annotated[float | None, typer.Option(help="end2end: score threshold baked in (default: the "
+                                               "export.thresholds section's, serve.conf_thresh).")] = None,
+    nms: Annotated[float | None, typer.Option(help="end2end: NMS IoU threshold baked in.")] = None,
+    max_det: Annotated[int | None, typer.Option("--max-det", help="end2end: detections per image (K).")] = None,
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Export to ONNX and check it against PyTorch with ONNX Runtime (TensorRT too on a CUDA machine)."""
+    """Export to ONNX and check it against PyTorch with ONNX Runtime (INT8 and TensorRT as export.* params say)."""
     from yolox.errors import ExportError
+    from yolox.meta import VARIANTS
     from yolox.pipeline import export as export_stage
 
+    if variant is not None and variant not in VARIANTS:
+        raise ConfigError(f"--variant {variant!r}: must be one of {', '.join(VARIANTS)}")
     p = _params(params, set_)
     if weights is not None and Path(weights).suffix.lower() == ".onnx":
         raise ConfigError(f"--weights {weights}: export takes a .pth checkpoint; this is an ONNX model already")
     if out is not None and out.is_dir():
         raise ConfigError(f"--out {out} is a folder: give the .onnx file to write")
-    result = export_stage(p, weights, out, img_size, model, check_images, check=not skip_check)
+    result = export_stage(p, weights, out, img_size, model, check_images, check=not skip_check, variant=variant,
+                          conf_thresh=conf, nms_thresh=nms, max_det=max_det)
+    e = result.meta.export
+    baked = f", conf {e.conf_thresh:g} NMS {e.nms_thresh:g} max {e.max_det}" if e and e.variant == "end2end" else ""
+    if result.int8 is not None:
+        console.print(f"{result.int8.onnx}: INT8 AP50:95 {result.int8.int8_ap:.4f} (FP32 {result.int8.fp32_ap:.4f}, "
+                      f"drop {result.int8.drop:.4f}) on {result.int8.num_images} val images", highlight=False)
+    if result.tensorrt:
+        console.print(f"TensorRT: {result.tensorrt}", highlight=False)
     if result.check == "skipped":
-        console.print(f"{result.onnx} ({result.meta.input_size}px): ONNX check skipped", highlight=False)
+        console.print(f"{result.onnx} ({result.variant}{baked}, {result.meta.input_size}px): ONNX check skipped",
+                      highlight=False)
         return
-    console.print(f"{result.onnx}: max |onnx - torch| = {result.max_abs_diff:.2e} on {result.num_check_images} images")
+    console.print(f"{result.onnx} ({result.variant}{baked}): max |onnx - torch| = {result.max_abs_diff:.2e} on "
+                  f"{result.num_check_images} images", highlight=False)
     if not result.passed:
-        raise ExportError(f"{result.onnx} differs from PyTorch by {result.max_abs_diff:.3g} > {p.export.max_abs_diff}")
+        raise ExportError(f"{result.onnx} differs from PyTorch by {result.max_abs_diff:.3g} (limits: raw "
+                          f"{p.export.max_abs_diff}, scores {p.export.max_score_diff}, boxes {p.export.max_box_diff} px)")
+
+
+@app.command()
+def benchmark(
+    weights: Annotated[str, typer.Option(help="A .pth checkpoint (every format), an .onnx, or models:/NAME/VERSION.")],
+    data: Annotated[str | None, typer.Option(help="Dataset for the AP (as yolox eval; default data.prepared_dir).")] = None,
+    split: Annotated[str, typer.Option(help="Split to measure on.")] = "val",
+    model: Annotated[str | None, typer.Option(help="Model name for an authors' .pth (e.g. yolox-nano).")] = None,
+    img_size: Annotated[int | None, typer.Option("--img-size", help="Input side (pixels).")] = None,
+    reference: Annotated[str | None, typer.Option(
+        help="An ONNX model to compare with in the same run (e.g. the authors' yolox_nano.onnx).")] = None,
+    formats: Annotated[str | None, typer.Option(
+        help="Comma-separated subset of pytorch,onnx-raw,onnx-end2end,onnx-int8,tensorrt (.pth only).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Keep the exported files here (default: a temporary folder).")] = None,
+    max_images: Annotated[int | None, typer.Option("--max-images", help="Only the first N images.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result here.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Log the figures to this MLflow run.")] = None,
+    params: ParamsOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """AP, latency (batch 1), throughput (batch export.benchmark_batch) and size of every format of a model;
+    a table on stderr, one JSON line on stdout."""
+    from yolox.benchmark import run_benchmark, to_json_line
+
+    p = _params(params, set_)
+    fmts = [f.strip() for f in formats.split(",") if f.strip()] if formats else None
+    result = run_benchmark(p, weights, data, split, model, img_size, reference, fmts, out, max_images, run_id)
+    Console(stderr=True, width=max(console.width, 150)).print(result.table())
+    console.print(f"machine: {result.machine} (latency depends on the machine and its load: compare rows of one run)",
+                  highlight=False)
+    line = to_json_line(result)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(line + "\n")
+    print(line)
 
 
 @app.command()

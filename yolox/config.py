@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from yolox.errors import ConfigError
-from yolox.meta import STRIDES
+from yolox.meta import STRIDES, Variant
 
 _SIZE_STEP = max(STRIDES)  # input sizes are multiples of the largest stride (the rule: yolox.meta.check_input_size)
 
@@ -202,7 +202,7 @@ class TrainParams(_Params):
     distributed: DistributedParams = DistributedParams()
 
     @model_validator(mode="after")
-    def _epochs_cover_phases(self) -> "TrainParams":
+    def _epochs_cover_phases(self) -> TrainParams:
         if self.no_aug_epochs > self.epochs:
             raise ValueError(f"no_aug_epochs ({self.no_aug_epochs}) must not exceed epochs ({self.epochs})")
         return self
@@ -239,6 +239,56 @@ class ExportParams(_Params):
     max_abs_diff: float = Field(1e-2, gt=0.0, description="Largest allowed |onnx - torch| on raw outputs.")
     onnx_path: str = Field("models/model.onnx")
     tensorrt: bool = Field(False, description="Also build a TensorRT engine when a CUDA GPU is present.")
+    variant: Variant = Field(
+        "raw", description="What the graph outputs (yolox.meta.Variant): 'raw' (B, A, 5 + C) undecoded, the "
+        "authors' layout; 'decoded' boxes xyxy input pixels + scores obj * cls; 'end2end' decode + class-aware "
+        "NMS in the graph (num_dets, boxes, scores, labels), with the thresholds of the `thresholds` section.",
+    )
+    thresholds: Literal["serve", "eval"] = Field(
+        "serve", description="Whose thresholds an end2end graph bakes in: serve.* (served detections) or eval.* "
+        "(the authors' protocol, for COCO AP); `yolox export --conf/--nms/--max-det` override them.",
+    )
+    dynamic_hw: bool = Field(
+        True, description="decoded and end2end graphs take any input height and width (multiples of 32); raw "
+        "keeps the model's input size (its consumers decode with that grid).",
+    )
+    max_score_diff: float = Field(
+        1e-4, gt=0.0, description="decoded/end2end check: largest allowed |score onnx - torch| per detection."
+    )
+    max_box_diff: float = Field(
+        1e-2, gt=0.0, description="decoded/end2end check: largest allowed |box onnx - torch| (input pixels)."
+    )
+    int8: bool = Field(
+        False, description="Also write an INT8 model (<onnx stem>.int8.onnx): ONNX Runtime static QDQ quantization "
+        "calibrated on prepared train images, its AP measured against the FP32 model on the val set.",
+    )
+    int8_calibration_images: int = Field(
+        32, ge=1, description="Prepared train images (letterboxed) the INT8 calibration runs on."
+    )
+    int8_calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="How activation ranges are calibrated (onnxruntime CalibrationMethod)."
+    )
+    int8_keep_float: list[str] = Field(
+        default_factory=lambda: ["backbone.backbone.stem", "backbone.backbone.dark2"],
+        description="Modules left in float in the INT8 model (dotted names, as train.freeze): the stem sees the "
+        "0-255 image and 8-bit activations there cost most of the AP (yolox/export/quantize.py has the figures).",
+    )
+    tensorrt_precision: Literal["fp16", "int8"] = Field(
+        "fp16", description="TensorRT engine precision; int8 calibrates (entropy) on the same prepared images."
+    )
+    tensorrt_max_batch: int = Field(8, ge=1, description="Largest batch of the TensorRT optimisation profile.")
+    tensorrt_sizes: tuple[int, int] | None = Field(
+        None, description="(min, max) input side of the TensorRT profile for a dynamic-H/W graph (pixels, "
+        "multiples of 32); null: the model's input size only.",
+    )
+    tensorrt_timing_cache: str = Field(
+        "models/tensorrt.timing-cache", description="TensorRT timing cache, reused across builds on one GPU type."
+    )
+    benchmark_warmup: int = Field(3, ge=0, description="yolox benchmark / latency rule: untimed runs first.")
+    benchmark_repeats: int = Field(
+        30, ge=1, description="yolox benchmark / latency rule: timed batch-1 runs (latency percentiles)."
+    )
+    benchmark_batch: int = Field(8, ge=1, description="yolox benchmark: batch size of the throughput figure.")
 
 
 class TrackingParams(_Params):
@@ -282,6 +332,15 @@ class GateParams(_Params):
         "per_class_max_drop AP50:95 against the champion (or the base weights); null = off."
     )
     per_class_max_drop: float = Field(0.05, ge=0.0, le=1.0, description="See per_class_min_boxes (fraction).")
+    int8_max_drop: float = Field(
+        0.01, ge=0.0, le=1.0, description="INT8 rule (when the export made an INT8 model, export.int8): its "
+        "AP50:95 may be at most this far below the FP32 model's, both measured on the same val set (fraction).",
+    )
+    max_p90_ms: float | None = Field(
+        None, gt=0.0, description="Latency rule: the candidate's p90 latency per image at batch 1 (ONNX Runtime, "
+        "letterbox to detections, on this machine, measured in the gate run) must not exceed this (ms); "
+        "null = off.",
+    )
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
 

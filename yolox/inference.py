@@ -1,6 +1,10 @@
 """Inference backends (PyTorch, ONNX Runtime) and the one detection path shared by eval, predict,
 the export check and serving: letterbox -> backend -> decode -> score filter -> class-aware NMS ->
 boxes mapped back to the original image by dividing by the letterbox scale (not clipped, as the authors).
+
+An exported model's variant (:data:`yolox.meta.Variant`, read from its metadata) says how much of that path is
+inside the graph: ``raw`` graphs are decoded and NMS'd here, ``decoded`` graphs only NMS'd here, ``end2end``
+graphs return the detections (their thresholds baked in; see :func:`detect_batch`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from yolox.meta import STRIDES, meta_of_onnx
 from yolox.models import InferenceModel, build_model, load_weights
 from yolox.ops.decode import decode_outputs
 from yolox.ops.letterbox import letterbox
-from yolox.ops.nms import Detections, postprocess
+from yolox.ops.nms import Detections, postprocess, postprocess_scores
 
 log = logging.getLogger("yolox.inference")
 
@@ -49,7 +53,10 @@ class TorchBackend:
 
 class OnnxBackend:
     """An exported model run by ONNX Runtime (CPU, or CUDA when available). Models with a fixed batch
-    dimension (such as the authors' release, batch 1) are fed one image at a time."""
+    dimension (such as the authors' release, batch 1) are fed one image at a time.
+
+    ``variant`` (from the model's meta; ``raw`` without one) says what :meth:`run` returns; calling the backend
+    (the :class:`Backend` protocol) is for ``raw`` graphs only."""
 
     strides = STRIDES
 
@@ -64,25 +71,44 @@ class OnnxBackend:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise CheckpointError(f"{path}: not a loadable ONNX model ({err})") from None
+        self.path = Path(path)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.meta = meta_of_onnx(self.metadata)
         """The model's :class:`~yolox.meta.ModelMeta`, or None for an ONNX file without it (the authors')."""
-        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
-        width = out.shape[-1] if len(out.shape) == 3 else None  # 5 + C, unless the graph left it symbolic
-        num_classes = width - 5 if isinstance(width, int) else self.meta.num_classes if self.meta else 0
-        if len(self.session.get_inputs()) != 1 or len(inp.shape) != 4 or inp.shape[1] != 3 or num_classes < 1 \
-                or width is None:
-            raise CheckpointError(f"{path}: not a YOLOX detector (inputs {_shapes(self.session.get_inputs())}, "
+        self.variant = self.meta.variant if self.meta is not None else "raw"
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        inputs, out = self.session.get_inputs(), self.session.get_outputs()[0]
+        inp = inputs[0]
+        width = None
+        if self.variant == "raw":   # (B, A, 5 + C), unless the graph left the width symbolic
+            width = out.shape[-1] if len(out.shape) == 3 else None
+            num_classes = width - 5 if isinstance(width, int) else self.meta.num_classes if self.meta else 0
+        else:                       # decoded / end2end: only this project exports them, with their meta
+            num_classes = self.meta.num_classes
+        if len(inputs) != 1 or len(inp.shape) != 4 or inp.shape[1] != 3 or num_classes < 1 \
+                or (self.variant == "raw" and width is None):
+            raise CheckpointError(f"{path}: not a YOLOX detector (inputs {_shapes(inputs)}, "
                                   f"outputs {_shapes(self.session.get_outputs())}; expected one input "
                                   "(B, 3, S, S) and an output (B, A, 5 + C)): export one with yolox export")
         self.input_name = inp.name
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.fixed_size = inp.shape[2] if isinstance(inp.shape[2], int) else None
         """The input side (pixels) of a model exported for one size only (the authors' ONNX: 416), else None."""
-        self.path = Path(path)
         self.num_classes = num_classes
         if self.meta is not None:
             self.strides = self.meta.strides
+        self._warned: set[tuple[float, float, int | None]] = set()
+
+    def run(self, images: np.ndarray) -> list[np.ndarray]:
+        """All outputs of the graph for a (B, 3, H, W) float32 batch (in :attr:`output_names` order).
+
+        Raises:
+            ConfigError: the model takes another fixed input side (:meth:`check_size`)."""
+        self.check_size(images.shape[-1])
+        if self.fixed_batch == 1 and images.shape[0] != 1:
+            parts = [self.session.run(None, {self.input_name: images[i:i + 1]}) for i in range(images.shape[0])]
+            return [np.concatenate(outs) for outs in zip(*parts)]
+        return self.session.run(None, {self.input_name: images})
 
     def check_size(self, size: int) -> None:
         """Raise ConfigError when the model was exported for another fixed input side than ``size`` (pixels)."""
@@ -91,11 +117,25 @@ class OnnxBackend:
                               f"--img-size / eval.img_size, or export the model at {size}")
 
     def __call__(self, images: np.ndarray) -> torch.Tensor:
-        self.check_size(images.shape[-1])
-        if self.fixed_batch == 1 and images.shape[0] != 1:
-            outs = [self.session.run(None, {self.input_name: images[i:i + 1]})[0] for i in range(images.shape[0])]
-            return torch.from_numpy(np.concatenate(outs))
-        return torch.from_numpy(self.session.run(None, {self.input_name: images})[0])
+        if self.variant != "raw":
+            raise CheckpointError(f"{self.path} is a {self.variant!r} export: its outputs are "
+                                  f"{self.output_names}, not raw predictions (use detect())")
+        return torch.from_numpy(self.run(images)[0])
+
+    def baked_thresholds(self, conf_thresh: float, nms_thresh: float, max_det: int | None) -> None:
+        """For an ``end2end`` graph: warn (once per request) when the requested thresholds are not the baked ones
+        (a lower score threshold, another NMS IoU or more detections cannot be had from this graph)."""
+        e = self.meta.export if self.meta is not None else None
+        key = (conf_thresh, nms_thresh, max_det)
+        if e is None or key in self._warned:
+            return
+        self._warned.add(key)
+        if (conf_thresh < e.conf_thresh - 1e-9 or abs(nms_thresh - e.nms_thresh) > 1e-9
+                or (max_det or 10**9) > e.max_det):
+            log.warning("%s is an end2end export with conf %g, NMS IoU %g, max %d detections baked in; asked for "
+                        "conf %g, NMS IoU %g, max %s: its detections are the baked ones (re-export with "
+                        "--conf/--nms/--max-det for others)", self.path.name, e.conf_thresh, e.nms_thresh,
+                        e.max_det, conf_thresh, nms_thresh, max_det)
 
 
 def _shapes(nodes: Sequence) -> str:
@@ -141,17 +181,44 @@ def preprocess(images: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, lis
     return batch, ratios
 
 
+def detect_batch(backend: Backend, batch: np.ndarray, conf_thresh: float = 0.01, nms_thresh: float = 0.65,
+                 max_det: int | None = 100) -> list[Detections]:
+    """Detections of a letterboxed batch (B, 3, H, W) float32, boxes xyxy in input pixels.
+
+    By the backend's variant (``raw`` for PyTorch and backends without one): ``raw`` -> decode +
+    :func:`~yolox.ops.nms.postprocess`; ``decoded`` -> :func:`~yolox.ops.nms.postprocess_scores`; ``end2end`` ->
+    the graph's own detections, of which those with score >= ``conf_thresh`` and the first ``max_det`` are kept
+    (the NMS IoU is the baked one; a warning says so when another is asked for).
+    """
+    variant = getattr(backend, "variant", "raw")
+    if variant == "raw":
+        decoded = decode_outputs(backend(batch), tuple(batch.shape[2:]), backend.strides)
+        return postprocess(decoded, conf_thresh, nms_thresh, max_det)
+    outs = backend.run(batch)
+    if variant == "decoded":
+        boxes, scores = (torch.from_numpy(o) for o in outs)
+        return postprocess_scores(boxes, scores, conf_thresh, nms_thresh, max_det)
+    backend.baked_thresholds(conf_thresh, nms_thresh, max_det)
+    num, boxes, scores, labels = outs
+    dets = []
+    for i in range(batch.shape[0]):
+        n = int(num[i, 0])
+        keep = np.nonzero(scores[i, :n] >= np.float32(conf_thresh))[0][:max_det]
+        dets.append(Detections(boxes[i, keep].astype(np.float32), scores[i, keep].astype(np.float32),
+                               labels[i, keep].astype(np.int64)))
+    return dets
+
+
 def detect(backend: Backend, images: Sequence[np.ndarray], size: int, conf_thresh: float = 0.01,
            nms_thresh: float = 0.65, max_det: int | None = 100) -> list[Detections]:
-    """Detect objects in BGR uint8 images (H, W, 3).
+    """Detect objects in BGR uint8 images (H, W, 3) letterboxed to ``size`` (:func:`detect_batch`).
 
     Returns:
         One :class:`Detections` per image: boxes xyxy in the original image's pixels (float32, not
         clipped), scores in [0, 1], class indices; at most ``max_det``, by descending score.
     """
     batch, ratios = preprocess(images, size)
-    decoded = decode_outputs(backend(batch), (size, size), backend.strides)
-    dets = postprocess(decoded, conf_thresh, nms_thresh, max_det)
+    dets = detect_batch(backend, batch, conf_thresh, nms_thresh, max_det)
     for d, r in zip(dets, ratios):
         d.boxes /= r
     return dets

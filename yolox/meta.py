@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from yolox.errors import CheckpointError, ConfigError
 
@@ -24,6 +24,45 @@ STRIDES: tuple[int, ...] = (8, 16, 32)
 
 ONNX_KEY = "yolox.meta"
 """The ONNX ``metadata_props`` key holding :meth:`ModelMeta.to_json`."""
+
+Variant = Literal["raw", "decoded", "end2end"]
+"""How an exported graph ends (:class:`ExportFormat`):
+
+- ``raw``: ``output`` (B, A, 5 + C) ``[x, y, log w, log h]`` grid offsets, sigmoid(obj), sigmoid(cls): the
+  authors' layout; the consumer decodes and runs NMS.
+- ``decoded``: ``boxes`` (B, A, 4) float32 xyxy input pixels and ``scores`` (B, A, C) float32 = obj * cls; the
+  consumer takes the best class per box and runs class-aware NMS.
+- ``end2end``: decode + class-aware NMS in the graph (ONNX ``NonMaxSuppression``): ``num_dets`` (B, 1) int64,
+  ``boxes`` (B, K, 4) float32 xyxy input pixels, ``scores`` (B, K) float32, ``labels`` (B, K) int64, K =
+  ``max_det``, sorted by descending score, rows past ``num_dets`` zero (labels -1); thresholds baked in.
+"""
+VARIANTS: tuple[str, ...] = get_args(Variant)
+
+SIZE_MULTIPLE = max(STRIDES)
+"""Input sides must be multiples of this: the largest stride (:func:`check_input_size`)."""
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """What an exported graph is: its :data:`Variant`, numeric ``precision`` (``fp32`` or ``int8``: static QDQ
+    quantization), the thresholds baked into an ``end2end`` graph (score >= ``conf_thresh``, class-aware NMS
+    IoU ``nms_thresh``, at most ``max_det`` per image; None for the others), whether the input height and
+    width are dynamic (multiples of :data:`SIZE_MULTIPLE`), and its output names in order."""
+
+    variant: str = "raw"
+    precision: str = "fp32"
+    conf_thresh: float | None = None
+    nms_thresh: float | None = None
+    max_det: int | None = None
+    dynamic_hw: bool = False
+    outputs: tuple[str, ...] = ("output",)
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"export variant {self.variant!r}: must be one of {list(VARIANTS)}")
+        if self.precision not in ("fp32", "int8"):
+            raise ConfigError(f"export precision {self.precision!r}: must be fp32 or int8")
+        object.__setattr__(self, "outputs", tuple(str(o) for o in self.outputs))
 
 
 @dataclass(frozen=True)
@@ -50,6 +89,8 @@ class ModelMeta:
     names: tuple[str, ...]
     strides: tuple[int, ...] = STRIDES
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    export: ExportFormat | None = None
+    """Set on exported models only (checkpoints carry None, and store no ``export`` key)."""
 
     def __post_init__(self) -> None:
         if not self.names:
@@ -62,10 +103,20 @@ class ModelMeta:
     def num_classes(self) -> int:
         return len(self.names)
 
+    @property
+    def variant(self) -> str:
+        """The exported graph's :data:`Variant` (``raw`` for a checkpoint or a model exported before variants)."""
+        return self.export.variant if self.export is not None else "raw"
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (lists, not tuples): what checkpoints store under ``"meta"``."""
+        """Plain JSON-able dict (lists, not tuples): what checkpoints store under ``"meta"`` (no ``export`` key
+        unless set)."""
         d = asdict(self)
         d["names"], d["strides"] = list(self.names), list(self.strides)
+        if self.export is None:
+            del d["export"]
+        else:
+            d["export"]["outputs"] = list(self.export.outputs)
         return d
 
     def to_json(self) -> str:
@@ -76,17 +127,36 @@ class ModelMeta:
         """Inverse of :meth:`to_dict`. Raises CheckpointError naming the missing or bad field."""
         try:
             pre = raw.get("preprocessing") or {}
+            exp = raw.get("export")
             return cls(str(raw["name"]), int(raw["input_size"]), tuple(raw["names"]),
-                       tuple(raw.get("strides") or STRIDES), Preprocessing(**pre))
+                       tuple(raw.get("strides") or STRIDES), Preprocessing(**pre),
+                       ExportFormat(**exp) if exp else None)
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"model meta is incomplete or invalid ({type(err).__name__}: {err})") from None
 
     def onnx_props(self) -> dict[str, str]:
-        """``metadata_props`` of an exported model: the whole meta as JSON, plus flat keys."""
+        """``metadata_props`` of an exported model: the whole meta as JSON, plus flat keys any ONNX consumer can
+        read without this package: ``model_name``, ``input_size``, ``names`` (JSON list), ``strides`` (JSON),
+        ``layout`` (one line), the preprocessing facts ``channel_order``, ``pixel_range``, ``normalise``,
+        ``letterbox``, ``pad_value``, ``size_multiple``, ``resize`` (the scale rule), and, for an exported model, ``variant``,
+        ``precision``, ``outputs`` (JSON list), ``dynamic_hw`` and the baked thresholds ``conf_thresh``,
+        ``nms_thresh``, ``max_det`` (end2end only)."""
         pre = self.preprocessing
-        return {ONNX_KEY: self.to_json(), "model_name": self.name, "input_size": str(self.input_size),
-                "names": json.dumps(list(self.names)), "strides": json.dumps(list(self.strides)),
-                "layout": f"{pre.channel_order} {pre.pixel_range} letterbox {pre.letterbox} pad {pre.pad_value}"}
+        props = {ONNX_KEY: self.to_json(), "model_name": self.name, "input_size": str(self.input_size),
+                 "names": json.dumps(list(self.names)), "strides": json.dumps(list(self.strides)),
+                 "layout": f"{pre.channel_order} {pre.pixel_range} letterbox {pre.letterbox} pad {pre.pad_value}",
+                 "channel_order": pre.channel_order, "pixel_range": pre.pixel_range,
+                 "normalise": json.dumps(pre.normalise), "letterbox": pre.letterbox,
+                 "pad_value": str(pre.pad_value), "size_multiple": str(SIZE_MULTIPLE),
+                 "resize": "r = min(H_in / h, W_in / w); cv2.resize to (int(w * r), int(h * r)), INTER_LINEAR; "
+                           "boxes / r = original pixels"}
+        if self.export is not None:
+            e = self.export
+            props.update({"variant": e.variant, "precision": e.precision, "outputs": json.dumps(list(e.outputs)),
+                          "dynamic_hw": json.dumps(e.dynamic_hw)})
+            props.update({k: str(v) for k, v in (("conf_thresh", e.conf_thresh), ("nms_thresh", e.nms_thresh),
+                                                  ("max_det", e.max_det)) if v is not None})
+        return props
 
 
 def input_size(meta: ModelMeta, override: int | None = None, name: str = "input size") -> int:

@@ -98,8 +98,24 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Int8Model:
+    """The INT8 model of an export and its AP50:95 beside the FP32 model's, both on the same val set."""
+
+    onnx: Path
+    fp32_ap: float
+    int8_ap: float
+    num_images: int
+    calibration_images: int
+
+    @property
+    def drop(self) -> float:
+        return self.fp32_ap - self.int8_ap
+
+
+@dataclass(frozen=True)
 class ExportedModel:
-    """An exported ONNX model and its check against PyTorch (``check``: passed, failed or skipped)."""
+    """An exported ONNX model and its check against PyTorch (``check``: passed, failed or skipped); its INT8 model
+    (``export.int8``) and TensorRT engine (``export.tensorrt``; ``tensorrt`` says built or "skipped: why")."""
 
     onnx: Path
     meta: ModelMeta
@@ -108,6 +124,12 @@ class ExportedModel:
     num_check_images: int
     sample_image: Path | None
     engine: Path | None = None
+    int8: Int8Model | None = None
+    tensorrt: str | None = None
+
+    @property
+    def variant(self) -> str:
+        return self.meta.variant
 
     @property
     def passed(self) -> bool:
@@ -146,6 +168,7 @@ class PipelineResult:
         return {"mlflow_run_id": self.run_id, "data_version": self.prepared.data_version,
                 "AP50_95": self.evaluation.metrics["AP50_95"], "AP50": self.evaluation.metrics["AP50"],
                 "onnx": str(self.exported.onnx), "onnx_max_abs_diff": self.exported.max_abs_diff,
+                **({"int8_AP50_95": self.exported.int8.int8_ap} if self.exported.int8 else {}),
                 "registered_model": self.registered.name, "version": self.registered.version, "alias": champion,
                 "promoted": self.promoted, "gate": self.decision}
 
@@ -288,49 +311,129 @@ def evaluate(params: PipelineParams, weights: str | Path | None = None, data: st
                       result.num_images, weights)
 
 
+def baked_thresholds(params: PipelineParams, conf_thresh: float | None = None, nms_thresh: float | None = None,
+                     max_det: int | None = None) -> tuple[float, float, int]:
+    """The thresholds an end2end export bakes in: those of the section ``export.thresholds`` names (``serve`` or
+    ``eval``), each overridden when given (``yolox export --conf/--nms/--max-det``)."""
+    section = params.serve if params.export.thresholds == "serve" else params.eval
+    return (section.conf_thresh if conf_thresh is None else float(conf_thresh),
+            section.nms_thresh if nms_thresh is None else float(nms_thresh),
+            section.max_det if max_det is None else int(max_det))
+
+
 def export(params: PipelineParams, weights: str | Path | None = None, out: str | Path | None = None,
            img_size: int | None = None, model_name: str | None = None, check_images: str | Path | None = None,
-           check: bool = True, run_id: str | None = None) -> ExportedModel:
+           check: bool = True, run_id: str | None = None, variant: str | None = None,
+           conf_thresh: float | None = None, nms_thresh: float | None = None, max_det: int | None = None,
+           prepared_dir: str | Path | None = None) -> ExportedModel:
     """Export ``weights`` (default ``<train.output_dir>/last.pth``) to ONNX (``out``, default
-    ``export.onnx_path``) at the model's own input size unless ``img_size`` says otherwise, and compare it with
+    ``export.onnx_path``) as ``variant`` (default ``export.variant``; an end2end graph bakes in
+    :func:`baked_thresholds`) at the model's own input size unless ``img_size`` says otherwise, and compare it with
     PyTorch with ONNX Runtime on real images: ``check_images`` (a folder), else the prepared dataset's images
     when there is one; with neither, or ``check=False``, the check is skipped (``check="skipped"``, logged).
-    Builds a TensorRT engine too when ``export.tensorrt`` and a CUDA GPU are present.
+
+    With ``export.int8``: an INT8 model beside it (``<stem>.int8.onnx``) calibrated on the prepared dataset's
+    (``prepared_dir``, default ``data.prepared_dir``) train images, its AP50:95 and the FP32 model's measured on
+    its val split (:class:`Int8Model`). With ``export.tensorrt``: a TensorRT engine when a CUDA GPU and TensorRT
+    are present, else ``tensorrt="skipped: <reason>"`` and the stage goes on.
 
     Raises:
-        ConfigError: ``check_images`` given but not a folder of images. ExportError: the export failed.
+        ConfigError: ``check_images`` given but not a folder of images; INT8 without a prepared dataset.
+        ExportError: the export or the quantization failed.
     """
     from yolox.export.onnx_export import check_onnx, export_onnx
     from yolox.predict import list_images
 
+    ep = params.export
+    variant = variant or ep.variant
     weights = str(weights or Path(params.train.output_dir) / "last.pth")
     net, meta = load_torch_model(weights, model_name)
     size = model_input_size(meta, img_size)
-    meta = replace(meta, input_size=size)  # the exported model's facts (what its metadata says)
     folder = Path(check_images) if check_images else Path(params.data.prepared_dir) / "images"
     if check_images and not folder.is_dir():   # before the export: fail in seconds
         raise ConfigError(f"--check-images {folder}: not a folder of images")
-    path = export_onnx(net, Path(out or params.export.onnx_path), size, meta.names, meta.name, params.export.opset,
-                       params.export.dynamic_batch, params.export.simplify)
-    images = list_images(folder)[: params.export.check_images] if check and folder.is_dir() else []
+    baked = baked_thresholds(params, conf_thresh, nms_thresh, max_det) if variant == "end2end" else (None,) * 3
+    path = export_onnx(net, Path(out or ep.onnx_path), size, meta.names, meta.name, ep.opset, ep.dynamic_batch,
+                       ep.simplify, variant, *baked, dynamic_hw=ep.dynamic_hw and variant != "raw")
+    from yolox.inference import OnnxBackend
+
+    # the exported model's facts, as its metadata says (the size exported at, the variant)
+    meta = OnnxBackend(path).meta or replace(meta, input_size=size)
+    images = list_images(folder)[: ep.check_images] if check and folder.is_dir() else []
     if not images:
         why = "check disabled" if not check else f"no images at {folder} (pass --check-images DIR)"
         log.warning("ONNX check against PyTorch skipped: %s", why)
         result = ExportedModel(path, meta, "skipped", None, 0, None)
     else:
-        c = check_onnx(net, path, images, size, params.export.max_abs_diff)
+        c = check_onnx(net, path, images, size, ep.max_abs_diff, max_score_diff=ep.max_score_diff,
+                       max_box_diff=ep.max_box_diff)
         result = ExportedModel(path, meta, "passed" if c.passed else "failed", c.max_abs_diff, c.num_check_images,
                                images[0])
-    if params.export.tensorrt:
-        from yolox.export.tensorrt import build_engine
+    prepared = Path(prepared_dir or params.data.prepared_dir)
+    if ep.int8:
+        result = replace(result, int8=export_int8(params, path, size, prepared))
+    if ep.tensorrt:
+        from yolox.export.tensorrt import build_engine, tensorrt_unavailable_reason
 
-        result = replace(result, engine=build_engine(path, path.with_suffix(".engine"), size))
+        reason = tensorrt_unavailable_reason()
+        if reason:
+            log.warning("TensorRT engine skipped: %s", reason)
+            result = replace(result, tensorrt=f"skipped: {reason}")
+        else:
+            calib = _train_images(prepared, ep.int8_calibration_images) if ep.tensorrt_precision == "int8" else []
+            engine = build_engine(path, path.with_suffix(".engine"), size, ep.tensorrt_max_batch,
+                                  precision=ep.tensorrt_precision, calibration_images=calib,
+                                  sizes=ep.tensorrt_sizes, timing_cache=ep.tensorrt_timing_cache)
+            result = replace(result, engine=engine, tensorrt="built")
     run = _attach(params, run_id)
     if run is not None:
         if result.max_abs_diff is not None:
             run.log_metrics({"export/max_abs_diff": result.max_abs_diff})
-        run.set_tags({"export_check": result.check})
+        run.set_tags({"export_check": result.check, "export_variant": variant,
+                      **({"tensorrt": result.tensorrt} if result.tensorrt else {})})
         run.log_artifact(path, "onnx")
+        if result.int8 is not None:
+            run.log_metrics({"export/int8_AP50_95": result.int8.int8_ap, "export/fp32_AP50_95": result.int8.fp32_ap,
+                             "export/int8_ap_drop": result.int8.drop})
+            run.log_artifact(result.int8.onnx, "onnx")
+    return result
+
+
+def _train_images(prepared: Path, n: int) -> list[Path]:
+    """The first ``n`` train images of a prepared dataset (calibration). Raises ConfigError without one."""
+    from yolox.data.records import load_prepared
+
+    try:
+        records = load_prepared(prepared, "train").records
+    except Exception as err:  # noqa: BLE001 - DataError or a missing file: say what to do
+        raise ConfigError(f"INT8/TensorRT calibration needs a prepared dataset at {prepared} ({err}): run "
+                          "yolox prepare first, or set export.int8: false") from None
+    return [r.path for r in records[:n]]
+
+
+def export_int8(params: PipelineParams, onnx_path: Path, size: int, prepared: Path) -> Int8Model:
+    """Quantize ``onnx_path`` to INT8 (:func:`yolox.export.quantize.quantize_int8`, ``export.int8_*`` params)
+    calibrated on the prepared train images, and measure the AP50:95 of both models on the prepared val split
+    (``eval.*`` protocol; an end2end graph's detections are its baked ones).
+
+    Raises:
+        ConfigError: no prepared dataset. ExportError: the quantization failed.
+    """
+    from yolox.data.records import load_prepared
+    from yolox.evaluate.coco_eval import evaluate as coco_evaluate
+    from yolox.export.quantize import quantize_int8
+    from yolox.inference import OnnxBackend
+
+    ep = params.export
+    calib = _train_images(prepared, ep.int8_calibration_images)
+    int8_path = quantize_int8(onnx_path, onnx_path.with_suffix(".int8.onnx"), calib, size,
+                              ep.int8_calibration_method, keep_float=ep.int8_keep_float)
+    val = load_prepared(prepared, "val")
+    fp32 = coco_evaluate(OnnxBackend(onnx_path), val, size, params.eval, progress=False)
+    int8 = coco_evaluate(OnnxBackend(int8_path), val, size, params.eval, progress=False)
+    result = Int8Model(int8_path, fp32.metrics["AP50_95"], int8.metrics["AP50_95"], int8.num_images, len(calib))
+    log.info("INT8 %s: AP50:95 %.4f (FP32 %.4f, drop %.4f) on %d val images", int8_path.name, result.int8_ap,
+             result.fp32_ap, result.drop, result.num_images)
     return result
 
 
@@ -348,10 +451,13 @@ def register(params: PipelineParams, exported: ExportedModel, evaluation: Evalua
     if exported.sample_image is None:
         raise StageError("register: the export check was skipped, so there is no sample image for the signature")
     sp = params.serve
+    int8 = {"int8_AP50_95": f"{exported.int8.int8_ap:.6f}", "int8_fp32_AP50_95": f"{exported.int8.fp32_ap:.6f}"} \
+        if exported.int8 is not None else {}
     mv = log_and_register(run_id, exported.onnx, params.tracking.registered_model, exported.sample_image,
                           {"data_version": data_version, "AP50_95": f"{evaluation.ap:.4f}",
                            "model": exported.meta.name, "input_size": str(exported.meta.input_size),
-                           "export_check": exported.check, "export_max_abs_diff": f"{exported.max_abs_diff or 0:.3g}"},
+                           "export_check": exported.check, "export_max_abs_diff": f"{exported.max_abs_diff or 0:.3g}",
+                           "export_variant": exported.variant, **int8},
                           sp.conf_thresh, sp.nms_thresh, sp.max_det, alias=params.gate.challenger_alias)
     MlflowRun.attach(run_id).set_tags({"registered_version": mv.version})
     return RegisteredModel(mv.name, mv.version, mv.model_uri)
@@ -506,7 +612,7 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
                             history=trained.history, progress=progress)
         stage = "export"
         exported = runner("export", export, params, trained.checkpoint, check_images=prepared.path / "images",
-                          run_id=run_id)
+                          run_id=run_id, prepared_dir=prepared.path)
         stage = "register"
         registered = runner("register", register, params, exported, evaluation, run_id, prepared.data_version)
         stage = "gate"

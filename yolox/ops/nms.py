@@ -82,13 +82,30 @@ def postprocess(decoded: torch.Tensor, conf_thresh: float = 0.01, nms_thresh: fl
     decoded = decoded.float()
     boxes = cxcywh_to_xyxy(decoded[..., :4])
     cls_conf, cls_idx = decoded[..., 5:].max(dim=-1)
-    score = decoded[..., 4] * cls_conf
+    return select_detections(boxes, decoded[..., 4] * cls_conf, cls_idx, conf_thresh, nms_thresh, max_det)
+
+
+def postprocess_scores(boxes_xyxy: torch.Tensor, scores: torch.Tensor, conf_thresh: float = 0.01,
+                       nms_thresh: float = 0.65, max_det: int | None = None) -> list[Detections]:
+    """:func:`postprocess` of a ``decoded`` export's outputs: boxes (B, A, 4) xyxy input pixels, scores (B, A, C)
+    = obj * cls (so the best class's score is obj * cls_best, as in :func:`postprocess`)."""
+    best, label = scores.float().max(dim=-1)
+    return select_detections(boxes_xyxy.float(), best, label, conf_thresh, nms_thresh, max_det)
+
+
+def select_detections(boxes_xyxy: torch.Tensor, score: torch.Tensor, label: torch.Tensor, conf_thresh: float,
+                      nms_thresh: float, max_det: int | None) -> list[Detections]:
+    """Per image: keep score >= conf_thresh, class-aware NMS (:func:`batched_nms`), at most ``max_det``.
+
+    Args:
+        boxes_xyxy: (B, A, 4) float32 input pixels. score: (B, A) float32. label: (B, A) integer class.
+    """
     results = []
-    for b in range(decoded.shape[0]):
+    for b in range(boxes_xyxy.shape[0]):
         mask = score[b] >= conf_thresh
-        bx = boxes[b][mask].cpu().numpy()
+        bx = boxes_xyxy[b][mask].cpu().numpy()
         sc = score[b][mask].cpu().numpy()
-        lb = cls_idx[b][mask].cpu().numpy().astype(np.int64)
+        lb = label[b][mask].cpu().numpy().astype(np.int64)
         keep = batched_nms(bx, sc, lb, nms_thresh)
         if max_det is not None:
             keep = keep[:max_det]

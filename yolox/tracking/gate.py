@@ -18,6 +18,12 @@ pass/fail):
                     Passes, saying why, when the base predicts other classes (a fine-tune to new classes).
 ``per_class``       (``gate.per_class_min_boxes`` set) no class with at least that many val boxes loses more
                     than ``gate.per_class_max_drop`` AP50:95 against the champion (else the base weights).
+``int8_max_drop``   (when the candidate's export made an INT8 model, ``export.int8``) its AP50:95 is at most
+                    ``gate.int8_max_drop`` below the FP32 model's, both measured by the export stage on the
+                    same val set (recorded on the version as tags ``int8_AP50_95``, ``int8_fp32_AP50_95``).
+``max_p90_ms``      (``gate.max_p90_ms`` set) the candidate's p90 latency per image at batch 1 (its registered
+                    ONNX model with ONNX Runtime, letterbox to detections, on this machine, measured in the
+                    gate run: :func:`yolox.benchmark.latency_ms`) is at most that many milliseconds.
 ``export_check``    the candidate's ONNX matched PyTorch (always passes when
                     ``gate.require_export_check`` is false, but the value is still recorded).
 ``same_val_set``    the candidate and the champion were evaluated on the same val set: equal
@@ -198,7 +204,8 @@ class Decision:
 
 def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_check: bool | None,
            params: GateParams, champion_error: str | None = None, base: ModelEval | None = None,
-           best: dict[str, Any] | None = None, base_note: str | None = None) -> Decision:
+           best: dict[str, Any] | None = None, base_note: str | None = None, int8: dict[str, float] | None = None,
+           p90_ms: float | None = None) -> Decision:
     """Apply the gate rules (see the module docstring). Pure: no I/O, no clock.
 
     Args:
@@ -210,6 +217,8 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
         base: the base weights (``model.weights``) evaluated on this val set, or None when they could not be
             (``base_note`` says why: other classes, trained from scratch). best: ``{"ap", "version"}``, the best
             AP50:95 a champion reached on this val set (the champion evaluated now included), or None.
+        int8: ``{"fp32_ap", "int8_ap"}`` of the candidate's INT8 model (None: no INT8 model, no rule).
+        p90_ms: the candidate's measured p90 latency (ms; the ``max_p90_ms`` rule, when ``gate.max_p90_ms`` is set).
     """
     ap, tol = candidate.ap, params.max_regression
     rules = [Rule("min_ap", params.min_ap, ap, ap >= params.min_ap,
@@ -234,6 +243,10 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
             rules.append(_not_below("base_weights", ap, base.ap, tol, "the base weights it was trained from"))
     if params.per_class_min_boxes is not None:
         rules.append(_per_class_rule(candidate, champion if champion is not None else base, params))
+    if int8 is not None:
+        rules.append(int8_rule(float(int8["fp32_ap"]), float(int8["int8_ap"]), params.int8_max_drop))
+    if params.max_p90_ms is not None:
+        rules.append(latency_rule(p90_ms, params.max_p90_ms))
     state = {True: "passed", False: "failed", None: "unknown"}[export_check]
     rules.append(Rule("export_check", "passed" if params.require_export_check else "not required", state,
                       bool(export_check) or not params.require_export_check, f"ONNX check {state}"))
@@ -253,6 +266,50 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
         extra["base_note"] = base_note
     return Decision(model, candidate, champion, rules, params.model_dump(mode="json"), decision, extra=extra,
                     base=base, best=best)
+
+
+def int8_rule(fp32_ap: float, int8_ap: float, max_drop: float) -> Rule:
+    """The ``int8_max_drop`` rule: the INT8 model's AP50:95 at most ``max_drop`` below the FP32 model's."""
+    drop = fp32_ap - int8_ap
+    ok = drop <= max_drop + 1e-12
+    return Rule("int8_max_drop", max_drop, round(drop, 6), ok, f"INT8 {METRIC} {int8_ap:.4f} vs FP32 {fp32_ap:.4f}: "
+                f"drop {drop:.4f} {'<=' if ok else '>'} {max_drop}")
+
+
+def latency_rule(p90_ms: float | None, max_p90_ms: float) -> Rule:
+    """The ``max_p90_ms`` rule: the measured p90 latency (ms) at most ``max_p90_ms`` (fails when not measured)."""
+    if p90_ms is None:
+        return Rule("max_p90_ms", max_p90_ms, None, False, "p90 latency was not measured")
+    ok = p90_ms <= max_p90_ms
+    return Rule("max_p90_ms", max_p90_ms, round(p90_ms, 3), ok, f"p90 latency {p90_ms:.1f} ms "
+                f"{'<=' if ok else '>'} {max_p90_ms} ms (batch 1, ONNX Runtime, this machine)")
+
+
+def int8_of(name: str, version: str) -> dict[str, float] | None:
+    """``{"fp32_ap", "int8_ap"}`` recorded on a version by the export stage (tags ``int8_AP50_95``,
+    ``int8_fp32_AP50_95``), or None when it has no INT8 model."""
+    from yolox.tracking.registry import version_info
+
+    tags = version_info(name, version).tags
+    if "int8_AP50_95" not in tags or "int8_fp32_AP50_95" not in tags:
+        return None
+    return {"fp32_ap": float(tags["int8_fp32_AP50_95"]), "int8_ap": float(tags["int8_AP50_95"])}
+
+
+def measure_p90_ms(model: Any, dataset: DetectionDataset, params: PipelineParams) -> float:
+    """p90 latency (ms) of a loaded registered model (``.backend``, ``.input_size``) at batch 1 on the val
+    images, at the serving thresholds (:func:`yolox.benchmark.latency_ms`, ``export.benchmark_*`` repeats)."""
+    import cv2
+
+    from yolox.benchmark import latency_ms
+
+    frames = [img for img in (cv2.imread(str(r.path)) for r in dataset.records[:8]) if img is not None]
+    if not frames:
+        raise DataError("latency rule: none of the val images can be read")
+    sp, ep = params.serve, params.export
+    _, p90 = latency_ms(model.backend, frames, model.input_size, sp.conf_thresh, sp.nms_thresh, sp.max_det,
+                        ep.benchmark_warmup, ep.benchmark_repeats)
+    return p90
 
 
 def _not_below(name: str, ap: float, reference: float, tol: float, what: str) -> Rule:
@@ -445,6 +502,11 @@ def run_gate(params: PipelineParams, candidate_version: str | None = None, prepa
     dataset = load_prepared(prepared_dir or params.data.prepared_dir, "val")
     val_set = val_set_id(dataset)
     cand, _ = evaluate_registered(name, info.version, dataset, params.eval, val_set, data_version)
+    p90 = None
+    if gp.max_p90_ms is not None:
+        from yolox.tracking.registry import load_version_model
+
+        p90 = measure_p90_ms(load_version_model(name, info.version), dataset, params)
     champ, error, base, base_note = None, None, None, None
     if champion is not None:
         try:
@@ -459,7 +521,8 @@ def run_gate(params: PipelineParams, candidate_version: str | None = None, prepa
         best = record_best_ap(name, val_set, champ.ap, str(champion.version)) or best
     elif champ is not None and (best is None or champ.ap > best["ap"]):
         best = {"ap": round(champ.ap, 6), "version": str(champion.version)}
-    decision = decide(name, cand, champ, export_check_of(name, info.version), gp, error, base, best, base_note)
+    decision = decide(name, cand, champ, export_check_of(name, info.version), gp, error, base, best, base_note,
+                      int8_of(name, info.version), p90)
     decision.mlflow_run_id = run_id or info.run_id
     decision.decided_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     apply_decision(decision, gp, dry_run)
