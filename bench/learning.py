@@ -13,13 +13,13 @@ flip). Experiments:
 Ours runs :func:`yolox.train.trainer.train` (the project's trainer, nothing bench-specific); theirs runs
 ``bench/authors_loop.py`` in their venv (``--peer-python``, ``--peer-src``: ``../shared/peer/README.md``).
 The two of one seed run at the same time (``--threads`` each), so both see the same machine load. Phases:
-the authors' trainer switches mosaic off at ``epoch + 1 == max_epoch - no_aug_epochs``, i.e. for
-``no_aug + 1`` epochs (lr floor for ``no_aug``), so ours is given ``no_aug_epochs = no_aug + 1`` (its mosaic-off
-epochs equal theirs; its lr floor one epoch longer). With ``epochs <= no_aug`` (``keep2``) their trainer never
-switches mosaic off and runs at the lr floor after the warm-up; ours then gets ``no_aug_epochs = epochs - 1``:
-the same lr (floor after the 1-epoch warm-up), but without mosaic after the warm-up (ours cannot have the lr
-floor with mosaic on; with ``no_aug_epochs = 0`` instead, its epoch 2 runs a cosine from the full lr, ~10x
-theirs, and lost more: held-out 0.0095 vs their 0.0350, 3 seeds, 2026-12-01).
+the authors' trainer keeps the lr at its floor for the last ``no_aug`` epochs (their ``yoloxwarmcos``) but
+closes the mosaic and switches the L1 loss on at ``epoch + 1 == max_epoch - no_aug_epochs``, one epoch
+earlier; ours gets the same lr floor (``train.no_aug_epochs``) and the same mosaic phase
+(``train.close_mosaic_epochs = no_aug + 1``). With ``epochs <= no_aug`` (``keep2``) their scheduler is at its
+floor from the end of the warm-up and their trainer never closes the mosaic: ours gets ``no_aug_epochs =
+epochs - warm-up`` and ``close_mosaic_epochs = 0``. (Before ``close_mosaic_epochs`` existed, ours could only tie
+the two: with ``no_aug + 1`` floor epochs its cosine ran one epoch shorter, 5-20 % below their lr from epoch 6.)
 
 Both sides' EMA weights are evaluated by the same code (this project's COCO evaluation, the authors'
 protocol): AP50:95 on the train split ("fit") and on the held-out split. Printed per run: per-epoch total
@@ -68,14 +68,19 @@ EXPERIMENTS = {"reinit": {"epochs": 30, "no_aug": 5, "start": "reinit"},
 
 def our_params(prepared: Path, start: Path, out: Path, seed: int, epochs: int, no_aug: int, threads: int,
                workers: int, max_iters: int | None) -> PipelineParams:
-    """The authors' fine-tuning recipe as this project's params (see the module docstring for ``no_aug``)."""
-    ours_no_aug = no_aug + 1 if epochs > no_aug + 1 else max(epochs - 1, 0)
+    """The authors' fine-tuning recipe as this project's params, phase for phase as their trainer runs it (module
+    docstring): the lr floor for the last ``no_aug`` epochs (or every epoch after the warm-up when the run is
+    shorter), the mosaic closed and the L1 loss on from ``epoch + 1 == epochs - no_aug`` (never, if that epoch
+    does not exist)."""
+    warmup = 1
     return PipelineParams.model_validate({
         "data": {"prepared_dir": str(prepared)},
         "model": {"name": MODEL, "input_size": SIZE, "weights": str(start)},
         "augment": {"multiscale_range": 0},       # nano's mosaic/mixup recipe from recipe_for_model
-        "train": {"epochs": epochs, "batch_size": BATCH, "basic_lr_per_img": LR_PER_IMG, "warmup_epochs": 1,
-                  "no_aug_epochs": ours_no_aug, "eval_interval": epochs + 1, "workers": workers, "seed": seed,
+        "train": {"epochs": epochs, "batch_size": BATCH, "basic_lr_per_img": LR_PER_IMG, "warmup_epochs": warmup,
+                  "no_aug_epochs": min(no_aug, epochs - warmup),
+                  "close_mosaic_epochs": no_aug + 1 if epochs >= no_aug + 1 else 0,
+                  "eval_interval": epochs + 1, "workers": workers, "seed": seed,
                   "device": "cpu", "freeze": [], "output_dir": str(out), "max_iters_per_epoch": max_iters},
     })
 

@@ -212,6 +212,19 @@ def test_ema_weights_are_the_checkpoint_model(run_a: dict[str, Any], prepared: P
             assert torch.allclose(one["model"][k], want, rtol=1e-5, atol=1e-6), k
 
 
+def test_close_mosaic_epochs_close_the_mosaic_before_the_lr_floor(prepared: Path, tmp_path: Path) -> None:
+    """The authors' trainer closes the mosaic (and turns the L1 loss on) one epoch before its lr floor:
+    ``close_mosaic_epochs = no_aug_epochs + 1`` gives that phase; the lr schedule follows ``no_aug_epochs`` only."""
+    params = tiny_params(epochs=3, warmup_epochs=1, no_aug_epochs=1, close_mosaic_epochs=2, max_iters_per_epoch=2)
+    history = train(params, prepared, tmp_path / "out", progress=False).history
+    assert [h["train/l1_loss"] > 0 for h in history] == [False, True, True]   # L1 from epoch 2 (mosaic closed)
+    lr = params.train.basic_lr_per_img * params.train.batch_size
+    floor = lr * params.train.min_lr_ratio
+    assert history[1]["train/lr"] > 1.5 * floor and history[2]["train/lr"] == pytest.approx(floor)
+    assert checkpoint(tmp_path / "out" / "last.pth")["phase"] == {"mosaic": False, "l1": True}
+    assert params.train.model_copy(update={"close_mosaic_epochs": None}).mosaic_off_epochs == 1
+
+
 # ------------------------------------------------------------------------------------ background, crowded
 
 

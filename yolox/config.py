@@ -177,7 +177,13 @@ class TrainParams(_Params):
     warmup_epochs: int = Field(5, ge=0)
     warmup_lr: float = Field(0.0, ge=0.0, description="lr at iteration 0 of the warm-up.")
     min_lr_ratio: float = Field(0.05, ge=0.0, le=1.0, description="Cosine floor, as a fraction of lr.")
-    no_aug_epochs: int = Field(15, ge=0, description="Last epochs without Mosaic/MixUp, with the L1 loss.")
+    no_aug_epochs: int = Field(15, ge=0, description="Last epochs without Mosaic/MixUp, with the L1 loss, at the "
+                               "lr floor (min_lr_ratio * lr).")
+    close_mosaic_epochs: int | None = Field(
+        None, ge=0, description="Last epochs without Mosaic/MixUp, with the L1 loss, when not no_aug_epochs "
+        "(which then only sets the lr floor). The authors' trainer closes the mosaic one epoch before its lr "
+        "floor (at epoch + 1 == max_epoch - no_aug_epochs): no_aug_epochs + 1 reproduces it exactly.",
+    )
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     ema: bool = True
@@ -205,7 +211,14 @@ class TrainParams(_Params):
     def _epochs_cover_phases(self) -> TrainParams:
         if self.no_aug_epochs > self.epochs:
             raise ValueError(f"no_aug_epochs ({self.no_aug_epochs}) must not exceed epochs ({self.epochs})")
+        if self.close_mosaic_epochs is not None and self.close_mosaic_epochs > self.epochs:
+            raise ValueError(f"close_mosaic_epochs ({self.close_mosaic_epochs}) must not exceed epochs ({self.epochs})")
         return self
+
+    @property
+    def mosaic_off_epochs(self) -> int:
+        """The last epochs without Mosaic/MixUp and with the L1 loss: ``close_mosaic_epochs``, else ``no_aug_epochs``."""
+        return self.no_aug_epochs if self.close_mosaic_epochs is None else self.close_mosaic_epochs
 
 
 class EvalParams(_Params):

@@ -2,8 +2,9 @@
 
 One call to :func:`train` runs the authors' recipe on a prepared dataset: build the model (optionally
 from a checkpoint; class predictors re-initialised when the class count differs), SGD with the authors'
-parameter groups, warm-up cosine lr set every iteration, Mosaic/MixUp until the last ``no_aug_epochs``
-(then the L1 loss switches on), EMA of the weights, CUDA AMP when on a GPU, DDP under torchrun, a
+parameter groups, warm-up cosine lr set every iteration (constant at its floor for the last
+``no_aug_epochs``), Mosaic/MixUp until the last ``no_aug_epochs`` (or ``close_mosaic_epochs``: the authors'
+trainer closes it one epoch earlier) when the L1 loss switches on, EMA of the weights, CUDA AMP when on a GPU, DDP under torchrun, a
 checkpoint every ``checkpoint_interval`` epochs (atomic), and an evaluation of the EMA model every
 ``eval_interval`` epochs.
 
@@ -312,7 +313,7 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
 
     with Progress(*columns, disable=not (progress and ctx.is_main)) as bar, stop, _last_checkpoint_named(ckpt_path):
         for epoch in range(start_epoch, tp.epochs):
-            no_aug = epoch >= tp.epochs - tp.no_aug_epochs
+            no_aug = epoch >= tp.epochs - tp.mosaic_off_epochs   # the lr floor is the schedule's (no_aug_epochs)
             first = min(skip, iters_per_epoch) if epoch == start_epoch else 0   # steps done before a resume
             loader.dataset.set_mosaic(not no_aug)       # travels to the workers in the sampler's keys
             loader.batch_sampler.set_epoch(epoch, first)   # shuffling, sizes and augmentation seeds of this epoch
