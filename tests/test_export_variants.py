@@ -84,8 +84,9 @@ def test_end2end_with_onnxruntime_alone_gives_yolox_predicts_detections(exports:
         run()
     finally:
         sys.argv = argv
-    predicted = {Path(r["image"]).name: r["detections"] for r in json.loads((tmp_path / "pred" / "predictions.json")
-                                                                           .read_text())}
+    predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert predictions["skipped"] == []
+    predicted = {Path(r["image"]).name: r["detections"] for r in predictions["images"]}
 
     session = ort.InferenceSession(str(exports["end2end"]), providers=["CPUExecutionProvider"])
     props = dict(session.get_modelmeta().custom_metadata_map)

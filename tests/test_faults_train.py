@@ -38,6 +38,17 @@ from yolox.train import trainer
 EPOCHS, ITERS = 2, 2
 
 
+@pytest.fixture(autouse=True)
+def _sigint_as_in_a_terminal() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt during each test, as in a terminal's foreground job, whatever this test run
+    inherited (started in the background of a non-interactive shell, ``cmd &``, SIGINT comes ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # ------------------------------------------------------------------------------------ helpers
 
 

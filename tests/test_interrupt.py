@@ -94,6 +94,13 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+SIGINT_DEFAULT = [sys.executable, "-c", ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                  "os.execv(sys.argv[1], sys.argv[1:])")]
+"""Prefix of a command whose SIGINT is handled as in a terminal's foreground job. A test run started in the
+background of a non-interactive shell (``cmd &``, some CI runners) inherits SIGINT ignored, Python keeps an
+ignored SIGINT ignored, and Ctrl-C could not be simulated (``preexec_fn`` is unsafe with threads)."""
+
+
 def _wait_for(marker: Path, proc: subprocess.Popen[Any], log: Path, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while not marker.exists():
@@ -135,7 +142,7 @@ def test_ctrl_c_mid_epoch_then_yolox_train_resume_gives_the_uninterrupted_weight
     with open(ref_log, "w") as ref_file, open(log, "w") as log_file:
         reference = subprocess.Popen([YOLOX, *args, "--out", str(ref_out)], cwd=tmp_path, env=env, stdout=ref_file,
                                      stderr=subprocess.STDOUT)
-        victim = subprocess.Popen([sys.executable, "driver.py", *args, "--out", str(out)], cwd=tmp_path,
+        victim = subprocess.Popen([*SIGINT_DEFAULT, sys.executable, "driver.py", *args, "--out", str(out)], cwd=tmp_path,
                                   env={**env, "PARK_AT_STEP": "5", "PARK_MARKER": str(marker)}, stdout=log_file,
                                   stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -280,7 +287,8 @@ def test_ctrl_c_to_yolox_train_with_torchrun_stops_every_rank_at_the_same_step(p
     env = _env(tmp_path, PARK_AT_STEP="3", PARK_RANK="0", PARK_MARKER=str(marker), PARK_CODE=str(tmp_path / "park.py"))
     env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
     with open(log, "w") as log_file:
-        proc = subprocess.Popen([YOLOX, "train", "--params", "params.yaml", "--prepared", str(prepared), "--out", "out"],
+        proc = subprocess.Popen([*SIGINT_DEFAULT, YOLOX, "train", "--params", "params.yaml", "--prepared", str(prepared),
+                                 "--out", "out"],
                                 cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
