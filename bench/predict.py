@@ -149,6 +149,7 @@ def previous_package(ref: str, dest: Path) -> Path:
         archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "yolox"], capture_output=True, check=True)
     except (OSError, subprocess.CalledProcessError) as err:
         raise SystemExit(f"cannot extract yolox/ of {ref} with git archive ({err}): run from a git checkout") from None
+    dest.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest
 
