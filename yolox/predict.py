@@ -187,8 +187,8 @@ def opencv_reason(err: Exception) -> str:
 
 
 def download(url: str, folder: Path, limits: PredictParams) -> Path | dict[str, str]:
-    """Download an http(s) ``url`` into ``folder`` (a file named after the URL's last path part, or by its
-    ``Content-Type``), or its skip record ``{"image": url, "reason", "detail"}``: another scheme
+    """Download an http(s) ``url`` into a new sub-folder of ``folder`` (a file named after the URL's last path part,
+    its extension from the ``Content-Type`` when it has none), or its skip record ``{"image": url, "reason", "detail"}``: another scheme
     (:data:`UNSUPPORTED_SOURCE`), an HTTP error status, no connection, no answer within
     ``limits.download_timeout_s`` (:data:`DOWNLOAD_FAILED`), more than ``limits.download_max_mb`` announced or
     received (:data:`DOWNLOAD_TOO_LARGE`; the transfer stops there)."""
@@ -209,7 +209,7 @@ def download(url: str, folder: Path, limits: PredictParams) -> Path | dict[str, 
             length = resp.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > max_bytes:
                 return skip(DOWNLOAD_TOO_LARGE, f"Content-Length {int(length)} bytes: more than {limit}")
-            path = folder / _download_name(parts.path, resp.headers.get_content_type(), len(list(folder.iterdir())))
+            path = Path(tempfile.mkdtemp(dir=folder)) / _download_name(parts.path, resp.headers.get_content_type())
             received = 0
             with open(path, "wb") as f:   # read no further than one byte past the limit
                 while chunk := resp.read(min(1 << 16, max_bytes + 1 - received)):
@@ -236,13 +236,14 @@ def _timed_out(limits: PredictParams) -> str:
     return f"no answer within {limits.download_timeout_s:g} s (predict.download_timeout_s)"
 
 
-def _download_name(url_path: str, content_type: str, n: int) -> str:
-    """``<n>-<last part of the URL path>``, with an extension from the Content-Type when it has no known one."""
+def _download_name(url_path: str, content_type: str) -> str:
+    """The last part of the URL path (letters, digits, ``._-``), with an extension from the Content-Type when it
+    has no image or video one."""
     name = Path(urllib.parse.unquote(url_path)).name or "download"
     name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[-100:]
     if Path(name).suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
         name += mimetypes.guess_extension(content_type) or ".bin"
-    return f"{n}-{name}"
+    return name
 
 
 # --- writing -------------------------------------------------------------------------------------------------
@@ -415,7 +416,7 @@ def predict(backend: Backend, source: str | Path | Sequence[str | Path], out_dir
                 if isinstance(got, dict):
                     run.skip(got)
                     continue
-                rel = Path(got.name.split("-", 1)[1])
+                rel = Path(got.name)
                 if got.suffix.lower() in VIDEO_SUFFIXES:
                     run.video(got, str(s), rel)
                 else:
