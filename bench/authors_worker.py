@@ -16,6 +16,14 @@ trainer does. Tasks (first argument), each answering the requests of :func:`side
 - ``assign --inputs X.pt [--out Y.pt]``: their ``YOLOXHead.get_assignments`` called per image with box
   targets, as their ``get_losses`` loop does; ``run n`` answers the seconds of ``n`` passes over the batch.
   ``--out`` gets their assignment (fg mask, matched box index per anchor point) for comparison.
+- ``predict --weights W --images-file F [--fuse]``: their demo path (``tools/demo.py``, imported from their
+  repository): ``Predictor(model, exp, COCO_CLASSES, None, None, "cpu", False, False).inference(path)``
+  (``cv2.imread``, ``ValTransform``, the model, ``postprocess`` with ``class_agnostic=True``) on their
+  ``exp.get_model()`` with ``W`` loaded (``fuse_model`` with ``--fuse``, the demo's option), ``exp.test_size``
+  ``--size``, ``test_conf`` ``--conf``, ``nmsthre`` ``--nms``; boxes divided by the ratio as their ``visual``
+  does (original pixels). Their loguru sink is removed, so their per-image log line is not timed. ``setup``
+  answers each image's detections ``[x0, y0, x1, y1, score, class]``, ``run n`` the seconds per image,
+  ``profile n`` the milliseconds of its phases.
 - ``augment_record --coco DIR --out F.npz``: see :func:`augment_record_task` (``bench/augment_replay.py``).
 - ``data --recipe nano|s --coco DIR``: their ``COCODataset`` + ``MosaicDetection`` + ``TrainTransform`` with
   the recipe of their ``Exp`` for yolox-nano (416) or yolox-s (640), built as their ``get_data_loader`` does;
@@ -284,9 +292,72 @@ def augment_record_task(a: argparse.Namespace) -> dict:
     return {"record": record}
 
 
+def predict_task(a: argparse.Namespace) -> dict:
+    import importlib.util
+
+    import cv2
+    from loguru import logger
+    from yolox.data.datasets import COCO_CLASSES
+    from yolox.exp import get_exp
+    from yolox.utils import fuse_model, postprocess
+
+    spec = importlib.util.spec_from_file_location("authors_demo", Path.cwd() / "tools" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    logger.remove()
+    exp = get_exp(None, a.model)
+    exp.test_conf, exp.nmsthre, exp.test_size = a.conf, a.nms, (a.size, a.size)
+    model = exp.get_model()
+    model.eval()
+    model.load_state_dict(torch.load(a.weights, map_location="cpu", weights_only=True)["model"])
+    if a.fuse:
+        model = fuse_model(model)
+    predictor = demo.Predictor(model, exp, COCO_CLASSES, None, None, "cpu", False, False)
+    images = Path(a.images_file).read_text().split()
+
+    def once(path: str) -> list:
+        outputs, info = predictor.inference(path)
+        out = outputs[0]
+        if out is None:
+            return []
+        boxes = out[:, :4] / info["ratio"]
+        return torch.cat([boxes, (out[:, 4] * out[:, 5])[:, None], out[:, 6:7]], 1).tolist()
+
+    def setup(_: dict) -> dict:
+        return {"dets": [once(p) for p in images]}
+
+    def run(req: dict) -> dict:
+        times = []
+        for k in range(req["n"]):
+            t0 = time.perf_counter()
+            once(images[k % len(images)])
+            times.append(time.perf_counter() - t0)
+        return {"times": times}
+
+    def profile(req: dict) -> dict:
+        """Their inference's phases, in its order (read, ValTransform, the model, postprocess), ms per image."""
+        phases = dict.fromkeys(("read", "letterbox", "model", "decode + NMS"), 0.0)
+        for k in range(req["n"]):
+            t0 = time.perf_counter()
+            img = cv2.imread(images[k % len(images)])
+            t1 = time.perf_counter()
+            x = torch.from_numpy(predictor.preproc(img, None, exp.test_size)[0]).unsqueeze(0).float()
+            t2 = time.perf_counter()
+            with torch.no_grad():
+                out = model(x)
+                t3 = time.perf_counter()
+                postprocess(out, exp.num_classes, exp.test_conf, exp.nmsthre, class_agnostic=True)
+            t4 = time.perf_counter()
+            for key, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                phases[key] += dt * 1000 / req["n"]
+        return phases
+
+    return {"setup": setup, "run": run, "profile": profile}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("task", choices=("train_step", "assign", "data", "augment_record"))
+    ap.add_argument("task", choices=("train_step", "assign", "data", "augment_record", "predict"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default="yolox-nano")
     ap.add_argument("--weights")
@@ -298,11 +369,16 @@ def main() -> int:
     ap.add_argument("--coco")
     ap.add_argument("--ann", default="instances_train2017.json")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--images-file")
+    ap.add_argument("--conf", type=float, default=0.25)
+    ap.add_argument("--nms", type=float, default=0.45)
+    ap.add_argument("--size", type=int, default=416)
+    ap.add_argument("--fuse", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     tasks = {"train_step": train_step_task, "assign": assign_task, "data": data_task,
-             "augment_record": augment_record_task}
+             "augment_record": augment_record_task, "predict": predict_task}
     serve(tasks[a.task](a))
     return 0
 

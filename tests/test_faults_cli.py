@@ -370,7 +370,7 @@ ERROR_CASES = [
      lambda w: _e("--set: invalid params\n  eval.img_size: Input should be a multiple of 32 (got 100)"), 1),
     ("cli-set-unknown-section", lambda w: ["eval", "--set", "trian.epochs=3"],
      lambda w: _e("--set: invalid params\n  trian: unknown section (sections: data, model, augment, train, eval, "
-                  "export, serve, tracking, gate)"), 1),
+                  "export, serve, tracking, gate, predict)"), 1),
     ("cli-params-not-yaml", lambda w: ["eval", "--params", w.root / "params" / "not_yaml.yaml"],
      lambda w: _e(f"{w.root / 'params' / 'not_yaml.yaml'}: not valid YAML: while parsing a flow sequence, "
                   "expected ',' or ']', but got '<stream end>' (line 2, column 1)"), 1),
@@ -382,7 +382,7 @@ ERROR_CASES = [
                   "(data, model, train, ...), or drop --params to use the defaults"), 1),
     ("cli-params-unknown-section", lambda w: ["eval", "--params", w.root / "params" / "unknown_section.yaml"],
      lambda w: _e(f"{w.root / 'params' / 'unknown_section.yaml'}: invalid params\n  trian: unknown section (sections: "
-                  "data, model, augment, train, eval, export, serve, tracking, gate)"), 1),
+                  "data, model, augment, train, eval, export, serve, tracking, gate, predict)"), 1),
     ("cli-params-not-a-mapping", lambda w: ["eval", "--params", w.root / "params" / "list.yaml"],
      lambda w: _e(f"{w.root / 'params' / 'list.yaml'}: expected a mapping of sections (data, model, train, ...), "
                   "got list"), 1),

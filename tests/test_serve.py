@@ -177,7 +177,7 @@ def test_served_champion_answers_like_yolox_predict(server: str, registered: dic
     served = resp.json()["predictions"]
     import cv2
 
-    det = detect(OnnxBackend(registered["onnx"]), [cv2.imread(str(one))], 416, 0.25, 0.45, 100)[0]
+    det = detect(OnnxBackend(registered["onnx"]), [cv2.imread(str(one))], 416, 0.25, 0.45, 100, clip=True)[0]
     assert len(served) == len(det) and [r["class_id"] for r in served] == det.labels.tolist()
     boxes = np.array([[r[k] for k in ("x0", "y0", "x1", "y1")] for r in served])
     assert np.abs(boxes - det.boxes).max() <= 1e-3

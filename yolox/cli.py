@@ -5,7 +5,7 @@
     yolox eval     --model NAME --weights FILE.pth|FILE.onnx --data DATASET --split SPLIT --img-size N --out metrics.json
     yolox export   --model NAME --weights FILE.pth --img-size N --out FILE.onnx [--variant raw|decoded|end2end]
     yolox benchmark --weights FILE.pth|FILE.onnx|models:/NAME/VERSION --data DATASET [--reference FILE.onnx]
-    yolox predict  --weights FILE --source IMAGE_OR_DIR --out DIR
+    yolox predict  --weights FILE --source IMAGE|VIDEO|DIR|URL [--source ...] --out DIR
     yolox gate     --params FILE [--candidate-version N] [--dry-run]   (exit 1 when rejected)
     yolox promote  --params FILE --version N | --rollback
     yolox pipeline --params FILE                        (the stages of the Prefect flow ``train-yolox``)
@@ -251,8 +251,9 @@ def benchmark(
 @app.command()
 def predict(
     weights: Annotated[str, typer.Option(help="A .pth checkpoint or an .onnx model.")],
-    source: Annotated[Path, typer.Option(help="An image or a folder of images.")],
-    out: Annotated[Path, typer.Option(help="Output folder (drawn images + predictions.json).")],
+    source: Annotated[list[str], typer.Option(
+        help="An image, a video (.mp4, .avi, ...), a folder of them, or an http(s) URL; repeat for several.")],
+    out: Annotated[Path, typer.Option(help="Output folder (drawn images, annotated videos, predictions.json).")],
     model: Annotated[str | None, typer.Option(help="Model name for an authors' .pth.")] = None,
     img_size: ImgSizeOpt = None,
     conf: Annotated[float | None, typer.Option(help="Score threshold (default: serve.conf_thresh).")] = None,
@@ -260,7 +261,8 @@ def predict(
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Detect objects in images: drawn boxes and a JSON of detections."""
+    """Detect objects in images, videos and URLs: drawn boxes and a JSON of detections (boxes clipped to the
+    image)."""
     from yolox.config import with_options
     from yolox.pipeline import load_model, model_input_size
     from yolox.predict import predict as run_predict
@@ -270,9 +272,10 @@ def predict(
     backend, meta = load_model(weights, model)
     size = model_input_size(meta, img_size)
     result = run_predict(backend, source, out, list(meta.names), size, serve.conf_thresh, serve.nms_thresh,
-                         serve.max_det)
+                         serve.max_det, p.predict)
     skipped = f", {len(result.skipped)} skipped (listed in it)" if result.skipped else ""
-    console.print(f"{result.detections} detections on {result.images} images -> {result.out_dir} "
+    videos = f" and {result.frames} frames of {result.videos} videos" if result.videos else ""
+    console.print(f"{result.detections} detections on {result.images} images{videos} -> {result.out_dir} "
                   f"({result.json_path.name}{skipped})", highlight=False)
 
 

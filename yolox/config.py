@@ -242,6 +242,13 @@ class ServeParams(_Params):
     max_det: int = Field(100, ge=1, description="At most this many detections per image.")
 
 
+class PredictParams(_Params):
+    """``yolox predict``'s sources: limits of an http(s) URL download (a URL past them is a reported skip)."""
+
+    download_max_mb: float = Field(50.0, gt=0.0, description="Largest image or video downloaded from a URL (MB).")
+    download_timeout_s: float = Field(20.0, gt=0.0, description="Seconds to connect and between received bytes.")
+
+
 class ExportParams(_Params):
     """ONNX export and its check against PyTorch with ONNX Runtime."""
 
@@ -256,6 +263,12 @@ class ExportParams(_Params):
         "raw", description="What the graph outputs (yolox.meta.Variant): 'raw' (B, A, 5 + C) undecoded, the "
         "authors' layout; 'decoded' boxes xyxy input pixels + scores obj * cls; 'end2end' decode + class-aware "
         "NMS in the graph (num_dets, boxes, scores, labels), with the thresholds of the `thresholds` section.",
+    )
+    serve_end2end: bool = Field(
+        False, description="Also write an end2end graph with the serve.* thresholds baked in (<onnx stem>.end2end.onnx, "
+        "checked like the main one) that the registered model serves from (NMS in the graph); requests for other "
+        "thresholds fall back to the main graph. Off by default: it adds an export and a check (~9 s for the nano "
+        "on 2 CPU cores) to every pipeline run.",
     )
     thresholds: Literal["serve", "eval"] = Field(
         "serve", description="Whose thresholds an end2end graph bakes in: serve.* (served detections) or eval.* "
@@ -370,6 +383,7 @@ class PipelineParams(_Params):
     serve: ServeParams = ServeParams()
     tracking: TrackingParams = TrackingParams()
     gate: GateParams = GateParams()
+    predict: PredictParams = PredictParams()
 
     def flat(self) -> dict[str, Any]:
         """The params flattened with dotted names, e.g. ``{"train.epochs": 300, ...}`` (for MLflow)."""

@@ -126,6 +126,8 @@ class ExportedModel:
     engine: Path | None = None
     int8: Int8Model | None = None
     tensorrt: str | None = None
+    serving: Path | None = None
+    """The end2end graph the registered model serves from (``export.serve_end2end``), or None."""
 
     @property
     def variant(self) -> str:
@@ -355,6 +357,12 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
     baked = baked_thresholds(params, conf_thresh, nms_thresh, max_det) if variant == "end2end" else (None,) * 3
     path = export_onnx(net, Path(out or ep.onnx_path), size, meta.names, meta.name, ep.opset, ep.dynamic_batch,
                        ep.simplify, variant, *baked, dynamic_hw=ep.dynamic_hw and variant != "raw")
+    serving = None
+    if ep.serve_end2end and variant != "end2end":  # the graph serving answers from: serve.* baked in
+        sp = params.serve
+        serving = export_onnx(net, path.with_suffix(".end2end.onnx"), size, meta.names, meta.name, ep.opset,
+                              ep.dynamic_batch, ep.simplify, "end2end", sp.conf_thresh, sp.nms_thresh, sp.max_det,
+                              dynamic_hw=ep.dynamic_hw)
     from yolox.inference import OnnxBackend
 
     # the exported model's facts, as its metadata says (the size exported at, the variant)
@@ -363,12 +371,13 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
     if not images:
         why = "check disabled" if not check else f"no images at {folder} (pass --check-images DIR)"
         log.warning("ONNX check against PyTorch skipped: %s", why)
-        result = ExportedModel(path, meta, "skipped", None, 0, None)
+        result = ExportedModel(path, meta, "skipped", None, 0, None, serving=serving)
     else:
-        c = check_onnx(net, path, images, size, ep.max_abs_diff, max_score_diff=ep.max_score_diff,
-                       max_box_diff=ep.max_box_diff)
-        result = ExportedModel(path, meta, "passed" if c.passed else "failed", c.max_abs_diff, c.num_check_images,
-                               images[0])
+        checks = [check_onnx(net, p, images, size, ep.max_abs_diff, max_score_diff=ep.max_score_diff,
+                             max_box_diff=ep.max_box_diff) for p in (path, serving) if p is not None]
+        c = checks[0]
+        result = ExportedModel(path, meta, "passed" if all(x.passed for x in checks) else "failed", c.max_abs_diff,
+                               c.num_check_images, images[0], serving=serving)
     prepared = Path(prepared_dir or params.data.prepared_dir)
     if ep.int8:
         result = replace(result, int8=export_int8(params, path, size, prepared))
@@ -392,6 +401,8 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
         run.set_tags({"export_check": result.check, "export_variant": variant,
                       **({"tensorrt": result.tensorrt} if result.tensorrt else {})})
         run.log_artifact(path, "onnx")
+        if serving is not None:
+            run.log_artifact(serving, "onnx")
         if result.int8 is not None:
             run.log_metrics({"export/int8_AP50_95": result.int8.int8_ap, "export/fp32_AP50_95": result.int8.fp32_ap,
                              "export/int8_ap_drop": result.int8.drop})
@@ -440,7 +451,9 @@ def export_int8(params: PipelineParams, onnx_path: Path, size: int, prepared: Pa
 def register(params: PipelineParams, exported: ExportedModel, evaluation: Evaluation, run_id: str,
              data_version: str) -> RegisteredModel:
     """Register ``exported`` (its ONNX pyfunc, with the serving thresholds of ``params.serve``) as a new
-    version of ``tracking.registered_model`` with the ``gate.challenger_alias``, logged to run ``run_id``.
+    version of ``tracking.registered_model`` with the ``gate.challenger_alias``, logged to run ``run_id``. With
+    an end2end serving graph (``export.serve_end2end``) the pyfunc carries both and serves from the end2end one
+    (:class:`yolox.tracking.pyfunc.YoloxOnnxModel`); the version's tag ``serving_variant`` says which graph serves.
 
     Raises:
         TrackingError: the registry refused.
@@ -453,12 +466,15 @@ def register(params: PipelineParams, exported: ExportedModel, evaluation: Evalua
     sp = params.serve
     int8 = {"int8_AP50_95": f"{exported.int8.int8_ap:.6f}", "int8_fp32_AP50_95": f"{exported.int8.fp32_ap:.6f}"} \
         if exported.int8 is not None else {}
+    serving = {"serving_variant": "end2end"} if exported.serving is not None or exported.variant == "end2end" \
+        else {"serving_variant": exported.variant}
     mv = log_and_register(run_id, exported.onnx, params.tracking.registered_model, exported.sample_image,
                           {"data_version": data_version, "AP50_95": f"{evaluation.ap:.4f}",
                            "model": exported.meta.name, "input_size": str(exported.meta.input_size),
                            "export_check": exported.check, "export_max_abs_diff": f"{exported.max_abs_diff or 0:.3g}",
-                           "export_variant": exported.variant, **int8},
-                          sp.conf_thresh, sp.nms_thresh, sp.max_det, alias=params.gate.challenger_alias)
+                           "export_variant": exported.variant, **serving, **int8},
+                          sp.conf_thresh, sp.nms_thresh, sp.max_det, alias=params.gate.challenger_alias,
+                          end2end_path=exported.serving)
     MlflowRun.attach(run_id).set_tags({"registered_version": mv.version})
     return RegisteredModel(mv.name, mv.version, mv.model_uri)
 
@@ -514,7 +530,7 @@ def load_model(weights: str | Path, model_name: str | None = None) -> tuple[Any,
     from yolox.inference import TorchBackend
 
     net, meta = load_torch_model(weights, model_name)
-    return TorchBackend(net), meta
+    return TorchBackend(net, fuse=True), meta
 
 
 def _onnx_fixed_size(backend: Any) -> int | None:

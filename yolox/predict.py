@@ -1,22 +1,44 @@
-"""``yolox predict``: detections on images, drawn and written as JSON (same path as eval and serving).
+"""``yolox predict``: detections on images, folders, videos and http(s) URLs, drawn and written as JSON (the
+detection path of eval and serving, :func:`yolox.inference.detect`, with boxes clipped to the image).
 
-A bad image never stops the run: each image is checked as ``prepare`` checks it
-(:func:`yolox.data.validate.check_image`: it decodes, and a JPEG is not cut short), and one that fails is
-skipped with its reason, logged and listed in the JSON beside the detections of every good image.
+Sources (any number, in one run):
+
+- an image file, or a folder and its sub-folders: images (:data:`IMAGE_SUFFIXES`) and videos
+  (:data:`VIDEO_SUFFIXES`); other files of a folder are skipped (:data:`UNSUPPORTED_FILE`);
+- a video file (OpenCV ``VideoCapture``, FFmpeg): every frame is detected, an annotated copy of the video is
+  written, and the JSON holds each frame's detections;
+- an ``http://`` or ``https://`` URL: downloaded with ``urllib`` to a temporary file (at most
+  ``predict.download_max_mb``, ``predict.download_timeout_s`` per read), then an image or a video by its
+  extension (or its ``Content-Type``).
+
+Nothing a source holds stops the run: an image is checked as ``prepare`` checks it
+(:func:`yolox.data.validate.read_checked_image`: it decodes, and a JPEG is not cut short), a video must open
+and hold a frame, a URL must download within the limits; one that fails is skipped with its reason, logged and
+listed in the JSON beside the detections of every good item.
 """
 
 from __future__ import annotations
 
+import colorsys
 import json
 import logging
+import mimetypes
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from yolox.config import ServeParams
+from yolox.config import PredictParams, ServeParams
 from yolox.errors import ConfigError, DataError
 from yolox.inference import Backend, detect
 from yolox.ops.nms import Detections
@@ -25,40 +47,57 @@ log = logging.getLogger("yolox.predict")
 
 SERVE = ServeParams()  # the default thresholds (yolox.config owns them)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"}
+URL_SCHEMES = ("http", "https")
+VIDEO_CODECS = {".avi": "MJPG"}
+"""FourCC of the annotated video by its extension; anything else is written as MPEG-4 (``mp4v``) in an .mp4."""
+
+# Skip reasons (the "reason" of a "skipped" entry; the image ones are prepare's, yolox.data.readers)
 UNSUPPORTED_FILE = "not an image file"
-"""Skip reason of a file in a source folder whose extension is not one of :data:`IMAGE_SUFFIXES`."""
+"""A file in a source folder whose extension is neither an image's nor a video's."""
+UNSUPPORTED_SOURCE = "unsupported source"
+"""A URL whose scheme is not http or https."""
+DOWNLOAD_FAILED = "download failed"
+DOWNLOAD_TOO_LARGE = "download too large"
+NOT_A_VIDEO = "not a decodable video"
+EMPTY_VIDEO = "video without frames"
+VIDEO_NOT_WRITTEN = "annotated video not written"
 
 
 @dataclass
 class PredictResult:
-    """What :func:`predict` did: images predicted, detections found, the JSON written, and the skipped files
-    (``{"image", "reason", "detail"}`` each)."""
+    """What :func:`predict` did: images predicted, detections found (images and video frames), the JSON written,
+    the skipped sources (``{"image", "reason", "detail"}`` each), videos predicted and their frames."""
 
     out_dir: Path
     images: int
     detections: int
     json_path: Path
     skipped: list[dict[str, str]] = field(default_factory=list)
+    videos: int = 0
+    frames: int = 0
 
 
 def list_images(source: str | Path) -> list[Path]:
     """The image files of ``source`` (one image, or a folder and its sub-folders, sorted). Raises DataError if
     none."""
-    files, _ = _source_files(Path(source))
+    files, _, _ = _source_files(Path(source))
     if not files:
         raise DataError(_no_images(Path(source)))
     return files
 
 
-def _source_files(source: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
-    """(image files, other files) of an image or a folder tree, sorted; files under ``exclude`` left out."""
+def _source_files(source: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path], list[Path]]:
+    """(image files, video files, other files) of a file or a folder tree, sorted; files under ``exclude`` left
+    out. A file given by name is an image unless its extension is a video's."""
     if source.is_file():
-        return [source], []
+        return ([], [source], []) if source.suffix.lower() in VIDEO_SUFFIXES else ([source], [], [])
     if not source.is_dir():
-        return [], []
+        return [], [], []
     files = sorted(p for p in source.rglob("*") if p.is_file() and not (exclude and exclude in p.resolve().parents))
     return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES], \
-        [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+        [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES], \
+        [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
 
 
 def _no_images(source: Path) -> str:
@@ -67,34 +106,75 @@ def _no_images(source: Path) -> str:
     return f"no images at {source} (expected an image file or a folder of {sorted(IMAGE_SUFFIXES)})"
 
 
+def is_url(source: str | Path) -> bool:
+    """Whether ``source`` is written as a URL (``scheme://...``), whatever its scheme."""
+    return isinstance(source, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", source) is not None
+
+
+# --- drawing ----------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1024)
+def class_color(label: int) -> tuple[int, int, int]:
+    """The BGR colour of class ``label``: hues spread by the golden ratio (neighbouring classes differ), bright and
+    saturated."""
+    r, g, b = colorsys.hsv_to_rgb((int(label) * 0.618033988749895) % 1.0, 0.75, 0.95)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def text_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever contrasts more with the background ``bgr`` (its relative luminance)."""
+    b, g, r = bgr
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
+
+
+def label_style(height: int, width: int) -> tuple[float, int, int]:
+    """(font scale, text thickness, box thickness) for an image of ``height`` x ``width`` pixels: the label text
+    is about 2.5 % of the shorter side high (at least ~8 px), lines thicken with the image."""
+    short = min(height, width)
+    scale = max(0.35, short / 800)
+    return scale, max(1, round(scale * 1.6)), max(1, round(short / 300))
+
+
 def draw(img: np.ndarray, det: Detections, names: list[str]) -> np.ndarray:
-    """A copy of ``img`` with boxes and 'name score' labels drawn (BGR uint8)."""
+    """A copy of ``img`` (BGR uint8 (H, W, 3)) with each detection's box and its label ``"<class name> <score>"``:
+    text in black or white (:func:`text_color`) on a filled background of the class colour, above the box (inside
+    it at the top edge of the image), kept inside the image; font and lines scaled to the image
+    (:func:`label_style`). Boxes are xyxy in the image's pixels."""
     out = img.copy()
-    for box, score, label in zip(det.boxes, det.scores, det.labels):
-        color = tuple(int(c) for c in np.random.default_rng(int(label)).integers(64, 256, 3))
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        cv2.rectangle(out, (x0, y0), (x1, y1), color, 2)
-        cv2.putText(out, f"{names[label]} {score:.2f}", (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    color, 1, cv2.LINE_AA)
+    h, w = out.shape[:2]
+    scale, thick, line = label_style(h, w)
+    font, pad = cv2.FONT_HERSHEY_SIMPLEX, max(1, round(2 * scale))
+    for box, score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist()):
+        color = class_color(label)
+        x0, y0, x1, y1 = (round(v) for v in box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), color, line)
+        text = f"{names[label]} {score:.2f}"
+        (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+        bw, bh = tw + 2 * pad, th + base + 2 * pad
+        lx = min(max(x0, 0), max(w - bw, 0))
+        ly = y0 - bh if y0 - bh >= 0 else min(max(y0, 0), max(h - bh, 0))
+        cv2.rectangle(out, (lx, ly), (lx + bw - 1, ly + bh - 1), color, cv2.FILLED)
+        cv2.putText(out, text, (lx + pad, ly + pad + th), font, scale, text_color(color), thick, cv2.LINE_AA)
     return out
 
 
+# --- reading sources -----------------------------------------------------------------------------------------
+
+
 def read_image(path: Path) -> np.ndarray | dict[str, str]:
-    """The image as BGR uint8 (H, W, 3) (grey, alpha and 16-bit files converted, EXIF rotation applied), or its
-    skip record ``{"image", "reason", "detail"}`` when ``prepare`` would reject it: not decodable, or a JPEG
-    cut short (OpenCV would decode it with a grey bottom and only a warning). Any size is accepted."""
+    """The image as BGR uint8 (H, W, 3) (grey, alpha and 16-bit files converted, EXIF rotation applied), decoded
+    once, or its skip record ``{"image", "reason", "detail"}`` when ``prepare`` would reject it: not decodable, or
+    a JPEG cut short (OpenCV would decode it with a grey bottom and only a warning). Any size is accepted."""
     from yolox.data.readers import NOT_AN_IMAGE, Issue, RawImage
-    from yolox.data.validate import check_image
+    from yolox.data.validate import read_checked_image
 
     try:
-        checked = check_image(RawImage(path, str(path), None, None), min_image_size=1)
-        img = None if isinstance(checked, Issue) else cv2.imread(str(path), cv2.IMREAD_COLOR)
+        img = read_checked_image(RawImage(path, str(path), None, None), min_image_size=1)
     except cv2.error as err:  # e.g. a header claiming more pixels than OpenCV's limit (a decompression bomb)
         return {"image": str(path), "reason": NOT_AN_IMAGE, "detail": f"OpenCV refuses it: {opencv_reason(err)}"}
-    if img is None:
-        reason, detail = (checked.reason, checked.detail) if isinstance(checked, Issue) else \
-            (NOT_AN_IMAGE, "cv2.imread cannot decode it")
-        return {"image": str(path), "reason": reason, "detail": detail}
+    if isinstance(img, Issue):
+        return {"image": str(path), "reason": img.reason, "detail": img.detail}
     return img
 
 
@@ -104,6 +184,69 @@ def opencv_reason(err: Exception) -> str:
     text = " ".join(str(err).split())
     return text.split("Assertion failed)")[-1].split(" in function")[0].strip() if "Assertion failed)" in text \
         else text.split("error: ")[-1]
+
+
+def download(url: str, folder: Path, limits: PredictParams) -> Path | dict[str, str]:
+    """Download an http(s) ``url`` into a new sub-folder of ``folder`` (a file named after the URL's last path part,
+    its extension from the ``Content-Type`` when it has none), or its skip record ``{"image": url, "reason", "detail"}``: another scheme
+    (:data:`UNSUPPORTED_SOURCE`), an HTTP error status, no connection, no answer within
+    ``limits.download_timeout_s`` (:data:`DOWNLOAD_FAILED`), more than ``limits.download_max_mb`` announced or
+    received (:data:`DOWNLOAD_TOO_LARGE`; the transfer stops there)."""
+
+    def skip(reason: str, detail: str) -> dict[str, str]:
+        return {"image": url, "reason": reason, "detail": detail}
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in URL_SCHEMES:
+        return skip(UNSUPPORTED_SOURCE, f"scheme {parts.scheme or '(none)'!r}: only http and https URLs are fetched")
+    if not parts.hostname:
+        return skip(DOWNLOAD_FAILED, "the URL names no host")
+    max_bytes = int(limits.download_max_mb * 1024 * 1024)
+    limit = f"{limits.download_max_mb:g} MB (predict.download_max_mb)"
+    request = urllib.request.Request(url, headers={"User-Agent": "yolox-predict"})
+    try:
+        with urllib.request.urlopen(request, timeout=limits.download_timeout_s) as resp:
+            length = resp.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                return skip(DOWNLOAD_TOO_LARGE, f"Content-Length {int(length)} bytes: more than {limit}")
+            path = Path(tempfile.mkdtemp(dir=folder)) / _download_name(parts.path, resp.headers.get_content_type())
+            received = 0
+            with open(path, "wb") as f:   # read no further than one byte past the limit
+                while chunk := resp.read(min(1 << 16, max_bytes + 1 - received)):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        f.close()
+                        path.unlink()
+                        return skip(DOWNLOAD_TOO_LARGE, f"the body passed {limit}: stopped there")
+                    f.write(chunk)
+    except urllib.error.HTTPError as err:
+        return skip(DOWNLOAD_FAILED, f"HTTP {err.code} {err.reason}")
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, TimeoutError):
+            return skip(DOWNLOAD_FAILED, _timed_out(limits))
+        return skip(DOWNLOAD_FAILED, str(getattr(err.reason, "strerror", None) or err.reason))
+    except TimeoutError:
+        return skip(DOWNLOAD_FAILED, _timed_out(limits))
+    except (HTTPException, OSError, ValueError) as err:
+        return skip(DOWNLOAD_FAILED, f"{type(err).__name__}: {err}")
+    return path
+
+
+def _timed_out(limits: PredictParams) -> str:
+    return f"no answer within {limits.download_timeout_s:g} s (predict.download_timeout_s)"
+
+
+def _download_name(url_path: str, content_type: str) -> str:
+    """The last part of the URL path (letters, digits, ``._-``), with an extension from the Content-Type when it
+    has no image or video one."""
+    name = Path(urllib.parse.unquote(url_path)).name or "download"
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[-100:]
+    if Path(name).suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+        name += mimetypes.guess_extension(content_type) or ".bin"
+    return name
+
+
+# --- writing -------------------------------------------------------------------------------------------------
 
 
 def _output_dir(out_dir: Path) -> Path:
@@ -116,61 +259,182 @@ def _output_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def _drawn_path(path: Path, source: Path, out_dir: Path) -> Path:
-    """Where the drawn copy of ``path`` goes: its path below the source folder, in ``out_dir`` (PNG when its
-    extension is not one OpenCV writes)."""
-    rel = Path(path.name) if source.is_file() else path.relative_to(source)
-    if rel.suffix.lower() not in IMAGE_SUFFIXES:
-        rel = rel.with_name(rel.name + ".png")
-    return out_dir / rel
+def _relative(path: Path, source: Path) -> Path:
+    return Path(path.name) if source.is_file() or source == path else path.relative_to(source)
 
 
-def predict(backend: Backend, source: str | Path, out_dir: str | Path, names: list[str], img_size: int,
-            conf_thresh: float = SERVE.conf_thresh, nms_thresh: float = SERVE.nms_thresh,
-            max_det: int = SERVE.max_det) -> PredictResult:
-    """Detect on every image of ``source`` (an image, or a folder and its sub-folders); write the drawn images
-    to ``out_dir`` (same relative paths) and ``<out_dir>/predictions.json``::
+class _Outputs:
+    """Where drawn images and annotated videos go: their path below their source folder (or their name), in
+    ``out_dir``; a second item of the same name (from another source) gets ``-2``, ``-3``, ... appended."""
 
-        {"images": [{"image": path, "detections": [{"box_xyxy": [x0, y0, x1, y1], "score", "class_id",
-                                                    "class_name"}, ...]}, ...],
-         "skipped": [{"image": path, "reason": "truncated JPEG", "detail": "..."}, ...]}
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.used: set[Path] = set()
 
-    Boxes are xyxy in original-image pixels. An image that cannot be read (see :func:`read_image`) and a file
-    of a folder that is not an image (:data:`UNSUPPORTED_FILE`) are skipped with their reason: logged, and
-    listed under ``skipped``; the other images are predicted all the same.
+    def path(self, rel: Path, video: bool = False) -> Path:
+        if video and rel.suffix.lower() not in (".mp4", *VIDEO_CODECS):
+            rel = rel.with_name(rel.name + ".mp4")
+        elif not video and rel.suffix.lower() not in IMAGE_SUFFIXES:
+            rel = rel.with_name(rel.name + ".png")
+        out, k = self.out_dir / rel, 1
+        while out in self.used:
+            k += 1
+            out = self.out_dir / rel.with_name(f"{rel.stem}-{k}{rel.suffix}")
+        self.used.add(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out
 
-    Raises:
-        DataError: no images at ``source``, or none of them could be read (the JSON is written first).
-        ConfigError: ``out_dir`` is a file or cannot be created.
-    """
-    source, out_dir = Path(source), Path(out_dir)
-    files, others = _source_files(source, out_dir.resolve())
-    if not files and not others:
-        raise DataError(_no_images(source))
-    out_dir = _output_dir(out_dir)
-    results: list[dict[str, Any]] = []
-    skipped = [{"image": str(p), "reason": UNSUPPORTED_FILE,
-                "detail": f"extension {p.suffix or '(none)'!r} is not one of {sorted(IMAGE_SUFFIXES)}"} for p in others]
-    for s in skipped:
-        log.warning("skipped %s: %s (%s)", s["image"], s["reason"], s["detail"])
-    total = 0
-    for path in files:
+
+def detections_json(det: Detections, names: list[str]) -> list[dict[str, Any]]:
+    """``[{"box_xyxy": [x0, y0, x1, y1], "score", "class_id", "class_name"}, ...]`` (pixels to 0.01, scores to
+    1e-5)."""
+    return [{"box_xyxy": [round(v, 2) for v in b], "score": round(s, 5), "class_id": int(c), "class_name": names[c]}
+            for b, s, c in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist())]
+
+
+# --- the command ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    backend: Backend
+    names: list[str]
+    img_size: int
+    thresholds: tuple[float, float, int]
+    outputs: _Outputs
+    images: list[dict[str, Any]] = field(default_factory=list)
+    videos: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    detections: int = 0
+
+    def skip(self, record: dict[str, str]) -> None:
+        log.warning("skipped %s: %s (%s)", record["image"], record["reason"], record["detail"])
+        self.skipped.append(record)
+
+    def detect(self, img: np.ndarray) -> Detections:
+        det = detect(self.backend, [img], self.img_size, *self.thresholds, clip=True)[0]
+        self.detections += len(det)
+        return det
+
+    def image(self, path: Path, name: str, rel: Path) -> None:
         img = read_image(path)
         if isinstance(img, dict):
-            log.warning("skipped %s: %s (%s)", img["image"], img["reason"], img["detail"])
-            skipped.append(img)
+            self.skip({**img, "image": name})
+            return
+        det = self.detect(img)
+        cv2.imwrite(str(self.outputs.path(rel)), draw(img, det, self.names))
+        self.images.append({"image": name, "detections": detections_json(det, self.names)})
+
+    def video(self, path: Path, name: str, rel: Path) -> None:
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            self.skip({"image": name, "reason": NOT_A_VIDEO, "detail": "OpenCV (FFmpeg) cannot open it as a video"})
+            return
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        fps = fps if fps and np.isfinite(fps) and fps > 0 else 25.0
+        announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        frames: list[dict[str, Any]] = []
+        writer, out, size = None, None, None
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    break
+                if writer is None:
+                    size = (frame.shape[1], frame.shape[0])
+                    out = self.outputs.path(rel, video=True)
+                    fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS.get(out.suffix.lower(), "mp4v"))
+                    writer = cv2.VideoWriter(str(out), fourcc, fps, size)
+                    if not writer.isOpened():
+                        self.skip({"image": name, "reason": VIDEO_NOT_WRITTEN,
+                                   "detail": f"OpenCV cannot write {out.name} ({out.suffix} video)"})
+                        return
+                det = self.detect(frame)
+                drawn = draw(frame, det, self.names)
+                writer.write(drawn if (drawn.shape[1], drawn.shape[0]) == size else cv2.resize(drawn, size))
+                frames.append({"frame": len(frames), "detections": detections_json(det, self.names)})
+        finally:
+            cap.release()
+            if writer is not None:
+                writer.release()
+        if not frames:
+            self.skip({"image": name, "reason": EMPTY_VIDEO, "detail": "OpenCV opens it but reads no frame"})
+            return
+        entry: dict[str, Any] = {"video": name, "drawn": str(out), "fps": round(fps, 3), "width": size[0],
+                                 "height": size[1], "frames": frames}
+        if announced > len(frames):
+            entry["note"] = f"read {len(frames)} of the {announced} frames its header announces (cut short?)"
+            log.warning("%s: %s", name, entry["note"])
+        self.videos.append(entry)
+
+
+def predict(backend: Backend, source: str | Path | Sequence[str | Path], out_dir: str | Path, names: list[str],
+            img_size: int, conf_thresh: float = SERVE.conf_thresh, nms_thresh: float = SERVE.nms_thresh,
+            max_det: int = SERVE.max_det, limits: PredictParams | None = None) -> PredictResult:
+    """Detect on every image and video frame of ``source`` (one or several: image or video files, folders and
+    their sub-folders, http(s) URLs; module docstring); write the drawn images and annotated videos to
+    ``out_dir`` (a folder's items at their relative paths) and ``<out_dir>/predictions.json``::
+
+        {"images": [{"image": path or URL, "detections": [{"box_xyxy": [x0, y0, x1, y1], "score", "class_id",
+                                                            "class_name"}, ...]}, ...],
+         "videos": [{"video": path or URL, "drawn": annotated video, "fps", "width", "height",
+                     "frames": [{"frame": 0, "detections": [...]}, ...], ("note": "read 4 of the 6 frames ...")}],
+         "skipped": [{"image": path or URL, "reason": "truncated JPEG", "detail": "..."}, ...]}
+
+    Boxes are xyxy in original-image pixels, clipped to the image (evaluation keeps them unclipped). An item that
+    cannot be read (:func:`read_image`, a video that does not open or holds no frame, a failed
+    :func:`download`, a folder's file of another type: :data:`UNSUPPORTED_FILE`) is skipped with its reason:
+    logged, and listed under ``skipped``; the other items are predicted all the same. ``limits``: the download
+    limits (default :class:`~yolox.config.PredictParams`).
+
+    Raises:
+        DataError: a local source does not exist; no items at all; or none could be read (the JSON is written
+            first).
+        ConfigError: ``out_dir`` is a file or cannot be created.
+    """
+    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    out_dir = Path(out_dir)
+    limits = limits or PredictParams()
+    local: list[tuple[Path, tuple[list[Path], list[Path], list[Path]]]] = []
+    for s in sources:
+        if is_url(str(s)):
             continue
-        det = detect(backend, [img], img_size, conf_thresh, nms_thresh, max_det)[0]
-        drawn = _drawn_path(path, source, out_dir)
-        drawn.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(drawn), draw(img, det, names))
-        total += len(det)
-        results.append({"image": str(path), "detections": [
-            {"box_xyxy": [round(float(v), 2) for v in b], "score": round(float(s), 5), "class_id": int(c),
-             "class_name": names[int(c)]} for b, s, c in zip(det.boxes, det.scores, det.labels)]})
+        found = _source_files(Path(s), out_dir.resolve())
+        if not Path(s).exists() or (len(sources) == 1 and not any(found)):
+            raise DataError(_no_images(Path(s)))
+        local.append((Path(s), found))
+    run = _Run(backend, names, img_size, (conf_thresh, nms_thresh, max_det), _Outputs(_output_dir(out_dir)))
+    for _, (_, _, others) in local:
+        for p in others:
+            run.skip({"image": str(p), "reason": UNSUPPORTED_FILE,
+                      "detail": f"extension {p.suffix or '(none)'!r} is not one of {sorted(IMAGE_SUFFIXES)}"})
+    with tempfile.TemporaryDirectory(prefix="yolox-predict-") as tmp:
+        it = iter(local)
+        for s in sources:
+            if is_url(str(s)):
+                got = download(str(s), Path(tmp), limits)
+                if isinstance(got, dict):
+                    run.skip(got)
+                    continue
+                rel = Path(got.name)
+                if got.suffix.lower() in VIDEO_SUFFIXES:
+                    run.video(got, str(s), rel)
+                else:
+                    run.image(got, str(s), rel)
+                continue
+            root, (images, videos, _) = next(it)
+            for p in images:
+                run.image(p, str(p), _relative(p, root))
+            for p in videos:
+                run.video(p, str(p), _relative(p, root))
     json_path = out_dir / "predictions.json"
-    json_path.write_text(json.dumps({"images": results, "skipped": skipped}, indent=2) + "\n")
-    if not results:
-        raise DataError(f"no image of {source} could be read ({len(skipped)} skipped: "
-                        f"{', '.join(sorted({s['reason'] for s in skipped}))}); see {json_path}")
-    return PredictResult(out_dir, len(results), total, json_path, skipped)
+    json_path.write_text(json.dumps({"images": run.images, "videos": run.videos, "skipped": run.skipped},
+                                    indent=2) + "\n")
+    if not run.images and not run.videos:
+        what = str(sources[0]) if len(sources) == 1 else f"the {len(sources)} sources"
+        if not run.skipped:
+            raise DataError(f"nothing to predict at {what}: no images or videos")
+        raise DataError(f"no image of {what} could be read ({len(run.skipped)} skipped: "
+                        f"{', '.join(sorted({s['reason'] for s in run.skipped}))}); see {json_path}")
+    return PredictResult(out_dir, len(run.images), run.detections, json_path, run.skipped, len(run.videos),
+                         sum(len(v["frames"]) for v in run.videos))

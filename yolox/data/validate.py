@@ -179,6 +179,12 @@ def _validate_one(
 
 
 def check_image(image: RawImage, min_image_size: int) -> tuple[int, int] | Issue:
+    """The decoded (width, height) of an image that passes :func:`read_checked_image`, or its :class:`Issue`."""
+    pixels = read_checked_image(image, min_image_size)
+    return pixels if isinstance(pixels, Issue) else (pixels.shape[1], pixels.shape[0])
+
+
+def read_checked_image(image: RawImage, min_image_size: int) -> np.ndarray | Issue:
     """Decode an image and check it.
 
     An image whose path is not valid UTF-8 (a file name's bytes in another encoding, e.g. Latin-1
@@ -190,7 +196,7 @@ def check_image(image: RawImage, min_image_size: int) -> tuple[int, int] | Issue
     renaming the file to UTF-8 (e.g. with ``convmv``) brings it back.
 
     Returns:
-        The decoded (width, height) in pixels (EXIF rotation applied, as ``cv2.imread`` does), or an
+        The decoded image, BGR uint8 (H, W, 3) (``cv2.imread``: EXIF rotation applied), or an
         image :class:`Issue` (name not UTF-8, missing, unreadable, not decodable, truncated JPEG, smaller
         than ``min_image_size`` pixels on a side, or not the size the source records) that counts all its
         boxes. Details name no path of this machine (they go into ``report.json``).
@@ -224,7 +230,7 @@ def check_image(image: RawImage, min_image_size: int) -> tuple[int, int] | Issue
     recorded = (image.width, image.height)
     if None not in recorded and recorded != (width, height):
         return issue(SIZE_MISMATCH, f"recorded {image.width}x{image.height} px, decoded {width}x{height} px")
-    return width, height
+    return pixels
 
 
 def _is_utf8(text: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -56,3 +57,11 @@ def pairwise_iou_xyxy(a_xyxy: torch.Tensor, b_xyxy: torch.Tensor) -> torch.Tenso
     area_b = (b_xyxy[:, 2:] - b_xyxy[:, :2]).clamp(min=0).prod(-1)
     union = area_a[:, None] + area_b[None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+
+
+def clip_xyxy(boxes_xyxy: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Clip (N, 4) xyxy pixel boxes to an image of ``height`` x ``width`` pixels in place (x in [0, width],
+    y in [0, height]) and return them. For reported detections only: evaluation keeps boxes unclipped."""
+    np.clip(boxes_xyxy[:, 0::2], 0, width, out=boxes_xyxy[:, 0::2])
+    np.clip(boxes_xyxy[:, 1::2], 0, height, out=boxes_xyxy[:, 1::2])
+    return boxes_xyxy

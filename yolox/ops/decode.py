@@ -3,6 +3,8 @@ the formula: inference (:func:`decode_outputs`) and the training loss (:func:`de
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from yolox.meta import STRIDES
@@ -29,3 +31,11 @@ def decode_outputs(outputs: torch.Tensor, input_hw: tuple[int, int],
     """
     grid, stride = anchor_points(input_hw, strides, outputs.device, outputs.dtype)
     return torch.cat([decode_boxes(outputs[..., :4], grid, stride), outputs[..., 4:]], dim=-1)
+
+
+@lru_cache(maxsize=32)
+def cached_anchor_points(input_hw: tuple[int, int], strides: tuple[int, ...] = STRIDES
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`yolox.models.head.anchor_points` on the CPU as float32, built once per (input size, strides):
+    ``grid (A, 2)`` cells ``(col, row)``, ``stride (A,)`` pixels. Shared between calls: index them, never write."""
+    return anchor_points((int(input_hw[0]), int(input_hw[1])), tuple(int(s) for s in strides))

@@ -31,7 +31,8 @@ def _size_hw(size: int | tuple[int, int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def _check_image(img: np.ndarray) -> None:
+def check_letterbox_input(img: np.ndarray) -> None:
+    """Raise ValueError unless ``img`` is an (H, W, 3) uint8 array (what the letterbox takes)."""
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         got = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
         raise ValueError(f"letterbox expects an (H, W, 3) uint8 BGR image, got {got}")
@@ -91,9 +92,33 @@ def letterbox(img: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray,
     Raises:
         ValueError: ``img`` is not an (H, W, 3) uint8 array.
     """
-    _check_image(img)
+    check_letterbox_input(img)
     resized, r = resize_to_fit(img, size)
     return pad_to(resized, size), r
+
+
+def letterbox_into(img: np.ndarray, out: np.ndarray) -> float:
+    """The letterbox of ``img`` written straight into a network input slot: the same values as
+    ``letterbox(img, size)[0].transpose(2, 0, 1)`` as float32, without the padded canvas and its transposed copy
+    (the resized image is converted to float32 channels-first in one strided copy, over the pad value).
+
+    Args:
+        img: (H, W, 3) uint8 BGR.
+        out: (3, size_h, size_w) float32, written in full (e.g. ``batch[i]`` of a (B, 3, S, S) batch).
+
+    Returns:
+        r = min(size_h / H, size_w / W).
+
+    Raises:
+        ValueError: ``img`` is not an (H, W, 3) uint8 array.
+    """
+    check_letterbox_input(img)
+    resized, r = resize_to_fit(img, out.shape[1:])
+    h, w = resized.shape[:2]
+    out[:, :h, w:] = PAD_VALUE
+    out[:, h:] = PAD_VALUE
+    out[:, :h, :w] = resized.transpose(2, 0, 1)
+    return r
 
 
 def to_input_tensor(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:

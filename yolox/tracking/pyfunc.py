@@ -2,12 +2,28 @@
 
 Input: a DataFrame with a string column ``image``: each row one image file, base64-encoded (JPEG/PNG).
 Output: a DataFrame with one row per detection: ``image`` (row index of the input), ``x0, y0, x1, y1``
-(float, original-image pixels), ``score`` (float), ``class_id`` (int), ``class_name`` (str).
+(float, original-image pixels, clipped to the image), ``score`` (float), ``class_id`` (int), ``class_name`` (str).
 Detection runs through :func:`yolox.inference.detect`, the same path as ``yolox predict``, with the same
 thresholds: score >= ``conf_thresh``, class-aware NMS IoU ``nms_thresh``, at most ``max_det`` per image
-(:class:`yolox.config.ServeParams`: 0.25, 0.45, 100 unless the params say otherwise; ``yolox predict``'s too). They are stored in the model (pickled with it, in its metadata
-and as the defaults of its signature's params) and a request may override them, e.g.
-``{"dataframe_split": ..., "params": {"conf_thresh": 0.5}}``.
+(:class:`yolox.config.ServeParams`: 0.25, 0.45, 100 unless the params say otherwise; ``yolox predict``'s too).
+They are stored in the model (pickled with it, in its metadata and as the defaults of its signature's params)
+and a request may override them, e.g. ``{"dataframe_split": ..., "params": {"conf_thresh": 0.5}}``.
+
+**Which graph answers.** Artifacts: ``onnx``, the exported model (``export.variant``: raw, decoded or end2end),
+and, when the export wrote one (``export.serve_end2end``), ``end2end``: the same network with decode and
+class-aware NMS in the graph and the serving thresholds baked in (:data:`yolox.meta.Variant`). A request is
+answered by an end2end graph (the ``end2end`` artifact, or ``onnx`` itself when it is end2end) whenever that
+graph can give exactly the asked detections, i.e. when it asks for
+
+- a score threshold >= the baked one (the graph's detections are filtered further: per-request ``conf_thresh``
+  can always be raised),
+- the baked NMS IoU (another IoU would need the predictions the graph's NMS already removed or kept),
+- at most the baked number of detections (the first ``max_det`` are kept).
+
+Any other request is answered by the raw (or decoded) ``onnx`` graph when the model has one: a documented
+fallback, the same detections :func:`yolox.inference.detect` gives at those thresholds, at the cost of NMS in
+Python. A model whose only graph is end2end (``export.variant: end2end`` without a raw one) answers such a
+request with a 400 (``INVALID_PARAMETER_VALUE``) naming the baked thresholds and what may be asked.
 """
 
 from __future__ import annotations
@@ -68,6 +84,11 @@ class YoloxOnnxModel(mlflow.pyfunc.PythonModel):
 
         path = context.artifacts["onnx"]
         self.backend = OnnxBackend(path)
+        """The ``onnx`` artifact's graph (what the gate evaluates and ``yolox benchmark`` times)."""
+        end2end = context.artifacts.get("end2end")
+        self.end2end = OnnxBackend(end2end) if end2end else self.backend if self.backend.variant == "end2end" \
+            else None
+        """The end2end graph requests are answered from when it can (module docstring), or None."""
         meta = self.backend.meta
         if meta is None:  # a model exported before ModelMeta existed: its flat keys
             flat = read_metadata(path)
@@ -75,21 +96,44 @@ class YoloxOnnxModel(mlflow.pyfunc.PythonModel):
         else:
             self.names, self.input_size = list(meta.names), meta.input_size
 
+    def serving_backend(self, p: dict[str, Any]) -> Any:
+        """The graph that answers a request for thresholds ``p`` (module docstring: the end2end graph when it can
+        give exactly those detections, else the raw/decoded one).
+
+        Raises:
+            MlflowException: INVALID_PARAMETER_VALUE when only an end2end graph is there and it cannot.
+        """
+        if self.end2end is None:
+            return self.backend
+        baked = self.end2end.meta.export
+        if p["conf_thresh"] >= baked.conf_thresh - 1e-9 and abs(p["nms_thresh"] - baked.nms_thresh) <= 1e-9 \
+                and p["max_det"] <= baked.max_det:
+            return self.end2end
+        if self.backend is not self.end2end:
+            return self.backend
+        raise bad_request(f"params: this model's graph has its thresholds baked in (conf_thresh {baked.conf_thresh:g}, "
+                          f"nms_thresh {baked.nms_thresh:g}, max_det {baked.max_det}); asked for conf_thresh "
+                          f"{p['conf_thresh']:g}, nms_thresh {p['nms_thresh']:g}, max_det {p['max_det']}: ask for "
+                          f"conf_thresh >= {baked.conf_thresh:g}, nms_thresh {baked.nms_thresh:g} and max_det <= "
+                          f"{baked.max_det}, or register a model exported with a raw graph (export.variant: raw)")
+
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Detections of every row's image (output frame: module docstring).
+        """Detections of every row's image (output frame: module docstring), by :meth:`serving_backend`.
 
         Raises:
             MlflowException: ``INVALID_PARAMETER_VALUE`` (the scoring server answers 400 with its message, no
                 traceback) for a malformed request: no ``image`` column, a row that is not a base64-encoded
-                image file (the message names the row, 0-based as the output's ``image``), or a bad param.
+                image file (the message names the row, 0-based as the output's ``image``), a bad param, or
+                thresholds an end2end-only model cannot give.
         """
         from yolox.inference import detect
 
         images = decode_images(model_input)
         p = request_thresholds(self.thresholds(), params)
+        backend = self.serving_backend(p)
         if not images:
             return detections_frame([], self.names)
-        dets = detect(self.backend, images, self.input_size, p["conf_thresh"], p["nms_thresh"], p["max_det"])
+        dets = detect(backend, images, self.input_size, p["conf_thresh"], p["nms_thresh"], p["max_det"], clip=True)
         return detections_frame(dets, self.names)
 
 

@@ -118,13 +118,14 @@ def _wrap(what: str, err: Exception) -> TrackingError:
 def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, sample_image: str | Path,
                      extra_tags: dict[str, str] | None = None, conf_thresh: float | None = None,
                      nms_thresh: float | None = None, max_det: int | None = None,
-                     alias: str = CHALLENGER) -> RegisteredVersion:
+                     alias: str = CHALLENGER, end2end_path: str | Path | None = None) -> RegisteredVersion:
     """Log the ONNX-backed pyfunc to the run, register it as a new version of ``registered_model`` and
     give it the ``alias`` (``challenger``).
 
     The logged model has a signature (input column ``image``, the output columns, and params
     ``conf_thresh``, ``nms_thresh``, ``max_det`` whose defaults are the serving thresholds, those of
-    ``yolox predict`` unless given) and an input example (``sample_image``).
+    ``yolox predict`` unless given) and an input example (``sample_image``). ``end2end_path``: an end2end graph
+    of the same network logged beside it (artifact ``end2end``), which the pyfunc serves from.
 
     Raises:
         TrackingError: the registry refused the operation.
@@ -145,7 +146,8 @@ def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, 
     try:
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=pyfunc, artifacts={"onnx": str(onnx_path)},
+                name="model", python_model=pyfunc,
+                artifacts={"onnx": str(onnx_path), **({"end2end": str(end2end_path)} if end2end_path else {})},
                 signature=signature, input_example=example, metadata=pyfunc.thresholds(),
                 pip_requirements=["onnxruntime", "opencv-python-headless", "numpy", "pandas", "torch"],
             )
