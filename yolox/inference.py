@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from yolox.config import EvalParams
 from yolox.errors import CheckpointError, ConfigError
 from yolox.meta import STRIDES, meta_of_onnx
 from yolox.models import InferenceModel, build_model, load_weights
@@ -26,6 +27,9 @@ from yolox.ops.letterbox import letterbox_into
 from yolox.ops.nms import Detections, postprocess_raw, postprocess_scores
 
 log = logging.getLogger("yolox.inference")
+
+EVAL = EvalParams()
+"""Default thresholds: the authors' evaluation protocol (``yolox.config.EvalParams`` owns them)."""
 
 
 class Backend(Protocol):
@@ -228,8 +232,8 @@ def preprocess(images: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, lis
     return batch, [letterbox_into(img, batch[i]) for i, img in enumerate(images)]
 
 
-def detect_batch(backend: Backend, batch: np.ndarray, conf_thresh: float = 0.01, nms_thresh: float = 0.65,
-                 max_det: int | None = 100) -> list[Detections]:
+def detect_batch(backend: Backend, batch: np.ndarray, conf_thresh: float = EVAL.conf_thresh,
+                 nms_thresh: float = EVAL.nms_thresh, max_det: int | None = EVAL.max_det) -> list[Detections]:
     """Detections of a letterboxed batch (B, 3, H, W) float32, boxes xyxy in input pixels.
 
     By the backend's variant (``raw`` for PyTorch and backends without one): ``raw`` -> decode +
@@ -257,8 +261,9 @@ def detect_batch(backend: Backend, batch: np.ndarray, conf_thresh: float = 0.01,
     return dets
 
 
-def detect(backend: Backend, images: Sequence[np.ndarray], size: int, conf_thresh: float = 0.01,
-           nms_thresh: float = 0.65, max_det: int | None = 100, clip: bool = False) -> list[Detections]:
+def detect(backend: Backend, images: Sequence[np.ndarray], size: int, conf_thresh: float = EVAL.conf_thresh,
+           nms_thresh: float = EVAL.nms_thresh, max_det: int | None = EVAL.max_det,
+           clip: bool = False) -> list[Detections]:
     """Detect objects in BGR uint8 images (H, W, 3) letterboxed to ``size`` (:func:`detect_batch`).
 
     Args:
