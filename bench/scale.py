@@ -140,6 +140,7 @@ LOADER = '''
     print(json.dumps({"load_s": t_load, "first_batch_s": t_first, "img_s": rate, "main_rss_mb": mem(os.getpid())["rss"],
                       "main_rss_after_load_mb": main_after_load,
                       "worker_pss_mb": max(w["pss"] for w in workers), "worker_uss_mb": max(w["uss"] for w in workers)}))
+    del it   # shuts the workers down now (not through multiprocessing's exit handler)
 '''
 
 

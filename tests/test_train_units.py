@@ -343,3 +343,45 @@ def test_flat_gives_dotted_names() -> None:
     assert len(flat) == leaves(p)
     assert not any(isinstance(v, dict) for v in flat.values())
     assert flatten({"a": {"b": {"c": 1}, "d": 2}, "e": 3}) == {"a.b.c": 1, "a.d": 2, "e": 3}
+
+
+LIVE_LOADER_AT_EXIT = '''
+import sys
+from pathlib import Path
+import cv2, numpy as np
+from yolox.config import AugmentParams
+from yolox.data.dataset import build_train_loader
+from yolox.data.records import DetectionDataset, ImageRecord
+root = Path(sys.argv[1])
+records = []
+for k, path in enumerate(sorted((root / "images" / "train2017").glob("*.jpg"))[:8]):
+    h, w = cv2.imread(str(path)).shape[:2]
+    records.append(ImageRecord(k + 1, path.resolve(), w, h, np.array([[10, 10, 60, 60]], np.float32),
+                               np.zeros(1, np.int64)))
+dataset = DetectionDataset(["thing"], [1], records)
+it = iter(build_train_loader(dataset, AugmentParams(), "yolox-nano", 128, 4, 2, seed=0, multiscale=False))
+images, targets = next(it)[:2]
+print("batch", tuple(images.shape), flush=True)
+# exits with the iterator (and its 2 workers) alive: multiprocessing terminates (SIGTERM), then joins them
+'''
+
+
+def test_a_process_exiting_with_a_live_training_loader_does_not_hang(coco128_dir: Path, tmp_path: Path) -> None:
+    """The loader's workers defer SIGTERM (the trainer stops them itself after finishing its step), but not
+    forever: a script that exits while its training-loader iterator is alive (multiprocessing's exit
+    handler SIGTERMs its daemonic workers, then joins them) ended only by SIGKILL before; it must now
+    exit within the workers' grace (``WORKER_STOP_GRACE_S``)."""
+    import subprocess
+    import sys
+    import time
+
+    from yolox.data.dataset import WORKER_STOP_GRACE_S
+
+    script = tmp_path / "live_loader.py"
+    script.write_text(LIVE_LOADER_AT_EXIT)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(script), str(coco128_dir)], capture_output=True, text=True,
+                          timeout=WORKER_STOP_GRACE_S + 60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "batch (4, 3, 128, 128)" in proc.stdout
+    assert time.perf_counter() - t0 < WORKER_STOP_GRACE_S + 45

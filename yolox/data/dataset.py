@@ -28,6 +28,7 @@ num_targets (B,) int64, image_ids (B,) int64)``.
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 from collections.abc import Iterator, Sequence
@@ -263,6 +264,22 @@ def worker_seed(dataset_seed: int, worker_id: int) -> int:
     return int(np.random.SeedSequence([dataset_seed, 1 + worker_id]).generate_state(1)[0])
 
 
+WORKER_STOP_GRACE_S = 20
+"""Seconds a data-loader worker stays after a SIGTERM (see :func:`seed_worker`): time for the training process
+to finish its step and shut the loader down itself."""
+
+
+def _leave_worker(signum: int, frame: object) -> None:
+    os._exit(0)
+
+
+def _defer_worker_stop(signum: int, frame: object) -> None:
+    """A loader worker's SIGTERM: leave after :data:`WORKER_STOP_GRACE_S` unless shut down before."""
+    if signal.getsignal(signal.SIGALRM) is not _leave_worker:
+        signal.signal(signal.SIGALRM, _leave_worker)
+        signal.alarm(WORKER_STOP_GRACE_S)
+
+
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: seed torch, ``random``, NumPy and the dataset's augmentation with
     :func:`worker_seed` of the dataset's seed (a pure function of (seed, rank, worker id); else the
@@ -271,11 +288,14 @@ def seed_worker(worker_id: int) -> None:
     With per-sample seeds (the training loader) the augmentation is reseeded for every sample anyway;
     this keeps anything else a worker draws reproducible too.
 
-    SIGINT and SIGTERM are ignored: Ctrl-C reaches the whole foreground process group and a launcher
-    stops a worker's whole group, but stopping is the training process's job (it finishes its step,
-    saves a checkpoint, then shuts its loader down); a worker killed under it would fail the step."""
+    SIGINT is ignored and SIGTERM deferred: Ctrl-C reaches the whole foreground process group and a
+    launcher stops a worker's whole group, but stopping is the training process's job (it finishes its
+    step, saves a checkpoint, then shuts its loader down); a worker killed under it would fail the step.
+    A SIGTERM starts :data:`WORKER_STOP_GRACE_S` seconds after which the worker leaves by itself (exit
+    status 0, which the loader does not take for a crash): a process that exits with its loader still
+    alive (multiprocessing terminates, then joins, its daemonic workers) is not left waiting forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _defer_worker_stop)
     info = torch.utils.data.get_worker_info()
     base = getattr(info.dataset, "seed", None) if info is not None else None
     seed = worker_seed(base, worker_id) if base is not None else torch.initial_seed() % 2**32
