@@ -1,6 +1,6 @@
 """``yolox benchmark``: every deployable format of one model side by side, measured in one run on one machine.
 
-For each format available here (PyTorch eager, ONNX Runtime raw, end2end and INT8, TensorRT when a GPU and
+For each format available here (PyTorch eager, Conv+BN fused and channels-last as `yolox predict` runs it; ONNX Runtime raw, end2end and INT8, TensorRT when a GPU and
 TensorRT are present; the authors' released ONNX as ``reference`` when given):
 
 - COCO AP50:95 and AP50 on a dataset split (the ``eval.*`` protocol; the end2end graph is exported with the
@@ -19,6 +19,7 @@ Latency figures depend on the machine and its load: compare formats within one r
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -235,7 +236,8 @@ def _candidates(params: PipelineParams, weights: str, model_name: str | None, im
     ev, ep = params.eval, params.export
     rows: list[tuple[str, Any, str | None]] = []
     if "pytorch" in wanted:
-        rows.append(("pytorch", lambda: TorchBackend(net), weights))
+        # what `yolox predict`/`eval` run on a .pth (Conv+BN fused, channels-last), on a copy: `net` is exported below
+        rows.append(("pytorch", lambda: TorchBackend(copy.deepcopy(net), fuse=True), weights))
     raw = out / "raw.onnx"
     if {"onnx-raw", "onnx-int8"} & set(wanted):
         export_onnx(net, raw, size, meta.names, meta.name, ep.opset, True, ep.simplify, "raw")
