@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                     "epochs": cfg["epochs"], "no_aug": cfg["no_aug"], "threads": args.threads,
                     "workers": args.workers, "max_iters": args.max_iters, "weights_out": str(out / f"ours_{tag}.pth")}
             (out / f"ours_{tag}.spec.json").write_text(json.dumps(spec))
-            log_ours = open(out / f"ours_{tag}.log", "w")
+            log_ours = open(out / f"ours_{tag}.log", "w")  # noqa: SIM115 (the child writes it while we wait)
             procs["ours"] = subprocess.Popen([sys.executable, __file__, "--_ours", str(out / f"ours_{tag}.spec.json")],
                                              stdout=log_ours, stderr=subprocess.STDOUT)
             if args.peer_python:
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.max_iters:
                     cmd += ["--max-iters", str(args.max_iters)]
                 env = {**os.environ, "PYTHONPATH": str(args.peer_src)}
-                procs["theirs"] = subprocess.Popen(cmd, stdout=open(out / f"theirs_{tag}.log", "w"),
+                procs["theirs"] = subprocess.Popen(cmd, stdout=open(out / f"theirs_{tag}.log", "w"),  # noqa: SIM115
                                                    stderr=subprocess.STDOUT, env=env)
             for side, proc in procs.items():
                 if proc.wait() != 0:

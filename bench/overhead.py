@@ -87,8 +87,7 @@ def instrument(timers: Timers) -> None:
     """Wrap every MLflow entry point of yolox/tracking, the hashing and the gate's evaluations."""
     import yolox.lineage
     import yolox.pipeline
-    import yolox.tracking.gate as gate
-    import yolox.tracking.registry as registry
+    from yolox.tracking import gate, registry
     from yolox.tracking.run import MlflowRun
 
     for attr in ("__init__", "attach", "log_params", "log_metrics", "set_tags", "log_artifact", "log_figure",
@@ -166,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if flow_s is not None:
         rows += [("Prefect flow", flow_s, (flow_s - bare) / bare),
                  ("  of which Prefect (flow - pipeline)", flow_s - piped, (flow_s - piped) / bare)]
-    print(f"\nstages (bare): " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
+    print("\nstages (bare): " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
     print(f"{'run':40s} {'seconds':>9s} {'share of bare':>14s}")
     for name, sec, share in rows:
         print(f"{name:40s} {sec:9.1f} {'' if share is None else f'{share:+.1%}':>14s}")

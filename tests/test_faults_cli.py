@@ -505,8 +505,8 @@ FOLDER_CASES = {
     "non-image-file": ("notes.txt", ("not an image file", ("extension '.txt' is not one of ['.bmp', '.jpeg', '.jpg', "
                                                            "'.png', '.tif', '.tiff', '.webp']"))),
     "png-bomb-header": ("bomb.png", ("not a decodable image",
-                                     "the header claims too many pixels (Image size (2500000000 pixels) exceeds "
-                                     "limit of 178956970 pixels, could be decompression bomb DOS attack.)")),
+                                     ("the header claims too many pixels (Image size (2500000000 pixels) exceeds "
+                                      "limit of 178956970 pixels, could be decompression bomb DOS attack.)"))),
     "grayscale-png": ("gray.png", None),
     "alpha-png": ("alpha.png", None),
     "16bit-png": ("deep16.png", None),

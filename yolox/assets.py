@@ -71,7 +71,7 @@ def _download(url: str, dest: Path, what: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, suffix=".part") as tmp:
         try:
-            with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 (fixed https URLs)
+            with urllib.request.urlopen(url, timeout=30) as resp:  # fixed https release URLs
                 shutil.copyfileobj(resp, tmp)
         except (urllib.error.URLError, TimeoutError, OSError) as err:
             Path(tmp.name).unlink(missing_ok=True)

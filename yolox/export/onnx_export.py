@@ -99,7 +99,7 @@ def export_onnx(model: YOLOX, out_path: str | Path, input_size: int, names: Sequ
             torch.onnx.export(wrapper, (dummy,), str(out_path), opset_version=opset, input_names=["images"],
                               output_names=list(OUTPUTS[variant]),
                               dynamic_axes=dynamic_axes(variant, dynamic_batch, dynamic_hw), dynamo=False)
-    except Exception as err:  # noqa: BLE001 - surfaces any exporter failure with context
+    except Exception as err:  # any exporter failure, surfaced with the model and path
         raise ExportError(f"ONNX export of {model_name} to {out_path} failed: {err}") from err
     graph = onnx.load(str(out_path))
     if simplify:

@@ -5,6 +5,8 @@ Each neck returns three feature maps at strides 8, 16, 32: ``(P3, P4, P5)``.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -78,7 +80,7 @@ class YOLOPAFPN(nn.Module):
 class Darknet(nn.Module):
     """Darknet-53 (YOLOv3) with an SPP block in dark5; returns dark3, dark4, dark5 (256, 512, 512 channels)."""
 
-    depth2blocks = {21: [1, 2, 2, 1], 53: [2, 8, 8, 4]}
+    depth2blocks: ClassVar[dict[int, list[int]]] = {21: [1, 2, 2, 1], 53: [2, 8, 8, 4]}
 
     def __init__(self, depth: int = 53, stem_out_channels: int = 32) -> None:
         super().__init__()
