@@ -1,7 +1,8 @@
 """``yolox benchmark``: every deployable format of one model side by side, measured in one run on one machine.
 
-For each format available here (PyTorch eager, Conv+BN fused and channels-last as `yolox predict` runs it; ONNX Runtime raw, end2end and INT8, TensorRT when a GPU and
-TensorRT are present; the authors' released ONNX as ``reference`` when given):
+For each format available here (PyTorch eager, Conv+BN fused and channels-last as ``yolox predict`` runs it;
+ONNX Runtime raw, end2end and INT8; TensorRT when a GPU and TensorRT are present; the authors' released ONNX
+as ``reference`` when given):
 
 - COCO AP50:95 and AP50 on a dataset split (the ``eval.*`` protocol; the end2end graph is exported with the
   eval thresholds so its AP is comparable);
