@@ -233,6 +233,10 @@ class EvalParams(_Params):
     per_class_path: str = Field("per_class.json", description="AP50:95 per class, written beside the metrics.")
 
 
+EVAL_DEFAULTS = EvalParams()
+"""The evaluation thresholds' defaults, for functions that take them as keyword defaults (NMS, detect)."""
+
+
 class ServeParams(_Params):
     """Thresholds of served detections: the registered model's defaults and ``yolox predict``'s (a request or
     a flag may override them). Evaluation uses :class:`EvalParams`' (the authors' protocol) instead."""

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from yolox.config import EvalParams
+from yolox.config import EVAL_DEFAULTS as EVAL
 from yolox.errors import CheckpointError, ConfigError
 from yolox.meta import STRIDES, meta_of_onnx
 from yolox.models import InferenceModel, build_model, load_weights
@@ -27,9 +27,6 @@ from yolox.ops.letterbox import letterbox_into
 from yolox.ops.nms import Detections, postprocess_raw, postprocess_scores
 
 log = logging.getLogger("yolox.inference")
-
-EVAL = EvalParams()
-"""Default thresholds: the authors' evaluation protocol (``yolox.config.EvalParams`` owns them)."""
 
 
 class Backend(Protocol):

@@ -187,8 +187,9 @@ def opencv_reason(err: Exception) -> str:
 
 
 def download(url: str, folder: Path, limits: PredictParams) -> Path | dict[str, str]:
-    """Download an http(s) ``url`` into a new sub-folder of ``folder`` (a file named after the URL's last path part,
-    its extension from the ``Content-Type`` when it has none), or its skip record ``{"image": url, "reason", "detail"}``: another scheme
+    """Download an http(s) ``url`` into a new sub-folder of ``folder`` (a file named after the URL's last path
+    part, its extension from the ``Content-Type`` when it has none), or its skip record ``{"image": url,
+    "reason", "detail"}``: another scheme
     (:data:`UNSUPPORTED_SOURCE`), an HTTP error status, no connection, no answer within
     ``limits.download_timeout_s`` (:data:`DOWNLOAD_FAILED`), more than ``limits.download_max_mb`` announced or
     received (:data:`DOWNLOAD_TOO_LARGE`; the transfer stops there)."""

@@ -7,13 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from yolox.config import EvalParams
+from yolox.config import EVAL_DEFAULTS as EVAL
 from yolox.meta import STRIDES
 from yolox.ops.boxes import cxcywh_to_xyxy
 from yolox.ops.decode import cached_anchor_points, decode_boxes
-
-EVAL = EvalParams()
-"""Default thresholds: the authors' evaluation protocol (``yolox.config.EvalParams`` owns them)."""
 
 
 @dataclass
