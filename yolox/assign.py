@@ -130,14 +130,15 @@ def candidate_mask(gt_cxcywh: torch.Tensor, gt_valid: torch.Tensor, grid: torch.
 def _pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """:func:`yolox.ops.boxes.pairwise_iou_cxcywh` for (B, N, 4) x (B, M, 4) -> (B, N, M), the same
     float operations written per coordinate (no (B, N, M, 2) tensors reduced over their last dim), so
-    bit-identical results, ~2x faster on CPU."""
+    bit-identical results (up to the sign of a zero IoU), ~2x faster on CPU. The overlap is
+    ``max(w, 0) * max(h, 0)``, equal to ``w * h * (w > 0 and h > 0)`` without the mask's passes."""
     ax0, ay0 = a[..., 0] - a[..., 2] / 2, a[..., 1] - a[..., 3] / 2
     ax1, ay1 = a[..., 0] + a[..., 2] / 2, a[..., 1] + a[..., 3] / 2
     bx0, by0 = b[..., 0] - b[..., 2] / 2, b[..., 1] - b[..., 3] / 2
     bx1, by1 = b[..., 0] + b[..., 2] / 2, b[..., 1] + b[..., 3] / 2
     tlx, tly = torch.maximum(ax0[..., :, None], bx0[..., None, :]), torch.maximum(ay0[..., :, None], by0[..., None, :])
     brx, bry = torch.minimum(ax1[..., :, None], bx1[..., None, :]), torch.minimum(ay1[..., :, None], by1[..., None, :])
-    inter = (brx - tlx) * (bry - tly) * ((tlx < brx) & (tly < bry))
+    inter = (brx - tlx).clamp_(min=0) * (bry - tly).clamp_(min=0)
     area_a = (a[..., 2] * a[..., 3])[..., :, None]
     area_b = (b[..., 2] * b[..., 3])[..., None, :]
     return inter / (area_a + area_b - inter)
@@ -185,55 +186,64 @@ def simota_assign(pred_boxes: torch.Tensor, cls_logits: torch.Tensor, obj_logits
     grid, stride = grid.float(), stride.float()
 
     # 1. candidates of each image (no (B, G, A) tensor), gathered into (B, P) in ascending anchor order;
-    #    padding slots point at anchor 0 and are masked by cand_valid.
+    #    padding slots point at anchor 0 and are masked by cand_valid. The class probabilities, the
+    #    widest per-candidate tensor, are kept unpadded: (N, C) rows, image b's at offset[b].
     is_cand = candidate_mask(gt_boxes, gt_valid, grid, stride)                     # (B, A)
     n_cand = is_cand.sum(dim=1)                                                    # (B,)
     P = int(n_cand.max())
     if P == 0:
         return Assignment(fg_mask, matched_gt, matched_iou)
     cand_valid = torch.arange(P, device=device)[None, :] < n_cand[:, None]              # (B, P)
+    cand_b, cand_a = torch.nonzero(is_cand, as_tuple=True)                              # (N,) row-major
+    offset = n_cand.cumsum(0) - n_cand                                                  # (B,) first row
+    slot = torch.arange(cand_b.shape[0], device=device) - offset[cand_b]               # (N,) place in image
     order = torch.zeros(B, P, dtype=torch.long, device=device)
-    order[cand_valid] = torch.nonzero(is_cand)[:, 1]                                    # row-major both
-    boxes_p = pred_boxes.float().gather(1, order[..., None].expand(B, P, 4))            # (B, P, 4)
-    cls_p = cls_logits.float().gather(1, order[..., None].expand(B, P, cls_logits.shape[-1]))
-    obj_p = obj_logits.float().gather(1, order)
+    order[cand_b, slot] = cand_a
+    rows = cand_b * A + cand_a                                                          # (N,) rows of (B * A)
+    C = cls_logits.shape[-1]
+    # row selects on (B * A, .) views: a contiguous copy per row, ~10x faster than a gather on dim 1
+    boxes_p = pred_boxes.float().reshape(B * A, 4).index_select(
+        0, (order + torch.arange(B, device=device)[:, None] * A).flatten()).view(B, P, 4)   # (B, P, 4)
+    prob = cls_logits.float().reshape(B * A, C).index_select(0, rows)                   # (N, C)
+    obj_n = obj_logits.float().reshape(B * A).index_select(0, rows)                     # (N,)
     centres_p = ((grid + 0.5) * stride[:, None])[order]                                 # (B, P, 2)
     radius_p = (CENTER_RADIUS * stride)[order][:, None, :]                              # (B, 1, P)
-    prior_p = (((centres_p[:, None, :, 0] - gt_boxes[:, :, None, 0]).abs() < radius_p)
-               & ((centres_p[:, None, :, 1] - gt_boxes[:, :, None, 1]).abs() < radius_p))  # (B, G, P)
 
     # 2. IoUs (dense: the dynamic k of a box is over all the image's candidates) and dynamic k
     pair_valid = gt_valid[:, :, None] & cand_valid[:, None, :]                          # (B, G, P)
     ious = _pairwise_iou(gt_boxes, boxes_p).masked_fill_(~pair_valid, 0.0)              # (B, G, P)
     k_top = min(TOPK_IOU, P)
     dynamic_k = ious.topk(k_top, dim=2).values.sum(2).int().clamp(min=1)               # (B, G)
-    prob = cls_p.sigmoid_().mul_(obj_p.sigmoid()[..., None]).sqrt_()                    # (B, P, C)
-    neg_sum = _neg_log_sum(prob)                                                        # (B, P)
+    prob = prob.sigmoid_().mul_(obj_n.sigmoid_()[:, None]).sqrt_()                      # (N, C)
+    neg_sum = _neg_log_sum(prob)                                                        # (N,)
 
     # 3.-4. each box's k lowest-cost candidates, conflicts to the lowest-cost box
     layout = _level_layout(grid, stride)
     picked = None
     if layout is not None:
         picked = _select_in_windows(layout, gt_boxes, gt_classes, gt_valid, grid, stride, is_cand, ious, prob,
-                                    neg_sum, dynamic_k, centres_p, radius_p)
+                                    neg_sum, offset, dynamic_k, centres_p, radius_p)
     if picked is None:
         prior_p = (((centres_p[:, None, :, 0] - gt_boxes[:, :, None, 0]).abs() < radius_p)
                    & ((centres_p[:, None, :, 1] - gt_boxes[:, :, None, 1]).abs() < radius_p))  # (B, G, P)
-        picked = _select_dense(ious, prob, neg_sum, gt_classes, prior_p, pair_valid, dynamic_k, k_top)
+        prob_p, neg_sum_p = prob.new_zeros(B, P, C), neg_sum.new_zeros(B, P)           # padded: masked below
+        prob_p[cand_valid], neg_sum_p[cand_valid] = prob, neg_sum
+        picked = _select_dense(ious, prob_p, neg_sum_p, gt_classes, prior_p, pair_valid, dynamic_k, k_top)
     gt_idx, claimed = picked
-    pos = claimed & cand_valid                                                          # (B, P)
-    iou_pos = ious.gather(1, gt_idx[:, None, :]).squeeze(1)                             # (B, P)
+    pos = claimed[cand_b, slot]                                                         # (N,)
+    gt_n = gt_idx[cand_b, slot]
+    iou_n = ious[cand_b, gt_n, slot]
     # back to anchor points: candidates are in the same row-major order in both
-    fg_mask[is_cand] = pos[cand_valid]
-    matched_gt[is_cand] = torch.where(pos, gt_idx, torch.zeros_like(gt_idx))[cand_valid]
-    matched_iou[is_cand] = torch.where(pos, iou_pos, torch.zeros_like(iou_pos))[cand_valid]
+    fg_mask[cand_b, cand_a] = pos
+    matched_gt[cand_b, cand_a] = gt_n.masked_fill_(~pos, 0)
+    matched_iou[cand_b, cand_a] = iou_n.masked_fill_(~pos, 0.0)
     return Assignment(fg_mask, matched_gt, matched_iou)
 
 
 def _neg_log_sum(prob: torch.Tensor) -> torch.Tensor:
     """(..., P, C) -> (..., P): ``sum_c BCE(p_c, 0)`` with the log clamped at -100 (:func:`class_cost`'s
     first term; the negation after the sum, which is exact, saves a pass over (..., P, C))."""
-    return -torch.log1p(-prob).clamp_(min=-100).sum(-1)
+    return prob.neg().log1p_().clamp_(min=-100).sum(-1).neg_()          # in place: one (..., P, C) buffer
 
 
 def _class_delta(p_y: torch.Tensor) -> torch.Tensor:
@@ -276,8 +286,8 @@ WINDOW = 4
 
 def _select_in_windows(layout: list[tuple[int, int, int]], gt_boxes: torch.Tensor, gt_classes: torch.Tensor,
                        gt_valid: torch.Tensor, grid: torch.Tensor, stride: torch.Tensor, is_cand: torch.Tensor,
-                       ious: torch.Tensor, prob: torch.Tensor, neg_sum: torch.Tensor, dynamic_k: torch.Tensor,
-                       centres_p: torch.Tensor, radius_p: torch.Tensor
+                       ious: torch.Tensor, prob: torch.Tensor, neg_sum: torch.Tensor, offset: torch.Tensor,
+                       dynamic_k: torch.Tensor, centres_p: torch.Tensor, radius_p: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Steps 3-4 without the (B, G, P) cost: what :func:`_select_dense` returns, or None when some box has
     fewer candidates inside its own prior than its dynamic k (then it also takes candidates outside, which
@@ -289,6 +299,9 @@ def _select_in_windows(layout: list[tuple[int, int, int]], gt_boxes: torch.Tenso
     prior's own float operations, and costed with the dense formula's (:func:`_pair_cost`), ties broken by
     anchor index: the same selection. A candidate claimed by several boxes then takes the argmin of its
     dense cost column over all boxes (the authors' rule), computed for those candidates only.
+
+    ``ious`` is (B, G, P) over the padded candidates; ``prob`` (N, C) and ``neg_sum`` (N,) hold the
+    candidates unpadded, image b's P_b rows from ``offset[b]`` (B,) on.
     """
     B, G, P = ious.shape
     device = ious.device
@@ -316,8 +329,11 @@ def _select_in_windows(layout: list[tuple[int, int, int]], gt_boxes: torch.Tenso
     pos = position.gather(1, a.flatten(1)).view_as(a)                                   # (B, G, N)
     iou_w = ious.gather(2, pos)
     C = prob.shape[-1]
-    p_y = prob.reshape(B, P * C).gather(1, (pos * C + gt_classes[..., None]).flatten(1)).view_as(iou_w)
-    class_part = neg_sum.gather(1, pos.flatten(1)).view_as(iou_w) + _class_delta(p_y)
+    # (B, G, N) rows of prob; outside ``ok`` (masked below) a row may point past an image without
+    # candidates, hence the clamp
+    row = (offset[:, None, None] + pos).clamp_(max=prob.shape[0] - 1)
+    p_y = prob.view(-1).gather(0, (row * C + gt_classes[..., None]).flatten()).view_as(iou_w)
+    class_part = neg_sum.gather(0, row.flatten()).view_as(iou_w) + _class_delta(p_y)
     cost = _pair_cost(class_part, iou_w, None).masked_fill_(~ok, float("inf"))          # (B, G, N)
     bits = (cost + 0.0).view(torch.int32).to(torch.int64)
     keys = (torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits) << 32) | pos                 # ties: anchor order
@@ -334,10 +350,11 @@ def _select_in_windows(layout: list[tuple[int, int, int]], gt_boxes: torch.Tenso
     multi = claims > 1
     if bool(multi.any()):   # the dense cost column of each multiply claimed candidate, all boxes
         mb, mp = multi.nonzero(as_tuple=True)
-        p_mg = prob[mb, mp].gather(1, gt_classes[mb])                                   # (M, G)
+        mrow = offset[mb] + mp
+        p_mg = prob[mrow].gather(1, gt_classes[mb])                                     # (M, G)
         prior = (((centres_p[mb, mp, 0][:, None] - gt_boxes[mb, :, 0]).abs() < radius_p[mb, 0, mp][:, None])
                  & ((centres_p[mb, mp, 1][:, None] - gt_boxes[mb, :, 1]).abs() < radius_p[mb, 0, mp][:, None]))
-        column = _pair_cost(neg_sum[mb, mp][:, None] + _class_delta(p_mg), ious[mb, :, mp], prior)
+        column = _pair_cost(neg_sum[mrow][:, None] + _class_delta(p_mg), ious[mb, :, mp], prior)
         owner[mb, mp] = column.masked_fill_(~gt_valid[mb], float("inf")).argmin(dim=1)
     return owner, claims > 0
 
