@@ -197,7 +197,8 @@ def data_task(a: argparse.Namespace) -> dict:
     np.random.seed(a.seed)
     exp = get_exp(None, {"nano": "yolox-nano", "s": "yolox-s"}[a.recipe])
     base = COCODataset(data_dir=a.coco, json_file=a.ann, img_size=exp.input_size,
-                       preproc=TrainTransform(max_labels=50, flip_prob=exp.flip_prob, hsv_prob=exp.hsv_prob))
+                       preproc=TrainTransform(max_labels=50, flip_prob=exp.flip_prob, hsv_prob=exp.hsv_prob),
+                       cache=a.cache, cache_type="ram")
     ds = MosaicDetection(dataset=base, mosaic=True, img_size=exp.input_size,
                          preproc=TrainTransform(max_labels=120, flip_prob=exp.flip_prob, hsv_prob=exp.hsv_prob),
                          degrees=exp.degrees, translate=exp.translate, mosaic_scale=exp.mosaic_scale,
@@ -374,6 +375,7 @@ def main() -> int:
     ap.add_argument("--nms", type=float, default=0.45)
     ap.add_argument("--size", type=int, default=416)
     ap.add_argument("--fuse", action="store_true")
+    ap.add_argument("--cache", action="store_true", help="data: their COCODataset(cache=True, cache_type='ram')")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)

@@ -8,6 +8,10 @@ Two recipes:
 One sample = what a loader worker does per image: read, augment, a float32 (3, S, S) image and padded
 targets (ours: ``TrainDataset.__getitem__``; theirs: ``MosaicDetection.__getitem__`` over their
 ``COCODataset`` with their ``TrainTransform``, built as their ``get_data_loader`` does, from their ``Exp``).
+Each side with its defaults: ours holds the decoded images in RAM when they fit in ``train.cache_ram_mb``
+(coco128 does: ``yolox/data/cache.py``); theirs decodes every image unless told ``--cache``.
+``--cache-mb 0`` makes ours decode every image too; ``--authors-cache`` turns on their RAM cache
+(images already resized to the input side).
 Both sides run single-threaded (``torch.set_num_threads(1)``, ``cv2.setNumThreads(0)``) on the same 128
 coco128 images (``--peer-coco``: the COCO layout of ``../shared/peer/README.md``), each in a worker process of
 its own venv; ``--pairs`` blocks of ``--samples`` samples alternate between them (the order swapped every pair).
@@ -21,7 +25,7 @@ none has a side over 1 px, and those include boxes the affine clipped to zero wi
 count then includes degenerate targets that the second, and our pipeline (which drops them), does not.
 
     .venv/bin/python bench/data.py [--peer /work/peer] [--peer-coco /work/peer/coco] [--recipes nano s]
-                                   [--pairs 6] [--samples 128] [--stats 400]
+                                   [--pairs 6] [--samples 128] [--stats 400] [--cache-mb MB] [--authors-cache]
 
 Ends with one JSON line: ``{"bench": "data", "nano_img_s": ..., "nano_authors_img_s": ..., "nano_ratio": ...,
 "nano_ratios": [...], "nano_load_avg": ..., "s_img_s": ..., ...}``.
@@ -84,7 +88,8 @@ def worker(a: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(0)
     model, size = RECIPES[a.recipe]
-    train = TrainDataset(read_yolo_dataset(Path(a.data)), AugmentParams(), size, model, seed=a.seed)
+    cache = {} if a.cache_mb is None else {"cache_mb": a.cache_mb}
+    train = TrainDataset(read_yolo_dataset(Path(a.data)), AugmentParams(), size, model, seed=a.seed, **cache)
     order = np.random.default_rng(a.seed).permutation(len(train))
     state = {"i": 0}
 
@@ -98,7 +103,7 @@ def worker(a: argparse.Namespace) -> None:
             sample()
         p = train.params
         return {"images": len(train), "size": size, "mosaic_prob": p.mosaic_prob, "mixup": p.enable_mixup,
-                "mosaic_scale": list(p.mosaic_scale)}
+                "mosaic_scale": list(p.mosaic_scale), "cache_mib": round(train.augment.cache.nbytes / 2**20)}
 
     def run(req: dict) -> dict:
         t0 = time.perf_counter()
@@ -144,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=32, help="untimed samples first, per side")
     ap.add_argument("--stats", type=int, default=0,
                     help="also N samples' content per side: share without targets, targets per sample, grey share")
+    ap.add_argument("--cache-mb", type=int, default=None,
+                    help="ours: train.cache_ram_mb (default: the project's default; 0: decode every image)")
+    ap.add_argument("--authors-cache", action="store_true",
+                    help="theirs: COCODataset(cache=True, cache_type='ram'), their --cache (resized images in RAM)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--recipe", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -165,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, object] = {"bench": "data"}
     for key in args.recipes:
         model, size = RECIPES[key]
-        with ours_worker("data.py", "--recipe", key, "--data", str(args.data)) as ours:
+        cache = ["--cache-mb", str(args.cache_mb)] if args.cache_mb is not None else []
+        with ours_worker("data.py", "--recipe", key, "--data", str(args.data), *cache) as ours:
             recipe = ours.call("setup", warmup=args.warmup)
             print(f"{key} recipe ({model} @ {size}): ours {recipe}")
             if args.peer is None and args.stats:
@@ -178,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  ours {rate:.1f} img/s ({1000 / rate:.2f} ms/img; median of {args.pairs} blocks)")
                 result[f"{key}_img_s"] = round(rate, 1)
                 continue
-            with authors_worker(args.peer, "data", "--recipe", key, "--coco", str(coco), "--threads", "1") as theirs:
+            with authors_worker(args.peer, "data", "--recipe", key, "--coco", str(coco), "--threads", "1",
+                                *(["--cache"] if args.authors_cache else [])) as theirs:
                 print(f"  theirs {theirs.call('setup', warmup=args.warmup)}")
                 if args.stats:
                     for side, w in (("ours", ours), ("theirs", theirs)):

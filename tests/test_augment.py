@@ -232,6 +232,71 @@ def test_same_seed_same_samples(coco128: DetectionDataset) -> None:
     assert differs
 
 
+def test_image_cache_gives_the_same_samples(coco128: DetectionDataset) -> None:
+    """Decoded images in RAM (the default when they fit) change no pixel nor box of any recipe's samples,
+    through the loader's forked workers too; the read-only buffer cannot be written by an augmentation."""
+    cached = TrainDataset(coco128, AugmentParams(), 416, "yolox-s", seed=3)
+    plain = TrainDataset(coco128, AugmentParams(), 416, "yolox-s", seed=3, cache_mb=0)
+    assert cached.augment.cache.enabled and cached.augment.cache.nbytes == int(
+        (cached.records.sizes.astype(np.int64).prod(1) * 3).sum())
+    assert not plain.augment.cache.enabled and plain.augment.cache.get(0) is None
+    direct = cv2.imread(str(coco128.records[7].path))
+    view = cached.augment.cache.get(7)
+    assert np.array_equal(view, direct) and not view.flags.writeable
+    keys = [SampleKey(i, s, m) for i, s, m in ((0, 416, True), (5, 640, True), (9, 320, True), (3, 352, False),
+                                               (11, 416, False), (60, 480, True))]
+    for key in keys:
+        a, b = cached[key], plain[key]
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2]
+
+    def first_batch(cache_mb: int) -> tuple[torch.Tensor, ...]:
+        loader = build_train_loader(coco128, AugmentParams(), "yolox-nano", 416, batch_size=4, workers=2,
+                                    seed=5, cache_mb=cache_mb)
+        it = iter(loader)
+        out = next(it)
+        del it, loader
+        return out
+
+    assert all(torch.equal(x, y) for x, y in zip(first_batch(0), first_batch(1024)))
+
+
+def test_image_cache_budget_and_unreadable_images(coco128: DetectionDataset, tmp_path: Path) -> None:
+    """Over budget: no cache (nothing decoded ahead). An image that cannot be decoded is not cached and
+    is reported, naming the file, when a sample needs it; the others come from the cache."""
+    from yolox.data.cache import DecodedImageCache
+    from yolox.data.records import PackedRecords
+    from yolox.errors import DataError
+
+    records = PackedRecords(coco128.records[:4])
+    need = int((records.sizes.astype(np.int64).prod(1) * 3).sum())
+    assert not DecodedImageCache(records, budget_mb=need // (1 << 20) - 1).enabled
+    assert DecodedImageCache(records, budget_mb=need // (1 << 20) + 1).enabled
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(coco128.records[1].path.read_bytes()[:200])     # a truncated JPEG header
+    recs = [coco128.records[0], ImageRecord(2, broken, coco128.records[1].width, coco128.records[1].height,
+                                            coco128.records[1].boxes, coco128.records[1].labels)]
+    ds = TrainDataset(_subset(coco128, recs), AugmentParams(), 320, "yolox-nano", seed=0)
+    cache = ds.augment.cache
+    assert cache.enabled and cache.get(0) is not None and cache.get(1) is None
+    assert ds[SampleKey(0, 320, False)][2] > 0
+    with pytest.raises(DataError, match="broken.jpg"):
+        ds[SampleKey(1, 320, False)]
+
+
+def test_image_cache_is_not_pickled() -> None:
+    """Spawned workers get no copy of the buffer (they decode from disk instead)."""
+    import pickle
+
+    from yolox.data.cache import DecodedImageCache
+
+    cache = DecodedImageCache.__new__(DecodedImageCache)
+    cache.__dict__.update(enabled=True, nbytes=12, seconds=0.0, _sizes=np.array([[2, 2]]),
+                          _offsets=np.array([0, 12]), _ok=np.array([True]), _buffer=np.arange(12, dtype=np.uint8))
+    copy = pickle.loads(pickle.dumps(cache))
+    assert cache.get(0).shape == (2, 2, 3)
+    assert not copy.enabled and copy.get(0) is None and copy._buffer.size == 0
+
+
 def test_targets_are_cxcywh_of_the_boxes(coco128: DetectionDataset) -> None:
     params = AugmentParams(**{**QUIET, "flip_prob": 1.0})
     train = TrainDataset(coco128, params, 416, seed=0)

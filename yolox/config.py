@@ -29,6 +29,10 @@ ModelName = Literal[
 ]
 
 
+CACHE_RAM_MB = 2048
+"""Default of ``train.cache_ram_mb``: decoded train images held in RAM when they fit (about 2,300 640x480 images)."""
+
+
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
@@ -190,6 +194,10 @@ class TrainParams(_Params):
     ema_decay: float = Field(0.9998, gt=0.0, lt=1.0)
     seed: int = Field(0, ge=0)
     workers: int = Field(2, ge=0, description="Data loader worker processes per training process.")
+    cache_ram_mb: int = Field(
+        CACHE_RAM_MB, ge=0,
+        description="Decode the training images once into RAM shared by the loader workers when they all fit "
+                    "in this many MiB (0: off; same samples either way, yolox/data/cache.py).")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     amp: bool = Field(True, description="CUDA automatic mixed precision (ignored on CPU).")
     max_iters_per_epoch: int | None = Field(

@@ -63,8 +63,9 @@ import numpy as np
 from albumentations.core.transforms_interface import BaseTransformInitSchema
 from pydantic import Field
 
-from yolox.config import AugmentParams
-from yolox.data.records import DetectionDataset, PackedRecords
+from yolox.config import CACHE_RAM_MB, AugmentParams
+from yolox.data.cache import DecodedImageCache
+from yolox.data.records import DetectionDataset, ImageRecord, PackedRecords
 from yolox.errors import DataError
 from yolox.ops.letterbox import PAD_VALUE, pad_to
 
@@ -216,14 +217,18 @@ class TrainAugment:
     Attributes:
         params: the recipe (already passed through :func:`recipe_for_model` by the caller if wanted).
         mosaic_enabled: False switches Mosaic (and with it MixUp) off: the "no-aug" phase.
+        cache: the decoded images (:class:`yolox.data.cache.DecodedImageCache`, ``cache_mb`` MiB at most).
     """
 
-    def __init__(self, dataset: DetectionDataset | PackedRecords, params: AugmentParams, seed: int = 0) -> None:
+    def __init__(self, dataset: DetectionDataset | PackedRecords, params: AugmentParams, seed: int = 0,
+                 cache_mb: int = CACHE_RAM_MB) -> None:
         records = dataset if isinstance(dataset, PackedRecords) else dataset.records
         if not len(records):
             raise DataError("the training dataset has no images: check the prepared train split")
         # flat arrays: what the loader's workers read of the dataset (shared with the main process)
         self.records = records if isinstance(records, PackedRecords) else PackedRecords(records)
+        # decoded images in RAM when they fit in cache_mb MiB (same pixels as reading the file)
+        self.cache = DecodedImageCache(self.records, cache_mb)
         self.params = params
         self.mosaic_enabled = True
         self._labelled = np.flatnonzero(self.records.num_boxes())
@@ -268,7 +273,7 @@ class TrainAugment:
             rec = self.records[index]
             r = min(size / rec.height, size / rec.width)
             w, h = max(int(rec.width * r), 1), max(int(rec.height * r), 1)
-            img = _resize_to(read_image(rec.path), w, h)
+            img = _resize_to(self._image(index, rec), w, h)
             boxes, labels = _valid(rec.boxes * np.float32(r), rec.labels)
             img, boxes, labels = self._finish(img, boxes, labels)
             if img.shape[0] != size or img.shape[1] != size:
@@ -276,6 +281,11 @@ class TrainAugment:
         if len(boxes) > p.max_labels:
             boxes, labels = boxes[: p.max_labels], labels[: p.max_labels]
         return img, boxes, labels
+
+    def _image(self, index: int, rec: ImageRecord) -> np.ndarray:
+        """Record ``index``'s image, (H, W, 3) uint8 BGR: from the cache (read-only) or the file."""
+        img = self.cache.get(index)
+        return read_image(rec.path) if img is None else img
 
     def _finish(self, img: np.ndarray, boxes: np.ndarray, labels: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -306,7 +316,7 @@ class TrainAugment:
             ax1, ay1, ax2, ay2 = max(lx1, x0), max(ly1, y0), min(lx2, x1), min(ly2, y1)
             if ax2 <= ax1 or ay2 <= ay1:
                 continue  # outside the visible window: every box of it would be clipped away
-            img = _resize_to(read_image(rec.path), w, h)
+            img = _resize_to(self._image(idx, rec), w, h)
             bx, by = sx1 + ax1 - lx1, sy1 + ay1 - ly1
             canvas[ay1 - y0:ay2 - y0, ax1 - x0:ax2 - x0] = img[by:by + ay2 - ay1, bx:bx + ax2 - ax1]
             if len(rec.boxes):
@@ -333,11 +343,12 @@ class TrainAugment:
         py = self.py
         jit = py.uniform(*self.params.mixup_scale)
         flip = py.uniform(0, 1) > 0.5
-        rec = self.records[int(self._labelled[py.randint(0, len(self._labelled) - 1)])]
+        pick = int(self._labelled[py.randint(0, len(self._labelled) - 1)])
+        rec = self.records[pick]
         r = min(size / rec.height, size / rec.width)
         side = int(size * jit)  # the authors' S x S letterbox canvas, resized by jit
         w, h = max(int(int(rec.width * r) * jit), 1), max(int(int(rec.height * r) * jit), 1)
-        src = _resize_to(read_image(rec.path), w, h)
+        src = _resize_to(self._image(pick, rec), w, h)
         cp = np.full((side, side, 3), PAD_VALUE, np.uint8)
         cp[:h, :w] = src[:side, :side]
         if flip:

@@ -47,7 +47,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from yolox.config import AugmentParams
+from yolox.config import CACHE_RAM_MB, AugmentParams
 from yolox.data.augment import SMALL_MODELS, TrainAugment, read_image, recipe_for_model
 from yolox.data.records import DetectionDataset
 from yolox.errors import DataError
@@ -103,14 +103,16 @@ class TrainDataset(Dataset):
         model_name: e.g. ``"yolox-nano"`` (per-size defaults), or None to use ``params`` as given.
         seed: seed of the augmentation's random state (workers reseed it, see :func:`seed_worker`;
             keys carrying their own seed reseed it per sample).
+        cache_mb: decoded images held in RAM if they all fit in this many MiB (``train.cache_ram_mb``;
+            :mod:`yolox.data.cache`); built here, before the loader forks its workers, which share it.
     """
 
     def __init__(self, dataset: DetectionDataset, params: AugmentParams, input_size: int,
-                 model_name: str | None = None, seed: int = 0) -> None:
+                 model_name: str | None = None, seed: int = 0, cache_mb: int = CACHE_RAM_MB) -> None:
         self.names = list(dataset.names)
         self.params = recipe_for_model(model_name, params) if model_name else params
         self.seed = int(seed)
-        self.augment = TrainAugment(dataset, self.params, seed)
+        self.augment = TrainAugment(dataset, self.params, seed, cache_mb)
         self.records = self.augment.records   # PackedRecords: no per-image objects for the workers to copy
         self.input_size = int(input_size)
         self.max_labels = self.params.max_labels
@@ -323,7 +325,8 @@ def loader_seeds(seed: int, rank: int, workers: int) -> dict[str, object]:
 def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_name: str, input_size: int,
                        batch_size: int, workers: int, seed: int, rank: int = 0, world_size: int = 1,
                        distributed: bool = False, multiscale: bool = True,
-                       multiscale_every: int = MULTISCALE_EVERY, drop_last: bool = False) -> DataLoader:
+                       multiscale_every: int = MULTISCALE_EVERY, drop_last: bool = False,
+                       cache_mb: int = CACHE_RAM_MB) -> DataLoader:
     """The training loader: augmentation (per-model recipe), multi-scale batches, seeded workers.
 
     Args:
@@ -339,6 +342,7 @@ def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_n
             share of each epoch.
         multiscale: draw the side from :func:`multiscale_sizes` every ``multiscale_every`` batches;
             else every batch is at ``dataset.input_size`` (changeable with ``set_input_size``).
+        cache_mb: ``train.cache_ram_mb`` (:class:`TrainDataset`).
 
     Returns:
         A DataLoader of :func:`collate` batches. Its ``dataset`` is the :class:`TrainDataset`
@@ -348,7 +352,7 @@ def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_n
     if not dataset.records:
         raise DataError("the training dataset has no images: check the prepared train split")
     rs = rank_seed(seed, rank)
-    train_set = TrainDataset(dataset, params, input_size, model_name, seed=rs)
+    train_set = TrainDataset(dataset, params, input_size, model_name, seed=rs, cache_mb=cache_mb)
     if distributed:
         sampler: Sampler[int] = DistributedSampler(train_set, num_replicas=world_size, rank=rank,
                                                    shuffle=True, seed=seed, drop_last=drop_last)

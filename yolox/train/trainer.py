@@ -249,7 +249,7 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
 
     loader = build_train_loader(train_set, params.augment, mp.name, mp.input_size, batch_per_proc, tp.workers,
                                 tp.seed, ctx.rank, ctx.world_size, ctx.distributed,
-                                multiscale=params.augment.multiscale_range > 0)
+                                multiscale=params.augment.multiscale_range > 0, cache_mb=tp.cache_ram_mb)
     del train_set   # the loader holds the records as flat arrays; the workers it forks share only those
     iters_per_epoch = len(loader) if tp.max_iters_per_epoch is None else min(len(loader), tp.max_iters_per_epoch)
     lr = tp.basic_lr_per_img * tp.batch_size
