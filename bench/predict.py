@@ -210,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     if set(backends) - set(BACKENDS):
         print(f"--backends: unknown {sorted(set(backends) - set(BACKENDS))}", file=sys.stderr)
         return 2
+    # absolute: the authors' worker runs in their checkout, where a relative YOLOX_ASSETS_DIR means nothing
+    args.data, args.weights = args.data.resolve(), args.weights.resolve()
     images = sorted((args.data / "images" / "train2017").glob("*.jpg"))[: args.images]
     if not images or not args.weights.is_file():
         print(f"no images under {args.data}/images/train2017 or no {args.weights}: pass --data/--weights or set "
