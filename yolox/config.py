@@ -197,7 +197,8 @@ class TrainParams(_Params):
     cache_ram_mb: int = Field(
         CACHE_RAM_MB, ge=0,
         description="Decode the training images once into RAM shared by the loader workers when they all fit "
-                    "in this many MiB (0: off; same samples either way, yolox/data/cache.py).")
+                    "in this many MiB, per training process (each DDP rank holds its own copy); 0: off. Same "
+                    "samples either way (yolox/data/cache.py).")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     amp: bool = Field(True, description="CUDA automatic mixed precision (ignored on CPU).")
     max_iters_per_epoch: int | None = Field(
