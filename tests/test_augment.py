@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from yolox.config import AugmentParams
-from yolox.data.augment import TrainAugment, YoloxHSV, recipe_for_model
+from yolox.data.augment import TrainAugment, YoloxHSV, read_image, recipe_for_model
 from yolox.data.dataset import (
     EvalDataset,
     MultiScaleBatchSampler,
@@ -232,7 +232,7 @@ def test_same_seed_same_samples(coco128: DetectionDataset) -> None:
     assert differs
 
 
-def test_image_cache_gives_the_same_samples(coco128: DetectionDataset) -> None:
+def test_image_cache_gives_the_same_samples(coco128: DetectionDataset, monkeypatch: pytest.MonkeyPatch) -> None:
     """Decoded images in RAM (the default when they fit) change no pixel nor box of any recipe's samples,
     through the loader's forked workers too; the read-only buffer cannot be written by an augmentation."""
     cached = TrainDataset(coco128, AugmentParams(), 416, "yolox-s", seed=3)
@@ -245,9 +245,16 @@ def test_image_cache_gives_the_same_samples(coco128: DetectionDataset) -> None:
     assert np.array_equal(view, direct) and not view.flags.writeable
     keys = [SampleKey(i, s, m) for i, s, m in ((0, 416, True), (5, 640, True), (9, 320, True), (3, 352, False),
                                                (11, 416, False), (60, 480, True))]
-    for key in keys:
-        a, b = cached[key], plain[key]
-        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2]
+    expected = [plain[key] for key in keys]
+
+    def no_file_reads(path):
+        raise AssertionError(f"{path} read from disk although it is cached")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("yolox.data.augment.read_image", no_file_reads)
+        for key, b in zip(keys, expected):
+            a = cached[key]
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2]
 
     def first_batch(cache_mb: int) -> tuple[torch.Tensor, ...]:
         loader = build_train_loader(coco128, AugmentParams(), "yolox-nano", 416, batch_size=4, workers=2,
@@ -269,8 +276,8 @@ def test_image_cache_budget_and_unreadable_images(coco128: DetectionDataset, tmp
 
     records = PackedRecords(coco128.records[:4])
     need = int((records.sizes.astype(np.int64).prod(1) * 3).sum())
-    assert not DecodedImageCache(records, budget_mb=need // (1 << 20) - 1).enabled
-    assert DecodedImageCache(records, budget_mb=need // (1 << 20) + 1).enabled
+    assert not DecodedImageCache(records, read_image, budget_mb=need // (1 << 20) - 1).enabled
+    assert DecodedImageCache(records, read_image, budget_mb=need // (1 << 20) + 1).enabled
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(coco128.records[1].path.read_bytes()[:200])     # a truncated JPEG header
     recs = [coco128.records[0], ImageRecord(2, broken, coco128.records[1].width, coco128.records[1].height,

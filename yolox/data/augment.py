@@ -228,7 +228,7 @@ class TrainAugment:
         # flat arrays: what the loader's workers read of the dataset (shared with the main process)
         self.records = records if isinstance(records, PackedRecords) else PackedRecords(records)
         # decoded images in RAM when they fit in cache_mb MiB (same pixels as reading the file)
-        self.cache = DecodedImageCache(self.records, cache_mb)
+        self.cache = DecodedImageCache(self.records, read_image, cache_mb)
         self.params = params
         self.mosaic_enabled = True
         self._labelled = np.flatnonzero(self.records.num_boxes())

@@ -6,7 +6,8 @@ JPEG decoding is most of a training sample's cost (on coco128 at the nano recipe
 read-only NumPy buffer, before the loader forks its workers: the workers then read the same physical pages
 (copy-on-write pages that nobody writes), so the cache costs its size once, not once per worker.
 
-What is cached is exactly what :func:`yolox.data.augment.read_image` returns (full size, BGR uint8), so the
+What is cached is exactly what :func:`yolox.data.augment.read_image` returns (full size, BGR uint8; it is
+the reader the cache is given), so the
 samples are bit-identical with and without the cache (``tests/test_augment.py``). The authors' ``--cache
 ram`` stores images already resized to the input size; that cannot serve multi-scale batches drawn at other
 sides without a second resize (other pixels), hence full size here.
@@ -22,12 +23,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-import cv2
 import numpy as np
 
 from yolox.data.records import PackedRecords
+from yolox.errors import DataError
 
 log = logging.getLogger("yolox.data")
 
@@ -39,6 +42,8 @@ class DecodedImageCache:
 
     Args:
         records: the train split (``sizes`` gives each image's width and height in pixels).
+        read: how a sample reads an image file ((H, W, 3) uint8; raises :class:`DataError` if it cannot):
+            :func:`yolox.data.augment.read_image`, so the cache holds exactly what a sample would read.
         budget_mb: the cache is built only if all decoded images (``sum(w * h * 3)`` bytes) fit in this
             many MiB; 0 turns it off.
         threads: decoding threads (``cv2.imread`` releases the GIL); default: the CPUs available.
@@ -49,7 +54,8 @@ class DecodedImageCache:
         seconds: time the decoding took.
     """
 
-    def __init__(self, records: PackedRecords, budget_mb: int, threads: int | None = None) -> None:
+    def __init__(self, records: PackedRecords, read: Callable[[Path], np.ndarray], budget_mb: int,
+                 threads: int | None = None) -> None:
         sizes = records.sizes.astype(np.int64)                                   # (N, 2) [width, height]
         item_bytes = sizes[:, 0] * sizes[:, 1] * 3
         total = int(item_bytes.sum())
@@ -68,10 +74,13 @@ class DecodedImageCache:
         self._buffer = np.empty(total, np.uint8)
 
         def decode(i: int) -> None:
-            img = cv2.imread(str(records[i].path), cv2.IMREAD_COLOR)
-            w, h = sizes[i]
-            if img is None or img.shape[:2] != (h, w):
+            try:
+                img = read(records[i].path)
+            except DataError:
                 return          # not cached: read at sample time, which reports the file
+            w, h = sizes[i]
+            if img.shape != (h, w, 3):
+                return
             self._buffer[self._offsets[i]:self._offsets[i + 1]] = img.reshape(-1)
             self._ok[i] = True
 
