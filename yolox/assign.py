@@ -248,7 +248,8 @@ def _neg_log_sum(prob: torch.Tensor) -> torch.Tensor:
 
 def _class_delta(p_y: torch.Tensor) -> torch.Tensor:
     """BCE(p_y, 1) - BCE(p_y, 0), logs clamped at -100 (:func:`class_cost`'s second term)."""
-    return -torch.log(p_y).clamp(min=-100) - -torch.log1p(-p_y).clamp(min=-100)
+    # = -clamp(log p) - -clamp(log1p(-p)), bit for bit (x - -y is x + y), in fewer passes
+    return torch.log1p(p_y.neg()).clamp_(min=-100).sub_(torch.log(p_y).clamp_(min=-100))
 
 
 def _pair_cost(class_part: torch.Tensor, ious: torch.Tensor, in_prior: torch.Tensor | None) -> torch.Tensor:
@@ -319,8 +320,7 @@ def _select_in_windows(layout: list[tuple[int, int, int]], gt_boxes: torch.Tenso
         inside.append(ok.flatten(2))
     a = torch.cat(anchors, dim=2)                                                       # (B, G, N) anchor ids
     ok = torch.cat(inside, dim=2) & gt_valid[..., None]
-    ok &= ((centres[a, 0] - gt_boxes[..., None, 0]).abs() < radius[a]) & (
-        (centres[a, 1] - gt_boxes[..., None, 1]).abs() < radius[a])
+    ok &= ((centres[a] - gt_boxes[..., None, :2]).abs() < radius[a][..., None]).all(-1)   # x and y in the prior
     n_in = ok.sum(2)
     if bool(((n_in < dynamic_k) & gt_valid).any()):
         return None
