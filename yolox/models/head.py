@@ -68,9 +68,8 @@ class YOLOXHead(nn.Module):
             cls_out = self.cls_preds[k](self.cls_convs[k](x))
             reg_feat = self.reg_convs[k](x)
             out = torch.cat([self.reg_preds[k](reg_feat), self.obj_preds[k](reg_feat), cls_out], 1)
-            # (B, H * W, 5 + C): a view for channels-last training tensors, so the levels are copied once
-            outputs.append(out.permute(0, 2, 3, 1).flatten(1, 2))
-        return torch.cat(outputs, dim=1)
+            outputs.append(out.flatten(start_dim=2))
+        return torch.cat(outputs, dim=2).permute(0, 2, 1)
 
 
 def anchor_points(input_hw: tuple[int, int], strides: tuple[int, ...] = STRIDES,
