@@ -50,6 +50,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from sidebyside import alternate, authors_worker, ours_worker, print_pair
 
+from yolox.config import CACHE_RAM_MB
+
 RECIPES = {"nano": ("yolox-nano", 416), "s": ("yolox-s", 640)}
 
 
@@ -88,8 +90,8 @@ def worker(a: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(0)
     model, size = RECIPES[a.recipe]
-    cache = {} if a.cache_mb is None else {"cache_mb": a.cache_mb}
-    train = TrainDataset(read_yolo_dataset(Path(a.data)), AugmentParams(), size, model, seed=a.seed, **cache)
+    train = TrainDataset(read_yolo_dataset(Path(a.data)), AugmentParams(), size, model, seed=a.seed,
+                         cache_mb=a.cache_mb)
     order = np.random.default_rng(a.seed).permutation(len(train))
     state = {"i": 0}
 
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=32, help="untimed samples first, per side")
     ap.add_argument("--stats", type=int, default=0,
                     help="also N samples' content per side: share without targets, targets per sample, grey share")
-    ap.add_argument("--cache-mb", type=int, default=None,
+    ap.add_argument("--cache-mb", type=int, default=CACHE_RAM_MB,
                     help="ours: train.cache_ram_mb (default: the project's default; 0: decode every image)")
     ap.add_argument("--authors-cache", action="store_true",
                     help="theirs: COCODataset(cache=True, cache_type='ram'), their --cache (resized images in RAM)")
@@ -174,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, object] = {"bench": "data"}
     for key in args.recipes:
         model, size = RECIPES[key]
-        cache = ["--cache-mb", str(args.cache_mb)] if args.cache_mb is not None else []
-        with ours_worker("data.py", "--recipe", key, "--data", str(args.data), *cache) as ours:
+        with ours_worker("data.py", "--recipe", key, "--data", str(args.data), "--cache-mb", str(args.cache_mb)) as ours:
             recipe = ours.call("setup", warmup=args.warmup)
             print(f"{key} recipe ({model} @ {size}): ours {recipe}")
             if args.peer is None and args.stats:

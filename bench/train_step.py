@@ -53,7 +53,7 @@ def real_batches(dataset, size: int, n_batches: int, seed: int = 0) -> list[tupl
     from yolox.config import AugmentParams
     from yolox.data.dataset import SampleKey, TrainDataset, collate
 
-    train = TrainDataset(dataset, AugmentParams(hsv_prob=0.0, flip_prob=0.0), size, seed=seed)
+    train = TrainDataset(dataset, AugmentParams(hsv_prob=0.0, flip_prob=0.0), size, seed=seed, cache_mb=0)
     order = np.random.default_rng(seed).permutation(len(train))
     batches = []
     for b in range(n_batches):

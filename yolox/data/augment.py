@@ -63,7 +63,7 @@ import numpy as np
 from albumentations.core.transforms_interface import BaseTransformInitSchema
 from pydantic import Field
 
-from yolox.config import CACHE_RAM_MB, AugmentParams
+from yolox.config import AugmentParams
 from yolox.data.cache import DecodedImageCache
 from yolox.data.records import DetectionDataset, ImageRecord, PackedRecords
 from yolox.errors import DataError
@@ -217,11 +217,13 @@ class TrainAugment:
     Attributes:
         params: the recipe (already passed through :func:`recipe_for_model` by the caller if wanted).
         mosaic_enabled: False switches Mosaic (and with it MixUp) off: the "no-aug" phase.
-        cache: the decoded images (:class:`yolox.data.cache.DecodedImageCache`, ``cache_mb`` MiB at most).
+        cache: the decoded images (:class:`yolox.data.cache.DecodedImageCache`, ``cache_mb`` MiB at most;
+            0, the default here, decodes per sample: a few samples (the preview) need no cache, training
+            passes ``train.cache_ram_mb`` through :class:`yolox.data.dataset.TrainDataset`).
     """
 
     def __init__(self, dataset: DetectionDataset | PackedRecords, params: AugmentParams, seed: int = 0,
-                 cache_mb: int = CACHE_RAM_MB) -> None:
+                 cache_mb: int = 0) -> None:
         records = dataset if isinstance(dataset, PackedRecords) else dataset.records
         if not len(records):
             raise DataError("the training dataset has no images: check the prepared train split")

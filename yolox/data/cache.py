@@ -7,10 +7,10 @@ read-only NumPy buffer, before the loader forks its workers: the workers then re
 (copy-on-write pages that nobody writes), so the cache costs its size once, not once per worker.
 
 What is cached is exactly what :func:`yolox.data.augment.read_image` returns (full size, BGR uint8; it is
-the reader the cache is given), so the
-samples are bit-identical with and without the cache (``tests/test_augment.py``). The authors' ``--cache
-ram`` stores images already resized to the input size; that cannot serve multi-scale batches drawn at other
-sides without a second resize (other pixels), hence full size here.
+the reader the cache is given), so the samples are bit-identical with and without the cache
+(``tests/test_augment.py``). The authors' ``--cache ram`` stores images already resized to the input size;
+that cannot serve multi-scale batches drawn at other sides without a second resize (other pixels), hence
+full size here.
 
 An image that cannot be decoded, or whose decoded size differs from its record, is not cached; reading it
 at sample time then raises the usual :class:`yolox.errors.DataError` naming the file. With a start method
