@@ -295,7 +295,7 @@ ERROR_CASES = [
                   "classes"), 1),
     ("eval-data-missing", lambda w: ["eval", "--weights", w.onnx128, "--data", w.root / "no" / "such.yaml"],
      lambda w: _e(f"dataset '{w.root / 'no' / 'such.yaml'}': no such file or folder, and not a known dataset name "
-                  "(known: coco128)"), 1),
+                  "(known: coco128, raccoon)"), 1),
     ("eval-out-is-folder", lambda w: ["eval", "--weights", w.onnx128, "--data", w.prepared, "--out", w.root],
      lambda w: _e(f"--out {w.root} is a folder: give the metrics .json file to write"), 1),
     # export

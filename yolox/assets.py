@@ -12,6 +12,7 @@ Offline with neither, :class:`~yolox.errors.AssetError` says which name, where i
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import tempfile
@@ -53,7 +54,12 @@ _WEIGHTS_BY_MODEL = {a.model: a for a in WEIGHTS.values()}
 DATASETS: dict[str, str] = {
     # The public 128-image COCO train subset in YOLO layout.
     "coco128": "https://github.com/ultralytics/assets/releases/download/v0.0.0/coco128.zip",
+    # The Raccoon Detector Dataset (Dat Tran, MIT licence) in Pascal VOC layout: its repository's archive,
+    # laid out as the mirror holds it (its 160-image training list) by _arrange_raccoon.
+    "raccoon": "https://github.com/datitran/raccoon_dataset/archive/refs/heads/master.zip",
 }
+RACCOON_ARCHIVE_FOLDER = "raccoon_dataset-master"
+"""The folder the raccoon archive holds (the repository at its ``master`` branch)."""
 
 
 def assets_dir() -> Path | None:
@@ -143,11 +149,43 @@ def resolve_dataset(value: str) -> Path:
         _download(DATASETS[value], archive, f"dataset {value}")
         with zipfile.ZipFile(archive) as zf, tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
             zf.extractall(tmp)
-            inner = Path(tmp) / value
-            shutil.move(str(inner if inner.is_dir() else Path(tmp)), cached)
+            if value == "raccoon":    # Pascal VOC: no dataset.yaml (it would make the folder a YOLO source)
+                _arrange_raccoon(Path(tmp) / RACCOON_ARCHIVE_FOLDER, Path(tmp) / "arranged")
+                shutil.move(str(Path(tmp) / "arranged"), cached)
+            else:
+                inner = Path(tmp) / value
+                shutil.move(str(inner if inner.is_dir() else Path(tmp)), cached)
+                _write_coco_yaml_if_missing(cached)
         archive.unlink(missing_ok=True)
-        _write_coco_yaml_if_missing(cached)
     return cached
+
+
+def _arrange_raccoon(repo: Path, dest: Path) -> None:
+    """Lay out the raccoon repository archive (extracted at ``repo``) as the mirror holds it, in ``dest``:
+    ``images/<stem>.jpg`` and ``annotations/<stem>.xml`` (Pascal VOC) of the images in the repository's
+    training list ``data/train_labels.csv`` (160 images, 173 boxes), and ``LICENSE``. The other images of
+    the repository (its 40-image test list) are left out, as in the mirror, so ``data.source: raccoon`` is
+    the same data whether it comes from the mirror or the download. Without that list every image is kept.
+
+    Raises:
+        AssetError: the archive lacks ``images/`` or ``annotations/`` (its layout has changed).
+    """
+    if not ((repo / "images").is_dir() and (repo / "annotations").is_dir()):
+        raise AssetError(f"the raccoon archive has no {RACCOON_ARCHIVE_FOLDER}/images/ and annotations/: "
+                         "its layout has changed; put the dataset in a mirror folder (YOLOX_ASSETS_DIR, "
+                         "data/raccoon/)")
+    train_list = repo / "data" / "train_labels.csv"
+    keep = None
+    if train_list.is_file():
+        with train_list.open(newline="", encoding="utf-8") as f:
+            keep = {Path(row["filename"]).stem for row in csv.DictReader(f) if row.get("filename")}
+    for folder, suffix in (("images", ".jpg"), ("annotations", ".xml")):
+        (dest / folder).mkdir(parents=True)
+        for path in sorted((repo / folder).glob(f"*{suffix}")):
+            if keep is None or path.stem in keep:
+                shutil.move(str(path), dest / folder / path.name)
+    if (repo / "LICENSE").is_file():
+        shutil.move(str(repo / "LICENSE"), dest / "LICENSE")
 
 
 def _write_coco_yaml_if_missing(root: Path) -> None:
