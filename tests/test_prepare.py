@@ -17,7 +17,7 @@ from pycocotools.coco import COCO
 from yolox.config import DataParams
 from yolox.data import prepare as prepare_module
 from yolox.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
-from yolox.data.prepare import PrepareResult, prepare_dataset, seeded_split
+from yolox.data.prepare import PrepareResult, prepare_dataset, seeded_split, split_of
 from yolox.data.readers import read_coco, read_yolo
 from yolox.data.records import ImageRecord, load_prepared
 from yolox.errors import AssetError, ConfigError, DataError
@@ -26,6 +26,7 @@ COCO128_IMAGES = 128
 COCO128_LABEL_LINES = 941  # all lines of labels/train2017/*.txt
 COCO128_ORPHAN_LABELS = {"000000000656.txt": 3, "000000000659.txt": 9}  # label files without an image
 COCO128_BOXES = COCO128_LABEL_LINES - sum(COCO128_ORPHAN_LABELS.values())  # 929, as its README says
+COCO128_SEED0_VAL = 17  # val images of coco128 at val_fraction 0.2, split_seed 0 (a hash threshold)
 COCO128_BACKGROUND = {"000000000250.jpg", "000000000508.jpg"}  # images without a label file
 
 
@@ -44,7 +45,7 @@ def prepared(coco128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pre
 
 def test_coco128_counts(prepared: PrepareResult) -> None:
     assert prepared.num_train_images + prepared.num_val_images == COCO128_IMAGES
-    assert prepared.num_val_images == round(COCO128_IMAGES * 0.2) == 26
+    assert prepared.num_val_images == COCO128_SEED0_VAL  # the images whose seed-0 hash is below 0.2
     assert prepared.num_train_boxes + prepared.num_val_boxes == COCO128_BOXES == 929
     assert prepared.num_skipped_images == 0
     assert prepared.num_skipped_boxes == 12
@@ -132,7 +133,7 @@ def test_same_data_same_version_whatever_the_source_spelling(prepared: PrepareRe
 def test_val_fraction_and_seed(coco128_dir: Path, tmp_path: Path) -> None:
     source = str(coco128_dir)
     half = prepare_dataset(DataParams(source=source, val_fraction=0.5, split_seed=3), tmp_path / "a")
-    assert (half.num_train_images, half.num_val_images) == (64, 64)
+    assert (half.num_train_images, half.num_val_images) == (60, 68)   # a hash threshold: about half
     other = prepare_dataset(DataParams(source=source, val_fraction=0.5, split_seed=4), tmp_path / "b")
     val_a = {i["file_name"] for i in _read_json(half.out_dir / "annotations/val.json")["images"]}
     val_b = {i["file_name"] for i in _read_json(other.out_dir / "annotations/val.json")["images"]}
@@ -146,14 +147,53 @@ def test_seeded_split_ignores_listing_order() -> None:
     shuffled = records[:]
     random.Random(1).shuffle(shuffled)
     _, val2 = seeded_split(shuffled, 0.2, seed=7)
-    assert len(val) == 10 and len(train) == 40
+    assert len(val) == 9 and len(train) == 41
     assert {r.path for r in val} == {r.path for r in val2}
+    assert {r.path.name for r in val} == {r.path.name for r in records if split_of(r.path.name, 0.2, 7) == "val"}
     # Dropping one train image moves no other image between the splits.
     _, val3 = seeded_split([r for r in records if r is not train[0]], 0.2, seed=7)
     assert {r.path for r in val3} == {r.path for r in val}
     # Each split keeps at least one image.
     assert [len(s) for s in seeded_split(records[:2], 0.01, 0)] == [1, 1]
     assert [len(s) for s in seeded_split(records[:2], 0.99, 0)] == [1, 1]
+
+
+def test_seeded_split_is_stable_as_the_data_grows() -> None:
+    """Growth replayed from 100 to 5,000 images in steps of 100 (the nightly case): no image ever moves
+    between train and val, and val stays about val_fraction of the data."""
+    names = [f"img_{i:05d}_{(i * 7919) % 10007}.jpg" for i in range(5000)]
+    first_split: dict[str, str] = {}
+    for n in range(100, 5001, 100):
+        records = [ImageRecord(i + 1, Path(f"/data/{name}"), 64, 64) for i, name in enumerate(names[:n])]
+        train, val = seeded_split(records, 0.2, seed=0)
+        for split, recs in (("train", train), ("val", val)):
+            for r in recs:
+                assert first_split.setdefault(r.path.name, split) == split, f"{r.path.name} moved at N={n}"
+        if n >= 1000:
+            assert 0.17 < len(val) / n < 0.23
+    assert len(first_split) == 5000
+
+
+def test_prepared_split_is_stable_as_coco128_grows(coco128_dir: Path, tmp_path: Path) -> None:
+    """The real prepare on coco128's first 64 images, then all 128: every image of the first run keeps its split."""
+    images = sorted((coco128_dir / "images" / "train2017").iterdir())
+    splits = {}
+    for n in (64, 128):
+        root = tmp_path / f"grow{n}"
+        (root / "images" / "train2017").mkdir(parents=True)
+        (root / "labels" / "train2017").mkdir(parents=True)
+        for image in images[:n]:
+            os.link(image, root / "images" / "train2017" / image.name)
+            label = coco128_dir / "labels" / "train2017" / f"{image.stem}.txt"
+            if label.is_file():
+                os.link(label, root / "labels" / "train2017" / label.name)
+        shutil.copy(coco128_dir / "dataset.yaml", root / "dataset.yaml")
+        out = prepare_dataset(DataParams(source=str(root)), tmp_path / f"prep{n}").out_dir
+        splits[n] = {i["file_name"]: split for split in ("train", "val")
+                     for i in _read_json(out / "annotations" / f"{split}.json")["images"]}
+    assert len(splits[64]) == 64 and len(splits[128]) == 128
+    assert all(splits[128][name] == split for name, split in splits[64].items())
+    assert 0 < sum(s == "val" for s in splits[64].values()) < sum(s == "val" for s in splits[128].values())
 
 
 # ------------------------------------------------------------------------------ broken YOLO data

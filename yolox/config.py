@@ -11,13 +11,14 @@ names (``train.epochs``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from yolox.errors import ConfigError
 from yolox.meta import STRIDES, Variant
@@ -43,7 +44,9 @@ class DataParams(_Params):
     source: str = Field(
         "coco128",
         description="A dataset name resolved through YOLOX_ASSETS_DIR or the download cache (e.g. "
-        "'coco128'), a YOLO dataset.yaml or folder, or a COCO instances_*.json.",
+        "'coco128', 'raccoon'), a YOLO dataset.yaml or folder, a Pascal VOC folder (images/ + "
+        "annotations/*.xml, or a VOCdevkit VOC20xx folder: JPEGImages/, Annotations/, optional "
+        "ImageSets/Main), or a COCO instances_*.json.",
     )
     images: str | None = Field(
         None, description="Image folder of a COCO json source (default: the json's folder)."
@@ -51,13 +54,36 @@ class DataParams(_Params):
     val_source: str | None = Field(
         None, description="Optional separate val split (same kinds as source); else a seeded split."
     )
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of images held out for val.")
-    split_seed: int = Field(0, ge=0, description="Seed of the deterministic train/val split.")
+    names: list[str] | None = Field(
+        None, description="The class list, in index order. A Pascal VOC source's classes (an object of another class "
+        "is a reported skip; default: the sorted names found); a YOLO or COCO source declares its own, which must "
+        "then be these.",
+    )
+    val_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Expected share of images held out for val: an image is in val when the "
+        "seeded hash of its file name is below this (yolox.data.prepare.split_of), so growing data never moves an "
+        "image between splits.")
+    split_seed: int = Field(0, ge=0, description="Seed of the train/val split's hash.")
     min_box_size: float = Field(
         1.0, ge=0.0, description="Boxes narrower or shorter than this after clipping are skipped (pixels)."
     )
     min_image_size: int = Field(32, ge=1, description="Images with a side below this are skipped (pixels).")
     prepared_dir: str = Field("data/prepared", description="Output folder of the prepared dataset.")
+
+
+_REGISTRY_REFERENCE = re.compile(r"^\s*(?:(?P<champion>champion)|@(?P<alias>[A-Za-z0-9_.-]+)|"
+                                 r"version\s+(?P<version>[1-9][0-9]*))\s*$", re.IGNORECASE)
+
+
+def registry_reference(weights: str | None) -> tuple[str, str] | None:
+    """``("alias", NAME)`` or ``("version", N)`` when ``model.weights`` names a version of the registered model
+    (``champion`` -> ``("alias", "champion")``, ``@challenger``, ``version 3``), else None (a file or a name)."""
+    match = _REGISTRY_REFERENCE.match(weights or "")
+    if match is None:
+        return None
+    if match["version"]:
+        return "version", match["version"]
+    return "alias", (match["alias"] or "champion")
 
 
 class ModelParams(_Params):
@@ -68,8 +94,23 @@ class ModelParams(_Params):
     weights: str | None = Field(
         "yolox_nano.pth",
         description="Checkpoint to start from: a release file name (e.g. 'yolox_nano.pth', resolved "
-        "through YOLOX_ASSETS_DIR or the download cache), a path, or null to train from scratch.",
+        "through YOLOX_ASSETS_DIR or the download cache), a path, a version of tracking.registered_model "
+        "('champion', '@<alias>' or 'version <N>': its training checkpoint, the warm start of a nightly "
+        "retrain; yolox.train.warm_start), or null to train from scratch.",
     )
+    fallback_weights: str | None = Field(
+        None,
+        description="With weights naming a registry alias ('champion', '@<alias>'): the checkpoint to start from "
+        "while no version holds that alias yet (the first night), e.g. 'yolox_nano.pth'; null: that is an error.",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_reference(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower().startswith(("version", "@")) \
+                and registry_reference(value) is None:
+            raise ValueError("a registry version is 'champion', '@<alias>' or 'version <N>' (N >= 1)")
+        return value
 
 
 class AugmentParams(_Params):
@@ -201,6 +242,12 @@ class TrainParams(_Params):
                     "samples either way (yolox/data/cache.py).")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     amp: bool = Field(True, description="CUDA automatic mixed precision (ignored on CPU).")
+    full_batches: bool = Field(
+        True, description="Every batch full, as the authors' sampler draws them: an epoch is ceil(N / batch) batches "
+        "taken from an endless stream of seeded shuffled passes (yolox.data.dataset.FullBatchStream). false: one pass "
+        "per epoch whose last batch holds the remaining N mod batch images, stepped at the full lr (measured to cost "
+        "new-class fine-tuning AP: bench/learning.py).",
+    )
     max_iters_per_epoch: int | None = Field(
         None, ge=1, description="Cap on iterations per epoch (quick runs and tests); null = full epoch."
     )
@@ -379,6 +426,15 @@ class GateParams(_Params):
         None, gt=0.0, description="Latency rule: the candidate's p90 latency per image at batch 1 (ONNX Runtime, "
         "letterbox to detections, on this machine, measured in the gate run) must not exceed this (ms); "
         "null = off.",
+    )
+    golden: str | None = Field(
+        None, description="A fixed regression set (any dataset the readers take: a folder, dataset.yaml, COCO json, "
+        "VOC folder; all its images), evaluated for the candidate and the champion in every gate run beside the val "
+        "split: unlike the val split, it is the same images night after night. null: no such rule.",
+    )
+    golden_max_regression: float = Field(
+        0.0, ge=0.0, le=1.0, description="golden rule: the candidate's AP50:95 on the golden set may be at most this "
+        "far below the champion's (fraction); 0: the production model never gets worse on it.",
     )
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"

@@ -160,6 +160,57 @@ class TrainDataset(Dataset):
         return _chw_float(img), torch.from_numpy(targets), n, int(self.records.image_ids[index])
 
 
+def epoch_permutation(n: int, seed: int, k: int) -> list[int]:
+    """Permutation ``k`` of ``range(n)``: ``torch.randperm`` with a generator seeded from ``(seed, k)`` (the
+    order a RandomSampler reseeded that way gives)."""
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
+    return torch.randperm(n, generator=generator).tolist()
+
+
+class FullBatchStream(Sampler[int]):
+    """Indices for batches that are always full, as the authors' sampler draws them (their ``InfiniteSampler``
+    under a batch sampler: an endless stream of shuffled passes over the data, cut into batches, an epoch being
+    ``ceil((N // world) / batch)`` batches).
+
+    The stream is permutation 0, then 1, 2, ... of ``range(N)`` (:func:`epoch_permutation` of ``(seed, k)``).
+    Epoch ``e`` takes the next ``iters * batch * world`` positions of it, and rank ``r`` every ``world``-th of
+    those from the ``r``-th, so an epoch whose last batch would hold a sliver of the data (``N mod batch``
+    images, stepped at the full lr) continues into the next pass instead. A pure function of (seed, epoch,
+    rank): resumable mid-epoch, the same on every rank without communication. When ``N`` is a multiple of
+    ``batch * world``, epoch ``e`` is exactly permutation ``e`` (with one process: what the ragged sampler gives).
+
+    Args:
+        n: dataset size. batch_size: images per batch of one process. seed: the run's shuffling seed.
+        rank, world_size: this process and how many train.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        if n < 1 or batch_size < 1:
+            raise ValueError(f"FullBatchStream needs n >= 1 and batch_size >= 1 (got {n}, {batch_size})")
+        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.iters = max(1, math.ceil((self.n // self.world_size) / self.batch_size))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration draws (the batch sampler sets it before each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.iters * self.batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        per_epoch = self.iters * self.batch_size * self.world_size
+        first = self.epoch * per_epoch
+        positions = range(first + self.rank, first + per_epoch, self.world_size)
+        perms: dict[int, list[int]] = {}
+        for q in positions:
+            k = q // self.n
+            if k not in perms:
+                perms[k] = epoch_permutation(self.n, self.seed, k)
+            yield perms[k][q % self.n]
+
+
 class MultiScaleBatchSampler(Sampler[list[SampleKey]]):
     """Batches of :class:`SampleKey` with one input side per batch, redrawn every ``every`` batches.
 
@@ -326,7 +377,7 @@ def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_n
                        batch_size: int, workers: int, seed: int, rank: int = 0, world_size: int = 1,
                        distributed: bool = False, multiscale: bool = True,
                        multiscale_every: int = MULTISCALE_EVERY, drop_last: bool = False,
-                       cache_mb: int = CACHE_RAM_MB) -> DataLoader:
+                       cache_mb: int = CACHE_RAM_MB, full_batches: bool = False) -> DataLoader:
     """The training loader: augmentation (per-model recipe), multi-scale batches, seeded workers.
 
     Args:
@@ -343,6 +394,9 @@ def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_n
         multiscale: draw the side from :func:`multiscale_sizes` every ``multiscale_every`` batches;
             else every batch is at ``dataset.input_size`` (changeable with ``set_input_size``).
         cache_mb: ``train.cache_ram_mb`` (:class:`TrainDataset`).
+        full_batches: ``train.full_batches``: every batch full, drawn from :class:`FullBatchStream` (the
+            authors' sampling); else each epoch is one pass (RandomSampler or DistributedSampler) whose last
+            batch holds the remainder unless ``drop_last``.
 
     Returns:
         A DataLoader of :func:`collate` batches. Its ``dataset`` is the :class:`TrainDataset`
@@ -353,9 +407,13 @@ def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_n
         raise DataError("the training dataset has no images: check the prepared train split")
     rs = rank_seed(seed, rank)
     train_set = TrainDataset(dataset, params, input_size, model_name, seed=rs, cache_mb=cache_mb)
-    if distributed:
-        sampler: Sampler[int] = DistributedSampler(train_set, num_replicas=world_size, rank=rank,
-                                                   shuffle=True, seed=seed, drop_last=drop_last)
+    if full_batches:
+        sampler: Sampler[int] = FullBatchStream(len(train_set), batch_size, seed, rank if distributed else 0,
+                                                world_size if distributed else 1)
+        drop_last = True    # the stream's length is a whole number of batches: nothing is dropped
+    elif distributed:
+        sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                     drop_last=drop_last)
     else:
         sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(seed))
     sizes = multiscale_sizes(model_name, input_size, params.multiscale_range) if multiscale else None

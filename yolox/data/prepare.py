@@ -1,16 +1,17 @@
 """The ``prepare`` stage: raw dataset -> validated, split, prepared dataset on disk.
 
-Reads the source (YOLO or COCO, :mod:`yolox.data.readers`), validates every image and box
-(:mod:`yolox.data.validate`), splits train/val and writes the layout described in
+Reads the source (YOLO or COCO, :mod:`yolox.data.readers`; Pascal VOC, :mod:`yolox.data.voc`), validates
+every image and box (:mod:`yolox.data.validate`), splits train/val and writes the layout described in
 :mod:`yolox.data.records`. The output is byte-for-byte deterministic for the same input and params
 (DVC hashes it): every listing is sorted, image ids are ``1..N`` by sorted file name, and no file holds
 a timestamp or the output path.
 
-Split, in order of precedence: the source's own ``val`` split; else ``params.val_source``; else a
-seeded split of the valid images. The seeded split ranks images by a hash of ``split_seed`` and
-their file name and holds out the first ``round(N * val_fraction)`` (at least 1, at most N - 1), so it
-does not depend on listing order, and adding or removing a few images moves no other image between
-train and val.
+Split, in order of precedence: the source's own ``val`` split (a YOLO ``val:`` folder, VOC ``ImageSets``);
+else ``params.val_source``; else a seeded split of the valid images. The seeded split is a hash threshold, not
+a rank: an image goes to val when a seeded hash of its file name, read as a number in [0, 1), is below
+``val_fraction`` (:func:`split_of`). An image's split depends only on its own file name and ``split_seed``, so
+a dataset that grows night after night never moves an image between train and val (a champion is never scored
+on an image it trained on), whatever the listing order.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from yolox.config import DataParams
 from yolox.data.readers import Issue, RawDataset, RawImage, read_coco, read_yolo
 from yolox.data.records import DetectionDataset, ImageRecord, load_prepared
 from yolox.data.validate import validate_images
+from yolox.data.voc import is_voc_source, read_voc
 from yolox.errors import ConfigError, DataError
 
 log = logging.getLogger("yolox.data")
@@ -86,7 +88,7 @@ def prepare_dataset(params: DataParams, out_dir: Path | None = None) -> PrepareR
         raise ConfigError(
             f"data.images ({params.images!r}) is only used with a COCO .json source, not {source}: remove it"
         )
-    raw, issues = read_source(source, params.images)
+    raw, issues = read_source(source, params.images, names=params.names)
     splits = dict(raw.splits)
     notes = Counter(raw.notes)
     method = "source val split" if "val" in splits else "seeded"
@@ -119,17 +121,30 @@ def is_coco_json(path: Path) -> bool:
     return path.suffix.lower() == ".json"
 
 
-def read_source(path: Path, images: str | None = None, only: str | None = None) -> tuple[RawDataset, list[Issue]]:
+def read_source(path: Path, images: str | None = None, only: str | None = None,
+                names: list[str] | None = None) -> tuple[RawDataset, list[Issue]]:
     """Read a resolved source: a ``.json`` file as COCO (images in ``images``, default the json's
-    folder), anything else as YOLO (``images`` is not used; ``only``: read just that split, see
-    :func:`yolox.data.readers.read_yolo`).
+    folder); a Pascal VOC folder (:func:`yolox.data.voc.is_voc_source`: ``annotations/`` or
+    ``Annotations/`` holding .xml files, in it or in its one ``VOC*`` folder, and no ``dataset.yaml``) with
+    :func:`yolox.data.voc.read_voc` (all the splits it defines; ``images`` and ``only`` are not used);
+    anything else as YOLO (``images`` is not used; ``only``: read just that split, see
+    :func:`yolox.data.readers.read_yolo`). ``names`` (``data.names``): a VOC source's class list (objects of
+    other classes are reported skips; default the names found); a YOLO or COCO source declares its own, which
+    must then be these.
+
+    Returns:
+        The raw dataset (class names, category ids, images per split, notes) and the issues met reading it.
 
     Raises:
-        DataError: the source cannot be read at all.
+        DataError: the source cannot be read at all. ConfigError: ``names`` differ from a YOLO/COCO source's.
     """
-    if is_coco_json(path):
-        return read_coco(path, Path(images) if images else None)
-    return read_yolo(path, only)
+    if is_voc_source(path) and not is_coco_json(path):
+        return read_voc(path, list(names) if names else None)
+    raw, issues = read_coco(path, Path(images) if images else None) if is_coco_json(path) else read_yolo(path, only)
+    if names and list(names) != list(raw.names):
+        raise ConfigError(f"data.names {list(names)[:5]} differ from the classes {path} declares "
+                          f"{list(raw.names)[:5]}: remove data.names (it is for VOC sources) or fix it")
+    return raw, issues
 
 
 def _read_val_source(
@@ -141,7 +156,7 @@ def _read_val_source(
             f"data.val_source ({val_source!r}) is set but {params.source!r} has its own val split: "
             "remove one of them"
         )
-    val_raw, val_issues = read_source(resolve_dataset(val_source), params.images)
+    val_raw, val_issues = read_source(resolve_dataset(val_source), params.images, names=params.names)
     if (val_raw.names, val_raw.category_ids) != (raw.names, raw.category_ids):
         raise DataError(
             f"{val_source}: its classes differ from those of {params.source} "
@@ -176,25 +191,39 @@ def _drop_duplicate_names(splits: dict[str, list[RawImage]]) -> list[Issue]:
 def seeded_split(
     records: list[ImageRecord], val_fraction: float, seed: int
 ) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """Split records into (train, val) by a seeded hash of their file names.
+    """Split records into (train, val), each image by its own file name (:func:`split_of`).
 
-    ``round(N * val_fraction)`` images go to val, at least 1 and at most ``N - 1``.
+    About ``N * val_fraction`` images go to val (a binomial count, not a fixed one: that is what keeps every
+    image's split fixed as the dataset grows). Only when the threshold leaves a split empty (tiny datasets)
+    does the image with the lowest (for val) or highest (for train) hash move, so both splits have an image.
 
     Raises:
         DataError: fewer than 2 records (both splits need an image).
     """
     if len(records) < 2:
         raise DataError(f"only {len(records)} valid image(s): at least 2 are needed for a train/val split")
-    num_val = min(max(1, round(len(records) * val_fraction)), len(records) - 1)
-    ranked = sorted(records, key=lambda r: (_split_key(r.path.name, seed), r.path.name))
-    val_names = {r.path.name for r in ranked[:num_val]}
+    val_names = {r.path.name for r in records if split_of(r.path.name, val_fraction, seed) == "val"}
+    ranked = sorted(records, key=lambda r: (split_hash(r.path.name, seed), r.path.name))
+    if not val_names:
+        val_names = {ranked[0].path.name}
+    elif len(val_names) == len(records):
+        val_names.discard(ranked[-1].path.name)
     train = [r for r in records if r.path.name not in val_names]
     val = [r for r in records if r.path.name in val_names]
     return train, val
 
 
-def _split_key(file_name: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}:{file_name}".encode()).hexdigest()
+def split_hash(file_name: str, seed: int) -> float:
+    """A seeded hash of a file name as a number in [0, 1): the first 64 bits of
+    ``sha256("<seed>:<file_name>")`` divided by 2**64 (uniform over names, stable across machines)."""
+    digest = hashlib.sha256(f"{seed}:{file_name}".encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_of(file_name: str, val_fraction: float, seed: int) -> str:
+    """``"val"`` when :func:`split_hash` of the file name is below ``val_fraction``, else ``"train"``: a pure
+    function of the name and the seed, so adding or removing other images never changes it."""
+    return "val" if split_hash(file_name, seed) < val_fraction else "train"
 
 
 def _validate_splits(
@@ -465,10 +494,11 @@ def _yaml_text(names: list[str], category_ids: list[int]) -> str:
     return header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
 
 
-def load_dataset(source: str | Path, split: str = "val", images: str | None = None,
+def load_dataset(source: str | Path, split: str | None = "val", images: str | None = None,
                  params: DataParams | None = None) -> DetectionDataset:
     """One split of any dataset, validated in memory (nothing written): a prepared dataset folder, a
-    YOLO ``dataset.yaml`` or folder, a COCO ``.json`` (with ``images``), or a dataset name.
+    YOLO ``dataset.yaml`` or folder, a COCO ``.json`` (with ``images``), a Pascal VOC folder, or a dataset name.
+    ``split`` None: every image of every split (e.g. a fixed regression set, ``gate.golden``).
 
     Bad images and boxes are skipped and logged (as ``prepare`` does). Image ids are 1..N by file name.
 
@@ -476,6 +506,8 @@ def load_dataset(source: str | Path, split: str = "val", images: str | None = No
         AssetError: not a path nor a known name. DataError: unreadable, or ``split`` not in the source.
     """
     path = resolve_dataset(str(source))
+    if split is None:
+        return _load_all_splits(path, images, params)
     if path.is_dir() and (path / "annotations").is_dir() and (path / "dataset.yaml").is_file():  # prepared
         have = sorted(p.stem for p in (path / "annotations").glob("*.json"))
         if split not in have:
@@ -483,7 +515,7 @@ def load_dataset(source: str | Path, split: str = "val", images: str | None = No
                             "(use --split " + " or --split ".join(have) + ")")
         return load_prepared(path, split)
     params = params or DataParams(source=str(source))
-    raw, issues = read_source(path, images, None if is_coco_json(path) else split)
+    raw, issues = read_source(path, images, None if is_coco_json(path) else split, params.names)
     if is_coco_json(path) and split not in raw.splits:
         split = next(iter(raw.splits))  # a COCO json holds one split, whatever its name
     if split not in raw.splits:
@@ -495,3 +527,28 @@ def load_dataset(source: str | Path, split: str = "val", images: str | None = No
     for i, rec in enumerate(records, start=1):
         rec.image_id = i
     return DetectionDataset(raw.names, raw.category_ids, records)
+
+
+def _load_all_splits(path: Path, images: str | None, params: DataParams | None) -> DetectionDataset:
+    """Every image of every split of the dataset at ``path`` (see :func:`load_dataset`), ids 1..N by path."""
+    if path.is_dir() and (path / "annotations").is_dir() and (path / "dataset.yaml").is_file():  # prepared
+        parts = [load_prepared(path, p.stem) for p in sorted((path / "annotations").glob("*.json"))]
+        names, category_ids = parts[0].names, parts[0].category_ids
+        records = [r for part in parts for r in part.records]
+    else:
+        params = params or DataParams(source=str(path))
+        raw, issues = read_source(path, images, names=params.names)
+        records = []
+        for split, raw_images in sorted(raw.splits.items()):
+            result = validate_images(raw_images, raw.num_classes, params, f"reading {split} images")
+            issues.extend(result.issues)
+            records.extend(result.records)
+        for issue in issues:
+            log.warning("skipped %s %s: %s", issue.kind, issue.file, issue.reason)
+        names, category_ids = raw.names, raw.category_ids
+    records = sorted(records, key=lambda r: str(r.path))
+    for i, rec in enumerate(records, start=1):
+        rec.image_id = i
+    if not records:
+        raise DataError(f"{path}: no valid image")
+    return DetectionDataset(names, category_ids, records)

@@ -31,9 +31,17 @@ class LoadReport:
     loaded: int
     total: int
     reinitialised: list[str] = field(default_factory=list)
+    kept_classes: int | None = None
+    """With a class list matched by name: classes whose predictor rows came from the checkpoint."""
+    added_classes: list[str] = field(default_factory=list)
+    """With a class list matched by name: classes the checkpoint did not know (fresh rows)."""
 
     def __str__(self) -> str:
         s = f"{self.path}: loaded {self.loaded}/{self.total} tensors"
+        if self.kept_classes is not None:
+            s += f"; class predictors matched by name: {self.kept_classes} kept"
+            if self.added_classes:
+                s += f", {len(self.added_classes)} new ({', '.join(self.added_classes[:5])})"
         if self.reinitialised:
             s += f"; class predictors re-initialised ({len(self.reinitialised)} tensors: class count differs)"
         return s
@@ -91,7 +99,10 @@ def read_state_dict(path: str | Path, key: str = "model") -> dict[str, torch.Ten
     Raises:
         CheckpointError: missing or unreadable file, or no state dict inside.
     """
-    ckpt = torch_load(path)
+    return _state_dict_of(torch_load(path), path, key)
+
+
+def _state_dict_of(ckpt: Any, path: str | Path, key: str) -> dict[str, torch.Tensor]:
     if isinstance(ckpt, dict) and key in ckpt and isinstance(ckpt[key], dict):
         ckpt = ckpt[key]
     if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
@@ -99,18 +110,57 @@ def read_state_dict(path: str | Path, key: str = "model") -> dict[str, torch.Ten
     return ckpt
 
 
-def load_weights(model: nn.Module, path: str | Path, key: str = "model") -> LoadReport:
+def class_names_of(ckpt: Any) -> list[str] | None:
+    """The class names a loaded checkpoint dict records (this project's ``meta.names``, or ``names`` in older
+    checkpoints), or None (the authors' files record none)."""
+    if not isinstance(ckpt, dict):
+        return None
+    meta = ckpt.get("meta")
+    names = meta.get("names") if isinstance(meta, dict) else ckpt.get("names")
+    return [str(n) for n in names] if isinstance(names, list | tuple) else None
+
+
+def _class_rows(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], old: list[str],
+                new: list[str]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Class-predictor tensors for the classes ``new`` built from a checkpoint trained on ``old``: the row of
+    each class known to both is the checkpoint's, the other rows keep the model's fresh initialisation.
+    Returns the tensors and the new classes (those the checkpoint did not know)."""
+    index = {name: i for i, name in enumerate(old)}
+    mapped = {}
+    for k, fresh in own.items():
+        if not k.startswith(CLASS_PREDICTOR_PREFIX) or k not in state:
+            continue
+        out = fresh.clone()
+        for i, name in enumerate(new):
+            if name in index:
+                out[i] = state[k][index[name]]
+        mapped[k] = out
+    return mapped, [n for n in new if n not in index]
+
+
+def load_weights(model: nn.Module, path: str | Path, key: str = "model",
+                 names: list[str] | None = None) -> LoadReport:
     """Load a checkpoint into ``model``; strict except for the class predictors.
 
-    Every tensor must match by name and shape, except ``head.cls_preds.*`` when the checkpoint was
-    trained with another class count: those keep the model's fresh initialisation (fine-tuning).
+    Every tensor must match by name and shape, except ``head.cls_preds.*``:
+
+    - the checkpoint records its class names (this project's) and ``names`` (the model's classes, in order)
+      differ from them: each class known to both keeps its predictor row from the checkpoint, by name, and a
+      class the checkpoint did not know keeps the model's fresh initialisation (a class list that grew, or was
+      reordered: a warm start from the production model);
+    - otherwise, when the class count differs (the authors' COCO files into a model of other classes): the
+      class predictors keep the model's fresh initialisation (fine-tuning to new classes).
 
     Raises:
         CheckpointError: missing/unexpected tensors or a shape mismatch outside the class predictors
             (e.g. yolox-nano weights into yolox-s); the message lists the first offending names.
     """
-    state = read_state_dict(path, key)
+    ckpt = torch_load(path)
+    state = _state_dict_of(ckpt, path, key)
     own = model.state_dict()
+    old_names = class_names_of(ckpt)
+    by_name = names is not None and old_names is not None and list(old_names) != list(names) \
+        and len(old_names) == int(state.get(CLASS_PREDICTOR_PREFIX + "0.weight", torch.empty(0)).shape[0])
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
@@ -126,8 +176,15 @@ def load_weights(model: nn.Module, path: str | Path, key: str = "model") -> Load
             parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
         raise CheckpointError(f"{path} does not fit this model: " + "; ".join(parts)
                               + ". Is it a checkpoint of another model size?")
-    to_load = {k: v for k, v in state.items() if k not in mismatched}
-    model.load_state_dict(to_load, strict=not mismatched)
-    report = LoadReport(str(path), len(to_load), len(own), mismatched)
+    if by_name:
+        mapped, added = _class_rows(state, own, list(old_names or []), list(names or []))
+        to_load = {**{k: v for k, v in state.items() if k not in mapped}, **mapped}
+        model.load_state_dict(to_load)
+        kept = len(names or []) - len(added)
+        report = LoadReport(str(path), len(to_load), len(own), [], kept_classes=kept, added_classes=added)
+    else:
+        to_load = {k: v for k, v in state.items() if k not in mismatched}
+        model.load_state_dict(to_load, strict=not mismatched)
+        report = LoadReport(str(path), len(to_load), len(own), mismatched)
     log.info("%s", report)
     return report

@@ -240,7 +240,7 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
                         ckpt_path)
         resume = False
     if mp.weights and not resume:
-        load_weights(model, resolve_weights(mp.weights))       # logs what it loaded
+        load_weights(model, resolve_weights(mp.weights), names=list(names))   # logs what it loaded
     frozen = freeze_parameters(model, tp.freeze)
     if frozen and ctx.is_main:
         log.info("frozen: %d parameter tensors under %s", frozen, ", ".join(tp.freeze))
@@ -249,7 +249,8 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
 
     loader = build_train_loader(train_set, params.augment, mp.name, mp.input_size, batch_per_proc, tp.workers,
                                 tp.seed, ctx.rank, ctx.world_size, ctx.distributed,
-                                multiscale=params.augment.multiscale_range > 0, cache_mb=tp.cache_ram_mb)
+                                multiscale=params.augment.multiscale_range > 0, cache_mb=tp.cache_ram_mb,
+                                full_batches=tp.full_batches)
     del train_set   # the loader holds the records as flat arrays; the workers it forks share only those
     iters_per_epoch = len(loader) if tp.max_iters_per_epoch is None else min(len(loader), tp.max_iters_per_epoch)
     lr = tp.basic_lr_per_img * tp.batch_size
