@@ -16,7 +16,7 @@ The flow then hands the signal to Prefect as Prefect's own handlers would have: 
 ``TerminationSignal`` (the flow run ends Cancelled when it was cancelled through the API, else Crashed, and
 the process exits by SIGTERM), SIGINT as KeyboardInterrupt (Crashed). The log says how to resume.
 
-    python -m flows.train_yolox params/default.yaml [KEY=VALUE ...]   # local, Prefect's ephemeral API
+    python -m flows.train_yolox params/default.yaml [KEY=VALUE ...] [--force]   # local, Prefect's ephemeral API
     prefect deployment run train-yolox/nightly                         # a deployment (prefect.yaml)
 """
 
@@ -46,6 +46,8 @@ TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "prepare": {**retries(2), "cache_key_fn": prepare_cache_key, "cache_expiration": timedelta(days=30),
                 "persist_result": True},
     "start-run": {**retries(), "cache_policy": NO_CACHE},
+    "check-changes": {**retries(), "cache_policy": NO_CACHE},
+    "warm-start": {**retries(2), "cache_policy": NO_CACHE},
     # a retried train continues from its checkpoint into the same MLflow run (run_pipeline: resume="auto")
     "train": {**retries(2, first_delay_s=30), "cache_policy": NO_CACHE},
     "evaluate": {**retries(2), "cache_policy": NO_CACHE},
@@ -79,9 +81,12 @@ def _route_library_logs() -> None:
 
 
 @flow(name="train-yolox", log_prints=False)
-def train_yolox(params_file: str = "params/default.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
+def train_yolox(params_file: str = "params/default.yaml", overrides: list[str] | None = None,
+                force: bool = False) -> dict[str, Any]:
     """Prepare, train, evaluate, export, register and gate one model (:func:`yolox.pipeline.run_pipeline`);
-    returns its summary (run id, AP, version, alias after the gate, the gate's decision record)."""
+    returns its summary (run id, AP, version, alias after the gate, the gate's decision record). A night with
+    nothing new (same data, params and code as the champion's) ends early, "skipped: ..." in the log, unless
+    ``force``."""
     from prefect.artifacts import create_markdown_artifact
     from prefect.runtime import flow_run
 
@@ -92,9 +97,14 @@ def train_yolox(params_file: str = "params/default.yaml", overrides: list[str] |
     params = load_params(params_file, overrides)
     try:
         result = run_pipeline(params, prefect_runner, {"prefect_flow_run": str(flow_run.id or "local")},
-                              progress=False)
+                              progress=False, force=force)
     except Interrupted as err:
         raise _to_prefect(err, params_file, overrides) from err
+    if result.skipped:
+        create_markdown_artifact(markdown=f"## Skipped\n\n{result.reason}.\n", key="gate-decision",
+                                 description=f"skipped: {result.reason}")
+        get_run_logger().info("skipped: %s (run with force=true to train anyway)", result.reason)
+        return result.summary()
     decision = result.decision
     create_markdown_artifact(markdown=Decision.from_json(decision).markdown(), key="gate-decision",
                              description=f"{result.registered.name} v{result.registered.version}: "
@@ -146,7 +156,7 @@ def ephemeral_startup_failure(err: BaseException) -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m flows.train_yolox [PARAMS_FILE [KEY=VALUE ...]]``: run the flow with Prefect's ephemeral API
+    """``python -m flows.train_yolox [PARAMS_FILE [KEY=VALUE ...]] [--force]``: run the flow with Prefect's ephemeral API
     (given time to start), print its summary as JSON; a start-up timeout is one line on stderr and exit 1."""
     import json
 
@@ -154,7 +164,9 @@ def main(argv: list[str]) -> int:
 
     with generous_ephemeral_startup():
         try:
-            summary = train_yolox(*(argv[:1] or []), overrides=argv[1:])
+            force = "--force" in argv
+            args = [a for a in argv if a != "--force"]
+            summary = train_yolox(*(args[:1] or []), overrides=args[1:], force=force)
         except RuntimeError as err:
             line = ephemeral_startup_failure(err)
             if line is None:

@@ -347,12 +347,15 @@ def promote(
     Console().print(table)
 
 @app.command()
-def pipeline(params: ParamsOpt = Path("params/default.yaml"), set_: SetOpt = None) -> None:
+def pipeline(params: ParamsOpt = Path("params/default.yaml"), set_: SetOpt = None,
+             force: Annotated[bool, typer.Option("--force", help="Train even when the data, params and code are "
+                                                 "those the champion was trained on.")] = False) -> None:
     """Run the whole pipeline in this process: prepare -> train -> evaluate -> export -> register -> gate
-    (the same stages the Prefect flow train-yolox runs as tasks: python -m flows.train_yolox)."""
+    (the same stages the Prefect flow train-yolox runs as tasks: python -m flows.train_yolox). Nothing new since
+    the champion (same data, params and code): skipped, unless --force."""
     from yolox.pipeline import run_pipeline
 
-    result = run_pipeline(_params(params, set_))
+    result = run_pipeline(_params(params, set_), force=force)
     print(json.dumps(result.summary(), indent=2))  # stdout: the machine-readable result (logs go to stderr)
 
 

@@ -196,3 +196,34 @@ def dvc_code_deps(stage: str, project_root: str | Path | None = None) -> list[st
         deps.add(f)
     deps = {d for d in deps if not any(p in deps for p in d.parents)}
     return sorted(str(d.relative_to(root)) for d in deps)
+
+
+# --- what a model was trained from: the skip rule's inputs ---------------------------------------------
+
+IGNORED_PARAMS = ("data.source", "data.images", "data.val_source", "data.prepared_dir", "train.output_dir",
+                  "export.onnx_path", "export.tensorrt_timing_cache", "tracking.run_name")
+"""Params that say WHERE things are, not what is trained: left out of :func:`params_digest` (the data's content is
+:func:`data_version`'s), so moving a folder does not make a night retrain."""
+
+
+def params_digest(params: object) -> str:
+    """``sha256:<16 hex>`` of the params (a :class:`yolox.config.PipelineParams`) minus :data:`IGNORED_PARAMS`:
+    equal digests mean the same recipe. ``model.weights`` counts as written (``champion`` stays ``champion``)."""
+    import json
+
+    flat = {k: v for k, v in params.flat().items() if k not in IGNORED_PARAMS}  # type: ignore[attr-defined]
+    return "sha256:" + hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@cache
+def code_version() -> str:
+    """``sha256:<16 hex>`` of the code that makes a model: every ``yolox`` source file the train stage runs
+    (:func:`stage_code`), except ``cli.py`` and ``pipeline.py``, which only compose stages. Equal versions mean
+    the same training code, whatever the git commit (a checkout without git included)."""
+    digest = hashlib.sha256()
+    for path in stage_code("train"):
+        if path.parent == PACKAGE_ROOT and path.name in ("cli.py", "pipeline.py"):
+            continue
+        digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()[:16]

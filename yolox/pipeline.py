@@ -33,15 +33,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from yolox.config import PipelineParams
+from yolox.config import PipelineParams, registry_reference
 from yolox.errors import ConfigError, DataError, Interrupted, StageError
 from yolox.meta import ModelMeta
+from yolox.train.warm_start import StartWeights, resolve_start_weights
 
 log = logging.getLogger("yolox.pipeline")
 
-RUN_TAGS = ("model", "input_size", "data_version", "data_source", "git_commit", "registered_model")
+RUN_TAGS = ("model", "input_size", "data_version", "data_source", "git_commit", "registered_model", "params_digest",
+            "code_version")
 """Tags every pipeline MLflow run carries (plus ``prefect_flow_run`` under Prefect, ``registered_version``
-after registration, ``export_check``, ``gate.decision``/``gate.outcome``, ``failed_stage`` on failure)."""
+after registration, ``warm_start``, ``export_check``, ``gate.decision``/``gate.outcome``, ``failed_stage`` on failure,
+``skipped`` on a night with nothing new). ``data_version``, ``params_digest`` and ``code_version`` are also tags of
+the registered version: what the skip rule compares (:func:`changes_since`)."""
+
+LINEAGE_TAGS = ("data_version", "params_digest", "code_version")
+"""What a model was trained from (version tags): a night whose three equal a recent version's has nothing new."""
 
 
 # --- typed results -------------------------------------------------------------------------------------
@@ -159,6 +166,8 @@ class PipelineResult:
     registered: RegisteredModel
     decision: dict[str, Any]
 
+    skipped = False
+
     @property
     def promoted(self) -> bool:
         return bool(self.decision.get("promoted"))
@@ -172,7 +181,23 @@ class PipelineResult:
                 "onnx": str(self.exported.onnx), "onnx_max_abs_diff": self.exported.max_abs_diff,
                 **({"int8_AP50_95": self.exported.int8.int8_ap} if self.exported.int8 else {}),
                 "registered_model": self.registered.name, "version": self.registered.version, "alias": champion,
-                "promoted": self.promoted, "gate": self.decision}
+                "promoted": self.promoted, "skipped": False, "gate": self.decision}
+
+
+@dataclass(frozen=True)
+class SkippedRun:
+    """A pipeline run that ended early: nothing changed since a registered version (:func:`changes_since`)."""
+
+    run_id: str
+    prepared: PreparedData
+    reason: str
+    promoted: bool = False
+    skipped: bool = True
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary (what ``yolox pipeline`` prints)."""
+        return {"mlflow_run_id": self.run_id, "data_version": self.prepared.data_version, "skipped": True,
+                "reason": self.reason, "promoted": False}
 
 
 # --- the stages ----------------------------------------------------------------------------------------
@@ -202,6 +227,9 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
     tracking server never holds training up; the end of training waits up to ``tracking.flush_timeout_s`` for
     it, then leaves the rest for ``yolox tracking flush``), and the checkpoint is logged as an artifact at the end.
 
+    ``model.weights`` naming a registered version (``champion``, ``@alias``, ``version N``) starts from that
+    version's training checkpoint (:func:`warm_start`).
+
     ``resume``: True continues ``<out_dir>/last.pth``; ``"auto"`` continues it only when it belongs to
     ``run_id`` (a retried pipeline task), else starts afresh; False starts afresh.
 
@@ -223,6 +251,8 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
 
     prepared_dir = Path(prepared_dir or params.data.prepared_dir)
     out = Path(out_dir or params.train.output_dir)
+    if registry_reference(params.model.weights) is not None:    # a registry version: its training checkpoint
+        params = with_start_weights(params, warm_start(params, out_dir=out))
     dp = params.train.distributed
     if dp.launcher == "torchrun":   # checked here: the launched workers would fail one by one, after restarts
         check_output_dir(out)
@@ -259,6 +289,7 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
         save_figures({"training_curves.png": training_curves(result.history)}, out)
     run = _attach(params, run_id)
     if run is not None:
+        run.log_metrics({"train/seconds": round(result.seconds, 1)})
         run.log_artifact(result.checkpoint, "checkpoint")
     meta = ModelMeta(result.model_name, result.input_size, tuple(result.names))
     return TrainedModel(result.checkpoint, meta, result.epochs, result.seconds, result.history, result.run_id)
@@ -449,9 +480,10 @@ def export_int8(params: PipelineParams, onnx_path: Path, size: int, prepared: Pa
 
 
 def register(params: PipelineParams, exported: ExportedModel, evaluation: Evaluation, run_id: str,
-             data_version: str) -> RegisteredModel:
+             data_version: str, lineage: dict[str, str] | None = None) -> RegisteredModel:
     """Register ``exported`` (its ONNX pyfunc, with the serving thresholds of ``params.serve``) as a new
-    version of ``tracking.registered_model`` with the ``gate.challenger_alias``, logged to run ``run_id``. With
+    version of ``tracking.registered_model`` with the ``gate.challenger_alias``, logged to run ``run_id``, tagged
+    with ``lineage`` (:func:`lineage_of`: what the skip rule compares) and the ``warm_start`` it trained from. With
     an end2end serving graph (``export.serve_end2end``) the pyfunc carries both and serves from the end2end one
     (:class:`yolox.tracking.pyfunc.YoloxOnnxModel`); the version's tag ``serving_variant`` says which graph serves.
 
@@ -472,7 +504,7 @@ def register(params: PipelineParams, exported: ExportedModel, evaluation: Evalua
                           {"data_version": data_version, "AP50_95": f"{evaluation.ap:.4f}",
                            "model": exported.meta.name, "input_size": str(exported.meta.input_size),
                            "export_check": exported.check, "export_max_abs_diff": f"{exported.max_abs_diff or 0:.3g}",
-                           "export_variant": exported.variant, **serving, **int8},
+                           "export_variant": exported.variant, **serving, **int8, **(lineage or {})},
                           sp.conf_thresh, sp.nms_thresh, sp.max_det, alias=params.gate.challenger_alias,
                           end2end_path=exported.serving)
     MlflowRun.attach(run_id).set_tags({"registered_version": mv.version})
@@ -488,6 +520,69 @@ def gate(params: PipelineParams, candidate_version: str | None = None, prepared_
 
     artifact = "gate/decision.json" if run_id else None
     return run_gate(params, candidate_version, prepared_dir, dry_run, data_version, run_id, artifact)
+
+
+def lineage_of(params: PipelineParams, prepared: PreparedData) -> dict[str, str]:
+    """What a model trained now would be trained from (:data:`LINEAGE_TAGS`): the prepared data's version, the
+    params' digest (``model.weights`` as written: ``champion`` stays ``champion``) and the training code's
+    version (:mod:`yolox.lineage`)."""
+    from yolox.lineage import code_version, params_digest
+
+    return {"data_version": prepared.data_version, "params_digest": params_digest(params),
+            "code_version": code_version()}
+
+
+def changes_since(params: PipelineParams, prepared: PreparedData) -> str | None:
+    """Why this run has nothing new to learn, or None: the version holding the champion alias (or, failing that,
+    the challenger alias: a rejected candidate would be trained again, identically) was trained from the same
+    data version, params digest and code version (:func:`lineage_of`). Returns e.g. ``"data unchanged since
+    version 4 (champion)"``.
+
+    Raises:
+        TrackingError: the registry cannot be read.
+    """
+    from yolox.tracking.registry import alias_version
+
+    now, name, gp = lineage_of(params, prepared), params.tracking.registered_model, params.gate
+    for alias in (gp.champion_alias, gp.challenger_alias):
+        mv = alias_version(name, alias)
+        if mv is not None and all((mv.tags or {}).get(k) == v for k, v in now.items()):
+            return f"data unchanged since version {mv.version} ({alias}): same data, params and code"
+    return None
+
+
+def warm_start(params: PipelineParams, run_id: str | None = None, out_dir: str | Path | None = None
+               ) -> StartWeights:
+    """Resolve ``model.weights`` (:func:`yolox.train.warm_start.resolve_start_weights`: a registered version's
+    training checkpoint, downloaded into ``<out_dir>/warm-start``, default ``train.output_dir``) and tag the run
+    with where training starts.
+
+    Raises:
+        ConfigError: an alias no version holds, without ``model.fallback_weights``. TrackingError: see there.
+    """
+    start = resolve_start_weights(params, Path(out_dir or params.train.output_dir) / "warm-start")
+    run = _attach(params, run_id)
+    if run is not None:
+        run.set_tags(start.tags())
+    return start
+
+
+def with_start_weights(params: PipelineParams, start: StartWeights) -> PipelineParams:
+    """``params`` with ``model.weights`` replaced by the resolved start (a file path), for the stages after."""
+    return params.model_copy(update={"model": params.model.model_copy(update={"weights": start.weights})})
+
+
+def skip_run(params: PipelineParams, run_id: str, prepared: PreparedData, reason: str) -> SkippedRun:
+    """End run ``run_id`` as a skipped night: tags ``skipped`` (the reason), a note, status FINISHED."""
+    from yolox.tracking.run import MlflowRun
+
+    run = MlflowRun.attach(run_id)
+    run.set_tags({"skipped": reason})
+    run.set_note(f"## Skipped\n\n{reason}: nothing new to train on, so nothing was trained, registered or "
+                 "promoted. Run again with `--force` (flow parameter `force`) to train anyway.\n")
+    run.end("FINISHED")
+    log.info("skipped: %s", reason)
+    return SkippedRun(run_id, prepared, reason)
 
 
 # --- models from files: the one place that reads weights and their facts -----------------------------
@@ -571,7 +666,7 @@ def start_run(params: PipelineParams, prepared: PreparedData, extra_tags: dict[s
                                        f"{version[:8]}"
     values = {"model": params.model.name, "input_size": str(params.model.input_size), "data_version": version,
               "data_source": params.data.source, "git_commit": git_commit(),
-              "registered_model": params.tracking.registered_model}
+              "registered_model": params.tracking.registered_model, **lineage_of(params, prepared)}
     run = MlflowRun(params.tracking.experiment, name, {**{k: values[k] for k in RUN_TAGS}, **(extra_tags or {})})
     run.log_params(params.flat())
     run.log_metrics(prepared.counts())
@@ -596,8 +691,13 @@ def direct(stage: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
 
 
 def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: dict[str, str] | None = None,
-                 progress: bool = True) -> PipelineResult:
-    """prepare -> train -> evaluate -> export -> register -> gate, in one MLflow run.
+                 progress: bool = True, force: bool = False) -> PipelineResult | SkippedRun:
+    """prepare -> (skip?) -> warm start -> train -> evaluate -> export -> register -> gate, in one MLflow run.
+
+    After prepare, unless ``force``, a run with nothing new (the same data version, params and code as the
+    champion's, or the challenger's: :func:`changes_since`) ends early as a :class:`SkippedRun` (its MLflow run
+    FINISHED with the tag ``skipped``). Training starts from ``model.weights`` resolved by :func:`warm_start`
+    (``champion``: the production model's training checkpoint).
 
     The tracking store (and the model registry, when elsewhere) is checked before any work
     (:func:`yolox.tracking.store.check_stores`: seconds, one line). A failing stage ends the MLflow run ``FAILED`` with tags
@@ -621,6 +721,15 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
         prepared = runner("prepare", prepare, params)
         stage = "start-run"
         run_id = runner("start-run", start_run, params, prepared, extra_tags)
+        lineage = lineage_of(params, prepared)
+        if not force:
+            stage = "check-changes"
+            reason = runner("check-changes", changes_since, params, prepared)
+            if reason:
+                return skip_run(params, run_id, prepared, reason)
+        stage = "warm-start"
+        start = runner("warm-start", warm_start, params, run_id)
+        params = with_start_weights(params, start)
         stage = "train"
         trained = runner("train", train, params, prepared.path, resume="auto", run_id=run_id, progress=progress)
         stage = "evaluate"
@@ -630,7 +739,8 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
         exported = runner("export", export, params, trained.checkpoint, check_images=prepared.path / "images",
                           run_id=run_id, prepared_dir=prepared.path)
         stage = "register"
-        registered = runner("register", register, params, exported, evaluation, run_id, prepared.data_version)
+        registered = runner("register", register, params, exported, evaluation, run_id, prepared.data_version,
+                            {**lineage, **start.tags()})
         stage = "gate"
         decision = runner("gate", gate, params, registered.version, prepared.path, prepared.data_version, run_id)
     except BaseException as err:

@@ -24,6 +24,10 @@ pass/fail):
 ``max_p90_ms``      (``gate.max_p90_ms`` set) the candidate's p90 latency per image at batch 1 (its registered
                     ONNX model with ONNX Runtime, letterbox to detections, on this machine, measured in the
                     gate run: :func:`yolox.benchmark.latency_ms`) is at most that many milliseconds.
+``golden``          (``gate.golden`` set) candidate AP50:95 on the fixed regression set >= the champion's on it
+                    - ``gate.golden_max_regression`` (0 by default: the production model never gets worse on
+                    the same images, night after night, while the val split grows with the data). Both are
+                    evaluated in the gate run; passes when there is no champion yet.
 ``export_check``    the candidate's ONNX matched PyTorch (always passes when
                     ``gate.require_export_check`` is false, but the value is still recorded).
 ``same_val_set``    the candidate and the champion were evaluated on the same val set: equal
@@ -123,6 +127,8 @@ class Decision:
     extra: dict[str, Any] = field(default_factory=dict)
     base: ModelEval | None = None
     best: dict[str, Any] | None = None
+    golden_candidate: ModelEval | None = None
+    golden_champion: ModelEval | None = None
 
     @property
     def promote(self) -> bool:
@@ -153,19 +159,25 @@ class Decision:
                 "candidate": self.candidate.to_json(),
                 "champion": self.champion.to_json() if self.champion else None,
                 "base": self.base.to_json() if self.base else None, "best_ever": self.best,
+                **({"golden": {"candidate": self.golden_candidate.to_json(),
+                               "champion": self.golden_champion.to_json() if self.golden_champion else None}}
+                   if self.golden_candidate else {}),
                 "rules": [{k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(r).items()}
                           for r in self.rules], "gate": self.gate, **self.extra}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Decision:
         known = {"model", "decision", "promoted", "outcome", "reason", "decided_at", "mlflow_run_id", "candidate",
-                 "champion", "base", "best_ever", "rules", "gate"}
+                 "champion", "base", "best_ever", "rules", "gate", "golden"}
+        golden = raw.get("golden") or {}
         return cls(raw["model"], ModelEval.from_json(raw["candidate"]),
                    ModelEval.from_json(raw["champion"]) if raw.get("champion") else None,
                    [Rule(**r) for r in raw["rules"]], raw["gate"], raw["decision"], raw.get("outcome", ""),
                    raw.get("decided_at", ""), raw.get("mlflow_run_id"),
                    {k: v for k, v in raw.items() if k not in known},
-                   ModelEval.from_json(raw["base"]) if raw.get("base") else None, raw.get("best_ever"))
+                   ModelEval.from_json(raw["base"]) if raw.get("base") else None, raw.get("best_ever"),
+                   ModelEval.from_json(golden["candidate"]) if golden.get("candidate") else None,
+                   ModelEval.from_json(golden["champion"]) if golden.get("champion") else None)
 
     def tags(self) -> dict[str, str]:
         """Model-version tags: ``gate.decision``, ``gate.rule.<name>`` = pass/fail, APs and the champion."""
@@ -174,8 +186,22 @@ class Decision:
                 "gate.val_set": self.candidate.val_set, "gate.decided_at": self.decided_at}
         if self.champion:
             tags[f"gate.champion_{METRIC}"] = f"{self.champion.ap:.4f}"
+        if self.golden_candidate:
+            tags[f"gate.golden_{METRIC}"] = f"{self.golden_candidate.ap:.4f}"
+        if self.golden_champion:
+            tags[f"gate.golden_champion_{METRIC}"] = f"{self.golden_champion.ap:.4f}"
         tags.update({f"gate.rule.{r.name}": "pass" if r.passed else "fail" for r in self.rules})
         return tags
+
+    def metrics(self) -> dict[str, float]:
+        """MLflow run metrics: ``gate/<who>_AP50_95`` for the val split and the golden set (who: candidate,
+        champion, base), what the runs table compares night after night."""
+        out = {f"gate/candidate_{METRIC}": self.candidate.ap}
+        for who, ev in (("champion", self.champion), ("base", self.base), ("golden_candidate", self.golden_candidate),
+                        ("golden_champion", self.golden_champion)):
+            if ev is not None:
+                out[f"gate/{who}_{METRIC}"] = ev.ap
+        return out
 
     def markdown(self) -> str:
         """The record as Markdown (Prefect artifact, model-version description, run note)."""
@@ -192,6 +218,10 @@ class Decision:
                   (f"v{champ.version}" if champ else "(none)") + " |", "|---|---|---|"]
         for k, v in cand.metrics.items():
             lines.append(f"| {k} | {v:.4f} | {fmt(champ.metrics.get(k)) if champ else '-'} |")
+        if self.golden_candidate is not None:
+            gc, gh = self.golden_candidate, self.golden_champion
+            lines += ["", f"Golden set `{gc.val_set}` ({gc.num_images} images, the same every night): {METRIC} "
+                      f"candidate {gc.ap:.4f}, champion " + (f"{gh.ap:.4f}" if gh else "(none)") + "."]
         if self.base is not None:
             lines += ["", f"Base weights (the start of training): {METRIC} {self.base.ap:.4f} on the same val set."]
         if self.best:
@@ -205,7 +235,8 @@ class Decision:
 def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_check: bool | None,
            params: GateParams, champion_error: str | None = None, base: ModelEval | None = None,
            best: dict[str, Any] | None = None, base_note: str | None = None, int8: dict[str, float] | None = None,
-           p90_ms: float | None = None) -> Decision:
+           p90_ms: float | None = None, golden: tuple[ModelEval, ModelEval | None, str | None] | None = None
+           ) -> Decision:
     """Apply the gate rules (see the module docstring). Pure: no I/O, no clock.
 
     Args:
@@ -219,6 +250,8 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
             AP50:95 a champion reached on this val set (the champion evaluated now included), or None.
         int8: ``{"fp32_ap", "int8_ap"}`` of the candidate's INT8 model (None: no INT8 model, no rule).
         p90_ms: the candidate's measured p90 latency (ms; the ``max_p90_ms`` rule, when ``gate.max_p90_ms`` is set).
+        golden: ``(candidate, champion, why the champion could not be evaluated)`` on the golden set
+            (``gate.golden``); None: no golden rule.
     """
     ap, tol = candidate.ap, params.max_regression
     rules = [Rule("min_ap", params.min_ap, ap, ap >= params.min_ap,
@@ -247,6 +280,8 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
         rules.append(int8_rule(float(int8["fp32_ap"]), float(int8["int8_ap"]), params.int8_max_drop))
     if params.max_p90_ms is not None:
         rules.append(latency_rule(p90_ms, params.max_p90_ms))
+    if golden is not None:
+        rules.append(golden_rule(*golden, params.golden_max_regression, champion is not None or bool(champion_error)))
     state = {True: "passed", False: "failed", None: "unknown"}[export_check]
     rules.append(Rule("export_check", "passed" if params.require_export_check else "not required", state,
                       bool(export_check) or not params.require_export_check, f"ONNX check {state}"))
@@ -265,7 +300,20 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
     if base_note and base is None:
         extra["base_note"] = base_note
     return Decision(model, candidate, champion, rules, params.model_dump(mode="json"), decision, extra=extra,
-                    base=base, best=best)
+                    base=base, best=best, golden_candidate=golden[0] if golden else None,
+                    golden_champion=golden[1] if golden else None)
+
+
+def golden_rule(candidate: ModelEval, champion: ModelEval | None, error: str | None, tol: float,
+                has_champion: bool) -> Rule:
+    """The ``golden`` rule: the candidate's AP50:95 on the fixed regression set at least the champion's - ``tol``
+    (passes with no champion; fails when a champion exists but could not be evaluated on it: ``error``)."""
+    if champion is None:
+        if has_champion:
+            return Rule("golden", None, candidate.ap, False, f"the champion could not be evaluated on the golden set: "
+                        f"{error or 'unknown'}")
+        return Rule("golden", None, candidate.ap, True, f"no champion yet (golden {METRIC} {candidate.ap:.4f})")
+    return _not_below("golden", candidate.ap, champion.ap, tol, f"champion v{champion.version} on the golden set")
 
 
 def int8_rule(fp32_ap: float, int8_ap: float, max_drop: float) -> Rule:
@@ -414,6 +462,47 @@ def evaluate_base(weights: str | None, model_name: str, input_size: int, dataset
     return ev, None
 
 
+def evaluate_golden(params: PipelineParams, name: str, candidate: str, champion: str | None,
+                    val: DetectionDataset | None = None) -> tuple[ModelEval, ModelEval | None, str | None]:
+    """Evaluate the candidate and the champion (registered versions) on the golden set ``gate.golden`` (all its
+    images, :func:`yolox.data.prepare.load_dataset` with ``split=None``). Returns ``(candidate, champion or None,
+    why the champion could not be evaluated or None)``. Golden images found in ``val`` (by file name) are logged:
+    a golden set should be kept out of the training data too.
+
+    Raises:
+        AssetError, DataError: the golden set cannot be read, or its classes are not the candidate's.
+    """
+    from yolox.data.prepare import load_dataset
+
+    golden = load_dataset(str(params.gate.golden), split=None, params=params.data)
+    overlap = {r.path.name for r in golden.records} & {r.path.name for r in val.records} if val is not None else set()
+    if overlap:
+        log.warning("golden set %s: %d of its images are also in the val split (e.g. %s)", params.gate.golden,
+                    len(overlap), min(overlap))
+    golden_id = val_set_id(golden)
+    cand, _ = _golden_eval(name, candidate, golden, params.eval, golden_id)
+    if champion is None:
+        return cand, None, None
+    try:
+        champ, _ = _golden_eval(name, champion, golden, params.eval, golden_id)
+    except (DataError, CheckpointError) as err:
+        return cand, None, f"version {champion}: {err}"
+    return cand, champ, None
+
+
+def _golden_eval(name: str, version: str, golden: DetectionDataset, params: EvalParams, golden_id: str
+                 ) -> tuple[ModelEval, Any]:
+    from yolox.tracking.registry import load_version_model
+
+    names = tuple(load_version_model(name, version).names)
+    if names != tuple(golden.names):
+        raise DataError(f"the golden set's classes {list(golden.names)[:5]} are not {name} v{version}'s "
+                        f"{list(names)[:5]}: give a golden set with the model's classes")
+    ev, result = evaluate_registered(name, version, golden, params, golden_id)
+    log.info("golden set: %s v%s %s %.4f on %d images", name, version, METRIC, ev.ap, ev.num_images)
+    return ev, result
+
+
 def record_decision(decision: Decision, artifact_file: str = "gate/decision.json") -> None:
     """Write the decision to MLflow: json artifact on ``decision.mlflow_run_id`` (when set), and on the
     candidate version tags (``gate.*``) and its description (the Markdown table)."""
@@ -428,6 +517,7 @@ def record_decision(decision: Decision, artifact_file: str = "gate/decision.json
     if decision.mlflow_run_id:
         run = MlflowRun.attach(decision.mlflow_run_id)
         run.log_dict(decision.to_json(), artifact_file)
+        run.log_metrics(decision.metrics())
         run.set_tags({"gate.decision": decision.decision, "gate.outcome": decision.outcome})
 
 
@@ -521,8 +611,10 @@ def run_gate(params: PipelineParams, candidate_version: str | None = None, prepa
         best = record_best_ap(name, val_set, champ.ap, str(champion.version)) or best
     elif champ is not None and (best is None or champ.ap > best["ap"]):
         best = {"ap": round(champ.ap, 6), "version": str(champion.version)}
+    golden = evaluate_golden(params, name, info.version, str(champion.version) if champion is not None else None,
+                             dataset) if gp.golden else None
     decision = decide(name, cand, champ, export_check_of(name, info.version), gp, error, base, best, base_note,
-                      int8_of(name, info.version), p90)
+                      int8_of(name, info.version), p90, golden)
     decision.mlflow_run_id = run_id or info.run_id
     decision.decided_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     apply_decision(decision, gp, dry_run)

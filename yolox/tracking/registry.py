@@ -493,3 +493,39 @@ def rollback(name: str, alias: str = CHAMPION, note: str = "", lock: str = "auto
         raise _wrap(f"rolling back {name}", err) from err
     log.info("%s: rolled back %s from version %s to %s", name, alias, current, previous)
     return event
+
+
+TRAINING_CHECKPOINT = "checkpoint/last.pth"
+"""Where a pipeline run logs its training checkpoint (artifact path in the run; :func:`yolox.pipeline.train`)."""
+
+
+def training_checkpoint(name: str, version: str, dest_dir: str | Path) -> Path:
+    """Download the training checkpoint of version ``version`` of ``name`` (artifact :data:`TRAINING_CHECKPOINT`
+    of the run that registered it: EMA weights, their ``ModelMeta`` and the optimizer state) into ``dest_dir``,
+    atomically (a temp file beside it, then a rename). Returns the local file ``<dest_dir>/<name>-v<version>.pth``.
+
+    Raises:
+        TrackingError: no such version, it has no source run, or its run has no training checkpoint (a version
+            registered by hand): names the version and what to do.
+    """
+    import tempfile
+
+    import mlflow
+
+    info = version_info(name, version)
+    if not info.run_id:
+        raise TrackingError(f"{name} version {version} has no source run, so no training checkpoint to start "
+                            "from: set model.weights to a checkpoint file instead")
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / f"{name}-v{info.version}.pth"
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=info.run_id, artifact_path=TRAINING_CHECKPOINT,
+                                                        dst_path=tmp)
+        except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing artifact
+            raise TrackingError(f"{name} version {version}: its run {info.run_id} has no training checkpoint "
+                                f"({TRAINING_CHECKPOINT}; {type(err).__name__}): was it registered by a pipeline "
+                                "run? Set model.weights to a checkpoint file instead") from None
+        os.replace(local, target)
+    return target
