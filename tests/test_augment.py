@@ -379,3 +379,43 @@ def test_distributed_ranks_share_the_epoch(coco128: DetectionDataset) -> None:
         assert len(loader) == 8
         seen.append({k.index for batch in loader.batch_sampler for k in batch})
     assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 128
+
+
+def test_full_batches_as_the_authors_sampler_draws_them(coco128: DetectionDataset) -> None:
+    """train.full_batches: 10 images, batch 4 -> 3 full batches an epoch (never a batch of 2 at the full lr),
+    the stream of seeded passes going on across epochs: every image drawn once per pass, and the same
+    batches when an epoch is drawn again (resume)."""
+    ten = _subset(coco128, coco128.records[:10])
+
+    def epoch_indices(loader, epoch: int) -> list[list[int]]:
+        loader.batch_sampler.set_epoch(epoch)
+        return [[k.index for k in batch] for batch in loader.batch_sampler]
+
+    loader = build_train_loader(ten, AugmentParams(), "yolox-nano", 416, batch_size=4, workers=0, seed=3,
+                                multiscale=False, full_batches=True)
+    assert len(loader) == 3
+    epochs = [epoch_indices(loader, e) for e in range(5)]
+    assert all(len(b) == 4 for e in epochs for b in e)
+    stream = [i for e in epochs for b in e for i in b]                 # 60 draws = 6 passes over the 10 images
+    assert all(sorted(stream[k:k + 10]) == list(range(10)) for k in range(0, 60, 10))
+    assert epoch_indices(loader, 2) == epochs[2]
+    images, targets, counts, _ = next(iter(loader))
+    assert images.shape[0] == targets.shape[0] == counts.shape[0] == 4
+    ragged = build_train_loader(ten, AugmentParams(), "yolox-nano", 416, batch_size=4, workers=0, seed=3,
+                                multiscale=False, full_batches=False)
+    assert [len(b) for b in ragged.batch_sampler] == [4, 4, 2]
+    # a multiple of the batch: one pass per epoch, the order the ragged sampler gives
+    eight = _subset(coco128, coco128.records[:8])
+    full8 = build_train_loader(eight, AugmentParams(), "yolox-nano", 416, batch_size=4, workers=0, seed=3,
+                               multiscale=False, full_batches=True)
+    old8 = build_train_loader(eight, AugmentParams(), "yolox-nano", 416, batch_size=4, workers=0, seed=3,
+                              multiscale=False, full_batches=False)
+    assert epoch_indices(full8, 1) == epoch_indices(old8, 1)
+    # two ranks: 3 full batches of 2 each per epoch (ceil((10 // 2) / 2)), the ranks' shares disjoint in a pass
+    shares = []
+    for rank in (0, 1):
+        dist = build_train_loader(ten, AugmentParams(), "yolox-nano", 416, batch_size=2, workers=0, seed=3,
+                                  rank=rank, world_size=2, distributed=True, multiscale=False, full_batches=True)
+        assert len(dist) == 3
+        shares.append([i for b in epoch_indices(dist, 0) for i in b])
+    assert all(len(s) == 6 for s in shares) and not set(shares[0][:5]) & set(shares[1][:5])

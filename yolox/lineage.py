@@ -138,6 +138,11 @@ def _file_imports(module: str) -> frozenset[str]:
     return frozenset(_imports([ast.parse(path.read_text())], module))
 
 
+def _type_checking_only(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` at module level: imports for annotations only, never run."""
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
 def _function_imports(module: str, function: str) -> set[str]:
     """Imports at module level of ``module`` plus those inside its top-level ``function`` and inside every
     top-level function or class of the module that ``function`` names, transitively."""
@@ -145,7 +150,8 @@ def _function_imports(module: str, function: str) -> set[str]:
     assert path is not None
     tree = ast.parse(path.read_text())
     defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    top = [n for n in tree.body if n.__class__ not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)]
+    top = [n for n in tree.body if n.__class__ not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+           and not _type_checking_only(n)]
     if function not in defs:
         raise KeyError(f"{path}: no top-level function {function!r}")
     todo, used = [function], set()

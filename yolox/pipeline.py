@@ -31,12 +31,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolox.config import PipelineParams, registry_reference
 from yolox.errors import ConfigError, DataError, Interrupted, StageError
 from yolox.meta import ModelMeta
-from yolox.train.warm_start import StartWeights, resolve_start_weights
+
+if TYPE_CHECKING:
+    from yolox.train.warm_start import StartWeights
 
 log = logging.getLogger("yolox.pipeline")
 
@@ -560,6 +562,8 @@ def warm_start(params: PipelineParams, run_id: str | None = None, out_dir: str |
     Raises:
         ConfigError: an alias no version holds, without ``model.fallback_weights``. TrackingError: see there.
     """
+    from yolox.train.warm_start import resolve_start_weights
+
     start = resolve_start_weights(params, Path(out_dir or params.train.output_dir) / "warm-start")
     run = _attach(params, run_id)
     if run is not None:

@@ -416,7 +416,7 @@ def evaluate_registered(name: str, version: str, dataset: DetectionDataset, para
     model = load_version_model(name, version)
     result = evaluate(model.backend, dataset, model.input_size, params, progress=False)
     ev = _model_eval(str(version), result, dataset, val_set, data_version)
-    log.info("%s v%s: %s %.4f on %d val images (%s)", name, version, METRIC, ev.ap, ev.num_images, ev.val_set)
+    log.info("%s v%s: %s %.4f on %d images (%s)", name, version, METRIC, ev.ap, ev.num_images, ev.val_set)
     return ev, result
 
 
@@ -428,6 +428,15 @@ def _model_eval(version: str | None, result: Any, dataset: DetectionDataset, val
             boxes[dataset.names[label]] = boxes.get(dataset.names[label], 0) + 1
     return ModelEval(version, dict(result.metrics), val_set or val_set_id(dataset), data_version,
                      result.num_images, dict(result.per_class), dict(sorted(boxes.items())))
+
+
+def _base_weights(params: PipelineParams) -> str | None:
+    """The weights a first candidate started from: ``model.weights``, or, when that names a registry version
+    (``champion``: none holds it yet, since this is asked only without a champion), ``model.fallback_weights``."""
+    from yolox.config import registry_reference
+
+    weights = params.model.weights
+    return params.model.fallback_weights if registry_reference(weights) is not None else weights
 
 
 def evaluate_base(weights: str | None, model_name: str, input_size: int, dataset: DetectionDataset,
@@ -604,7 +613,7 @@ def run_gate(params: PipelineParams, candidate_version: str | None = None, prepa
         except (DataError, CheckpointError) as err:  # e.g. the champion predicts other classes
             error = f"version {champion.version}: {err}"
     elif gp.base_check:
-        base, base_note = evaluate_base(params.model.weights, params.model.name, params.model.input_size,
+        base, base_note = evaluate_base(_base_weights(params), params.model.name, params.model.input_size,
                                         dataset, params.eval, val_set, data_version)
     best = best_ap(name, val_set)
     if champ is not None and not dry_run:
