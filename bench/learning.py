@@ -2,11 +2,11 @@
 
 Protocol (issue 9). The dataset (``--data``: a name such as ``coco128`` or ``raccoon``, or a path; default
 ``coco128``) is prepared once by our ``prepare_dataset`` with a seeded split (``--val-fraction``, default 0.25
-for coco128: 96 train images = 6 full batches of 16 on both sides, 32 held out; 0.2 for any other dataset:
-raccoon gives 134 train images, NOT a multiple of the batch, and 26 held out). Both sides start from the same
-weights file and train yolox-nano on the same train split with the authors' fine-tuning recipe: fixed 416
-input, batch 16, lr 0.01/64 per image, warm-up 1 epoch, EMA, nano augmentation (mosaic p 0.5, scale 0.5-1.5,
-no MixUp, HSV, flip). Experiments:
+for coco128, 0.2 for any other dataset; a hash threshold on the file names, split seed 0: coco128 gives 101
+train / 27 held-out images, raccoon 134 / 26; neither train count is a multiple of the batch 16). Both sides
+start from the same weights file and train yolox-nano on the same train split with the authors' fine-tuning
+recipe: fixed 416 input, batch 16, lr 0.01/64 per image, warm-up 1 epoch, EMA, nano augmentation (mosaic
+p 0.5, scale 0.5-1.5, no MixUp, HSV, flip). Experiments:
 
 - ``reinit`` (80 COCO classes only): 30 epochs from the shared nano weights with the class predictors
   re-initialised (default start: ``../shared/peer/yolox_nano_reinit_cls.pth``, the authors' fresh predictors,

@@ -373,3 +373,28 @@ def test_racing_promotions_leave_one_champion(store: Path, prepared: Path, onnx_
     assert {e.version for e in history[3:]} == {v[1], v[2]} and len(history) == 5
     for e in history[3:]:
         assert version_info(name, e.version).tags["previous_champion"] == e.previous
+
+
+def test_golden_rule_keeps_the_champion_on_the_fixed_set() -> None:
+    """gate.golden: better on the night's val split but worse on the fixed golden set -> rejected (tolerance 0 by
+    default); no champion yet -> passes; a champion that cannot be evaluated on the golden set -> fails."""
+    gp = GateParams(min_ap=0.05, max_regression=0.01, golden="golden/")
+    better_val, champ = _ev("2", 0.50), _ev("1", 0.45)
+    worse = decide("m", better_val, champ, True, gp, golden=(_ev("2", 0.51, "sha256:gold"), _ev("1", 0.52, "sha256:gold"),
+                                                              None))
+    assert not worse.promote and [r.name for r in worse.failed] == ["golden"]
+    assert "0.5100 < 0.5200 = champion v1 on the golden set 0.5200 - 0.0" in worse.reason()
+    record = worse.to_json()
+    assert record["golden"]["candidate"]["metrics"]["AP50_95"] == 0.51 and record["golden"]["champion"]["version"] == "1"
+    assert Decision.from_json(json.loads(json.dumps(record))).golden_champion.ap == 0.52
+    assert worse.metrics()["gate/golden_champion_AP50_95"] == 0.52 and worse.tags()["gate.rule.golden"] == "fail"
+    assert "Golden set `sha256:gold` (26 images" in worse.markdown()
+    same = decide("m", better_val, champ, True, gp, golden=(_ev("2", 0.52, "sha256:gold"), _ev("1", 0.52), None))
+    assert same.promote
+    tolerant = GateParams(min_ap=0.05, max_regression=0.01, golden="g", golden_max_regression=0.02)
+    assert decide("m", better_val, champ, True, tolerant, golden=(_ev("2", 0.51), _ev("1", 0.52), None)).promote
+    first = decide("m", better_val, None, True, gp, golden=(_ev("2", 0.3), None, None))
+    assert first.promote and "no champion yet" in next(r for r in first.rules if r.name == "golden").detail
+    broken = decide("m", better_val, champ, True, gp, golden=(_ev("2", 0.6), None, "version 1: other classes"))
+    assert [r.name for r in broken.failed] == ["golden"] and "other classes" in broken.reason()
+    assert "golden" not in [r.name for r in decide("m", better_val, champ, True, GateParams()).rules]

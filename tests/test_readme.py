@@ -17,10 +17,13 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert command in ci_lines
 
 
-def test_quickstart_runs_the_pipeline_on_default_params() -> None:
-    command = _block_after((REPO / "README.md").read_text(), "## Quick start")
-    assert "yolox pipeline --params params/default.yaml" in command
-    assert (REPO / "params" / "default.yaml").is_file()
+def test_quickstarts_run_the_pipeline_on_their_params() -> None:
+    readme = (REPO / "README.md").read_text()
+    own = _block_after(readme, "## Quick start: your own classes")
+    assert "yolox pipeline --params params/raccoon.yaml" in own and "pip install" in own
+    assert "yolox pipeline --params params/default.yaml" in _block_after(readme, "## Quick start: retraining")
+    assert (REPO / "params" / "raccoon.yaml").is_file() and (REPO / "params" / "default.yaml").is_file()
+    assert "@@" not in readme          # every figure filled in from a measured run
 
 
 def test_scaling_out_commands_and_params_are_valid() -> None:
