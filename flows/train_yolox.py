@@ -157,15 +157,21 @@ def ephemeral_startup_failure(err: BaseException) -> str | None:
 
 def main(argv: list[str]) -> int:
     """``python -m flows.train_yolox [PARAMS_FILE [KEY=VALUE ...]] [--force]``: run the flow with Prefect's ephemeral API
-    (given time to start), print its summary as JSON; a start-up timeout is one line on stderr and exit 1."""
+    (given time to start), print its summary as JSON; a start-up timeout is one line on stderr and exit 1. The params
+    are checked first: a bad one is one line and exit 1 before any server starts."""
     import json
 
     from yolox.errors import YoloxError
 
+    force = "--force" in argv
+    args = [a for a in argv if a != "--force"]
+    try:
+        load_params(args[0] if args else "params/default.yaml", args[1:])
+    except YoloxError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     with generous_ephemeral_startup():
         try:
-            force = "--force" in argv
-            args = [a for a in argv if a != "--force"]
             summary = train_yolox(*(args[:1] or []), overrides=args[1:], force=force)
         except RuntimeError as err:
             line = ephemeral_startup_failure(err)
