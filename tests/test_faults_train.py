@@ -248,7 +248,7 @@ CASES: dict[str, Case] = {
         message=lambda w: "train.batch_size=3 must be divisible by the 2 processes"),
     "batch-larger-than-dataset": Case(
         args=["--set", "train.batch_size=16"],
-        message=lambda w: f"train.batch_size=16 is larger than the 12 training images of {w.prepared}: lower "
+        message=lambda w: f"train.batch_size=16 is larger than the 14 training images of {w.prepared}: lower "
                           "train.batch_size (the lr is scaled by it)"),
     "epochs-zero": Case(
         args=["--set", "train.epochs=0", "--set", "train.no_aug_epochs=0"],

@@ -99,15 +99,16 @@ def test_nights_warm_start_skip_and_golden(raccoon_dir: Path, tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)       # the registry is the tracking store
     stems = sorted(p.stem for p in (raccoon_dir / "images").glob("*.jpg"))
     golden = _voc_copy(raccoon_dir, tmp_path / "golden", stems[:6])
     live = _voc_copy(raccoon_dir, tmp_path / "live", stems[6:22])
     params = _tiny(live, golden, tmp_path / "prepared")
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     # night 1: no champion yet -> the fallback weights (COCO, fresh class predictors); promoted
     first = run_pipeline(params, progress=False)
     assert not first.skipped and first.promoted, first.decision["reason"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run1 = client.get_run(first.run_id).data
     assert run1.tags["warm_start"].startswith("yolox_nano.pth (fallback: no version holds 'champion' yet)")
     assert "warm_start_version" not in run1.tags
@@ -174,3 +175,22 @@ def test_warm_start_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         resolve_start_weights(missing, tmp_path)
     plain = resolve_start_weights(parse_params({"model": {"weights": "yolox_nano.pth"}}), tmp_path)
     assert plain.weights == "yolox_nano.pth" and plain.version is None
+
+
+def test_registry_follows_the_tracking_uri_within_a_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow copies the registry URI it is given into MLFLOW_REGISTRY_URI: a process that moves to another tracking
+    store must not keep registering into the first one's registry (found by this file's scenario in the full suite)."""
+    from yolox.tracking.store import configure, registry_uri
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    first, second = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", first)
+    configure()
+    assert os.environ.get("MLFLOW_REGISTRY_URI") == first        # what MLflow itself does
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", second)
+    assert registry_uri() == second and configure() == second
+    explicit = f"sqlite:///{tmp_path / 'registry.db'}"
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", explicit)           # set by the user: kept
+    configure()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", first)
+    assert registry_uri() == explicit

@@ -40,18 +40,27 @@ def tracking_uri() -> str:
     return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
 
 
+_derived_registry: str | None = None
+"""The registry URI :func:`configure` derived from the tracking URI. ``mlflow.set_registry_uri`` copies its value into
+``MLFLOW_REGISTRY_URI`` (for subprocesses), so that variable holding this value was not set by the user: read as
+the user's, it would keep a process on the registry of a tracking URI it has since left (two stores mixed up)."""
+
+
 def registry_uri() -> str:
-    """The effective model registry URI: ``MLFLOW_REGISTRY_URI``, else :func:`tracking_uri`."""
-    return os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri()
+    """The effective model registry URI: ``MLFLOW_REGISTRY_URI`` when the user set it, else :func:`tracking_uri`."""
+    value = os.environ.get("MLFLOW_REGISTRY_URI")
+    return value if value and value != _derived_registry else tracking_uri()
 
 
 def configure() -> str:
     """Point MLflow at :func:`tracking_uri` and :func:`registry_uri`; returns the tracking URI."""
     import mlflow
 
-    uri = tracking_uri()
+    global _derived_registry
+    uri, registry = tracking_uri(), registry_uri()
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(registry_uri())
+    mlflow.set_registry_uri(registry)
+    _derived_registry = registry if registry == uri else None
     return uri
 
 
