@@ -46,6 +46,15 @@ def coco128_dir(assets_dir: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def raccoon_dir(assets_dir: Path) -> Path:
+    """The real raccoon dataset (Pascal VOC) in the mirror; skips the test when it is absent."""
+    path = assets_dir / "data" / "raccoon"
+    if not (path / "annotations").is_dir():
+        pytest.skip(f"{path} not found: the mirror {assets_dir} lacks data/raccoon")
+    return path
+
+
 # --- Shared by test_models / test_losses / test_evaluate / test_export ------------------------------
 
 

@@ -20,14 +20,6 @@ from yolox.models import build_model
 from yolox.models.checkpoint import load_weights
 
 
-@pytest.fixture(scope="module")
-def raccoon_dir(assets_dir: Path) -> Path:
-    path = assets_dir / "data" / "raccoon"
-    if not (path / "annotations").is_dir():
-        pytest.skip(f"{path} not found: the mirror {assets_dir} lacks data/raccoon")
-    return path
-
-
 def _voc_copy(src: Path, dst: Path, stems: list[str]) -> Path:
     for sub, suffix in (("images", ".jpg"), ("annotations", ".xml")):
         (dst / sub).mkdir(parents=True, exist_ok=True)

@@ -35,15 +35,6 @@ RACCOON_BOXES = 173  # <object>s of annotations/*.xml: none difficult, all insid
 W, H = 64, 48  # size of the synthetic images (pixels)
 
 
-@pytest.fixture(scope="module")
-def raccoon_dir(assets_dir: Path) -> Path:
-    """The real raccoon dataset (Pascal VOC) in the mirror; skips the test when it is absent."""
-    path = assets_dir / "data" / "raccoon"
-    if not (path / "annotations").is_dir():
-        pytest.skip(f"{path} not found: the mirror {assets_dir} lacks data/raccoon")
-    return path
-
-
 def _object(name: str = "raccoon", box: tuple = (1, 1, 10, 20), difficult: int = 0) -> str:
     corners = "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True))
     return (f"<object><name>{name}</name><difficult>{difficult}</difficult>"

@@ -530,8 +530,7 @@ def lineage_of(params: PipelineParams, prepared: PreparedData) -> dict[str, str]
     version (:mod:`yolox.lineage`)."""
     from yolox.lineage import code_version, params_digest
 
-    return {"data_version": prepared.data_version, "params_digest": params_digest(params),
-            "code_version": code_version()}
+    return dict(zip(LINEAGE_TAGS, (prepared.data_version, params_digest(params), code_version()), strict=True))
 
 
 def changes_since(params: PipelineParams, prepared: PreparedData) -> str | None:

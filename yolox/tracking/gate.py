@@ -400,7 +400,8 @@ def val_set_id(dataset: DetectionDataset) -> str:
 
 
 def evaluate_registered(name: str, version: str, dataset: DetectionDataset, params: EvalParams,
-                        val_set: str | None = None, data_version: str | None = None) -> tuple[ModelEval, Any]:
+                        val_set: str | None = None, data_version: str | None = None,
+                        same_names: bool = False) -> tuple[ModelEval, Any]:
     """Evaluate registered version ``version`` of ``name``: its ONNX, loaded through the registered pyfunc
     (the artifact that is served), run by ONNX Runtime on ``dataset`` at the model's own input size.
 
@@ -408,12 +409,16 @@ def evaluate_registered(name: str, version: str, dataset: DetectionDataset, para
         (the :class:`ModelEval`, the full :class:`yolox.evaluate.coco_eval.EvalResult`).
 
     Raises:
-        TrackingError: the version cannot be loaded. DataError: class counts differ.
+        TrackingError: the version cannot be loaded. DataError: class counts differ (or, with ``same_names``, the
+            class names).
     """
     from yolox.evaluate.coco_eval import evaluate
     from yolox.tracking.registry import load_version_model
 
     model = load_version_model(name, version)
+    if same_names and tuple(model.names) != tuple(dataset.names):
+        raise DataError(f"the classes {list(dataset.names)[:5]} of this dataset are not {name} v{version}'s "
+                        f"{list(model.names)[:5]}: give a dataset with the model's classes")
     result = evaluate(model.backend, dataset, model.input_size, params, progress=False)
     ev = _model_eval(str(version), result, dataset, val_set, data_version)
     log.info("%s v%s: %s %.4f on %d images (%s)", name, version, METRIC, ev.ap, ev.num_images, ev.val_set)
@@ -501,13 +506,7 @@ def evaluate_golden(params: PipelineParams, name: str, candidate: str, champion:
 
 def _golden_eval(name: str, version: str, golden: DetectionDataset, params: EvalParams, golden_id: str
                  ) -> tuple[ModelEval, Any]:
-    from yolox.tracking.registry import load_version_model
-
-    names = tuple(load_version_model(name, version).names)
-    if names != tuple(golden.names):
-        raise DataError(f"the golden set's classes {list(golden.names)[:5]} are not {name} v{version}'s "
-                        f"{list(names)[:5]}: give a golden set with the model's classes")
-    ev, result = evaluate_registered(name, version, golden, params, golden_id)
+    ev, result = evaluate_registered(name, version, golden, params, golden_id, same_names=True)
     log.info("golden set: %s v%s %s %.4f on %d images", name, version, METRIC, ev.ap, ev.num_images)
     return ev, result
 
