@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolox.config import EvalParams, GateParams, PipelineParams
+from yolox.config import EvalParams, GateParams, PipelineParams, registry_reference
 from yolox.data.records import DetectionDataset
 from yolox.errors import CheckpointError, DataError, GateError
 
@@ -438,8 +438,6 @@ def _model_eval(version: str | None, result: Any, dataset: DetectionDataset, val
 def _base_weights(params: PipelineParams) -> str | None:
     """The weights a first candidate started from: ``model.weights``, or, when that names a registry version
     (``champion``: none holds it yet, since this is asked only without a champion), ``model.fallback_weights``."""
-    from yolox.config import registry_reference
-
     weights = params.model.weights
     return params.model.fallback_weights if registry_reference(weights) is not None else weights
 
