@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yolox.errors import AssetError
+from yolox.files import atomic_path, write_text
 
 _RELEASE = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0"
 
@@ -74,19 +75,18 @@ def cache_dir() -> Path:
 
 
 def _download(url: str, dest: Path, what: str) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, suffix=".part") as tmp:
+    """Download ``url`` to ``dest`` atomically (:func:`yolox.files.atomic_path`): a failed or interrupted
+    download leaves no partial ``dest`` and no temp file."""
+    with atomic_path(dest) as tmp:
         try:
-            with urllib.request.urlopen(url, timeout=30) as resp:  # fixed https release URLs
-                shutil.copyfileobj(resp, tmp)
+            with urllib.request.urlopen(url, timeout=30) as resp, open(tmp, "wb") as out:  # fixed https URLs
+                shutil.copyfileobj(resp, out)
         except (urllib.error.URLError, TimeoutError, OSError) as err:
-            Path(tmp.name).unlink(missing_ok=True)
             mirror = os.environ.get("YOLOX_ASSETS_DIR")
             raise AssetError(
                 f"cannot download {what} from {url}: {err}. Offline? Put it in a mirror folder and set "
                 f"YOLOX_ASSETS_DIR (currently {mirror!r}) - layout data/<name>/ and weights/<file>."
             ) from None
-    os.replace(tmp.name, dest)
 
 
 def is_weights_name(value: str) -> bool:
@@ -152,10 +152,11 @@ def resolve_dataset(value: str) -> Path:
             if value == "raccoon":    # Pascal VOC: no dataset.yaml (it would make the folder a YOLO source)
                 _arrange_raccoon(Path(tmp) / RACCOON_ARCHIVE_FOLDER, Path(tmp) / "arranged")
                 shutil.move(str(Path(tmp) / "arranged"), cached)
-            else:
+            else:   # the folder appears in the cache complete, with its dataset.yaml
                 inner = Path(tmp) / value
-                shutil.move(str(inner if inner.is_dir() else Path(tmp)), cached)
-                _write_coco_yaml_if_missing(cached)
+                src = inner if inner.is_dir() else Path(tmp)
+                _write_coco_yaml_if_missing(src)
+                shutil.move(str(src), cached)
         archive.unlink(missing_ok=True)
     return cached
 
@@ -189,18 +190,19 @@ def _arrange_raccoon(repo: Path, dest: Path) -> None:
 
 
 def _write_coco_yaml_if_missing(root: Path) -> None:
-    """The released coco128 zip has no dataset.yaml: write one with the 80 COCO class names."""
+    """The released coco128 zip has no dataset.yaml: write one with the 80 COCO class names (atomically)."""
     if (root / "dataset.yaml").exists():
         return
     from yolox.data.coco_classes import COCO_CLASSES
 
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(COCO_CLASSES))
-    (root / "dataset.yaml").write_text(f"path: .\ntrain: images/train2017\nnames:\n{names}\n")
+    write_text(root / "dataset.yaml", f"path: .\ntrain: images/train2017\nnames:\n{names}\n")
 
 
 def fetch_dataset(value: str, out_dir: str | Path) -> Path:
     """Copy the dataset ``value`` (name or folder, see :func:`resolve_dataset`) into ``out_dir``, replacing
-    what was there (written beside it first, then renamed). Returns ``out_dir``.
+    what was there: copied beside it first, then swapped in by renames, so an interrupted copy leaves the
+    previous folder intact and no partial copy behind. Returns ``out_dir``.
 
     Raises:
         AssetError: as :func:`resolve_dataset`, or the source is not a folder.
@@ -210,9 +212,21 @@ def fetch_dataset(value: str, out_dir: str | Path) -> Path:
         raise AssetError(f"dataset {value!r} resolves to {src}, which is not a folder")
     out = Path(out_dir)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, copy_function=shutil.copyfile)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    old = out.with_name(f"{out.name}.old-{os.getpid()}")
+    for stale in (tmp, old):   # left by a killed run of the same pid
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        shutil.copytree(src, tmp, copy_function=shutil.copyfile)
+        if out.exists():
+            os.replace(out, old)   # the previous folder is deleted only once the new one is in place
+        os.replace(tmp, out)
+    except BaseException:
+        if old.exists() and not out.exists():
+            os.replace(old, out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
     return out

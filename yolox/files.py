@@ -11,6 +11,7 @@ the kernel, so there is nothing stale to clean up).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import stat
@@ -21,6 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+"""The process's umask, read once at import (reading it means setting it, which is not thread-safe later)."""
 
 
 @contextlib.contextmanager
@@ -35,7 +46,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)    # mkstemp makes it owner-only: give it the mode open() would
+    finally:
+        os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
@@ -65,6 +79,19 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON (UTF-8, trailing newline) to ``path`` atomically. Returns ``path``."""
     return write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits (read in 1 MiB chunks).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:

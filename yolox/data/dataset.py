@@ -51,6 +51,7 @@ from yolox.config import CACHE_RAM_MB, AugmentParams
 from yolox.data.augment import SMALL_MODELS, TrainAugment, read_image, recipe_for_model
 from yolox.data.records import DetectionDataset
 from yolox.errors import DataError
+from yolox.files import write_bytes
 from yolox.ops.letterbox import letterbox
 
 MULTISCALE_EVERY = 10
@@ -477,7 +478,8 @@ def _class_color(label: int) -> tuple[int, int, int]:
 
 def augment_preview(dataset: DetectionDataset, params: AugmentParams, model_name: str, input_size: int,
                     n: int = 16, seed: int = 0, out_path: str | Path = "augment_preview.png") -> Path:
-    """Save a PNG grid of ``n`` augmented training samples with their boxes and class names drawn.
+    """Save a PNG grid of ``n`` augmented training samples with their boxes and class names drawn, written
+    atomically to ``out_path`` (:func:`yolox.files.write_bytes`; the image format by its suffix).
 
     Samples are drawn as in training (``recipe_for_model(model_name, params)``, mosaic on, at
     ``input_size``), from random records chosen with ``seed``. Returns the written path.
@@ -509,7 +511,15 @@ def augment_preview(dataset: DetectionDataset, params: AugmentParams, model_name
         r, c = divmod(k, cols)
         grid[r * (s + gap): r * (s + gap) + s, c * (s + gap): c * (s + gap) + s] = img
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), grid):
-        raise DataError(f"cannot write the augmentation preview to {out}: check the folder and the suffix")
+    problem = f"cannot write the augmentation preview to {out}: check the folder and the suffix"
+    try:
+        ok, encoded = cv2.imencode(out.suffix, grid)  # the codec by the suffix, as cv2.imwrite picks it
+    except cv2.error:  # no encoder for that suffix
+        ok = False
+    if not ok:
+        raise DataError(problem)
+    try:
+        write_bytes(out, encoded.tobytes())
+    except OSError as err:
+        raise DataError(f"{problem} ({err.strerror or err})") from None
     return out

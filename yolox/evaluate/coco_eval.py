@@ -24,6 +24,7 @@ from rich.progress import Progress
 from yolox.config import EvalParams
 from yolox.data.records import DetectionDataset
 from yolox.errors import DataError
+from yolox.files import write_text
 from yolox.inference import Backend, detect
 from yolox.ops.nms import Detections
 
@@ -65,12 +66,12 @@ class EvalResult:
 
     def write(self, path: str | Path, per_class_path: str | Path | None = None) -> tuple[Path, Path]:
         """Write ``metrics.json`` (keys sorted, stable for DVC) and the per-class file (``per_class_path``,
-        default ``<metrics stem>_per_class.json`` beside it); returns both paths."""
+        default ``<metrics stem>_per_class.json`` beside it), each atomically (:func:`yolox.files.write_text`:
+        an interrupted write leaves the previous file intact); returns both paths."""
         path = Path(path)
         per_class = Path(per_class_path) if per_class_path else path.with_name(f"{path.stem}_per_class.json")
         for p, obj in ((path, self.to_json()), (per_class, self.per_class_rows())):
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(json.dumps(obj, indent=2, sort_keys=isinstance(obj, dict)) + "\n")
+            write_text(p, json.dumps(obj, indent=2, sort_keys=isinstance(obj, dict)) + "\n")
         return path, per_class
 
 

@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from yolox.config import ServeParams
 from yolox.data.records import DetectionDataset
+from yolox.files import atomic_path
 from yolox.ops.boxes import pairwise_iou_xyxy
 from yolox.ops.nms import Detections
 
@@ -224,13 +225,16 @@ def confusion_figure(matrix: np.ndarray, names: Sequence[str], max_classes: int 
 
 def save_figures(figures: dict[str, Figure], folder: str | Path) -> list[Path]:
     """Write ``{name: figure}`` as PNG files into ``folder`` (by the name's last part, e.g.
-    ``plots/pr_curves.png`` -> ``<folder>/pr_curves.png``); returns the paths."""
+    ``plots/pr_curves.png`` -> ``<folder>/pr_curves.png``; the format by its suffix, PNG without one), each
+    atomically (:func:`yolox.files.atomic_path`: an interrupted write leaves the previous file intact and no
+    temp file behind); returns the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, fig in figures.items():
         path = folder / Path(name).name
-        fig.savefig(path, dpi=100)
+        with atomic_path(path) as tmp:  # say the format: a name without suffix gives a temp ending in ".tmp"
+            fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".").lower() or "png")
         paths.append(path)
     return paths
 

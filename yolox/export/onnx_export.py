@@ -26,6 +26,7 @@ import onnx
 import torch
 
 from yolox.errors import ExportError
+from yolox.files import atomic_path
 from yolox.inference import OnnxBackend, TorchBackend, detect_batch, preprocess
 from yolox.meta import ExportFormat, ModelMeta
 from yolox.models import YOLOX
@@ -68,6 +69,10 @@ def export_onnx(model: YOLOX, out_path: str | Path, input_size: int, names: Sequ
     """Export ``model`` (eval mode, CPU, float32) to ONNX as ``variant`` (:data:`yolox.meta.Variant`) with its
     :class:`~yolox.meta.ModelMeta` in the metadata; optionally slimmed by onnxslim.
 
+    Writes ``out_path`` atomically (:func:`yolox.files.atomic_path`): the graph is exported, given its metadata,
+    slimmed and checked in a temp file beside it, renamed onto ``out_path`` only when complete; a failure, Ctrl-C
+    or SIGTERM leaves the previous file intact and no temp file behind.
+
     Args:
         conf_thresh, nms_thresh, max_det: baked into an ``end2end`` graph (required for it, ignored otherwise).
         dynamic_hw: symbolic input height and width (multiples of 32); default: for decoded and end2end only.
@@ -80,7 +85,6 @@ def export_onnx(model: YOLOX, out_path: str | Path, input_size: int, names: Sequ
     from yolox.export.variants import OUTPUTS, dynamic_axes, graph_for
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     if dynamic_hw is None:
         dynamic_hw = variant != "raw"
     baked = (conf_thresh, nms_thresh, max_det) if variant == "end2end" else (None, None, None)
@@ -93,23 +97,24 @@ def export_onnx(model: YOLOX, out_path: str | Path, input_size: int, names: Sequ
         raise ExportError(f"export of {model_name}: {err}") from None
     wrapper = graph_for(variant, model.cpu().float(), *baked).eval()
     dummy = torch.zeros(1, 3, input_size, input_size)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper, (dummy,), str(out_path), opset_version=opset, input_names=["images"],
-                              output_names=list(OUTPUTS[variant]),
-                              dynamic_axes=dynamic_axes(variant, dynamic_batch, dynamic_hw), dynamo=False)
-    except Exception as err:  # any exporter failure, surfaced with the model and path
-        raise ExportError(f"ONNX export of {model_name} to {out_path} failed: {err}") from err
-    graph = onnx.load(str(out_path))
-    if simplify:
-        import onnxslim
-
-        graph = onnxslim.slim(graph)
     meta = ModelMeta(model_name, input_size, tuple(names), tuple(model.strides), export=fmt)
-    write_metadata(graph, meta)
-    onnx.checker.check_model(graph)
-    onnx.save(graph, str(out_path))
+    with atomic_path(out_path) as tmp:  # the exporter writes its graph here, then the final model over it
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(wrapper, (dummy,), str(tmp), opset_version=opset, input_names=["images"],
+                                  output_names=list(OUTPUTS[variant]),
+                                  dynamic_axes=dynamic_axes(variant, dynamic_batch, dynamic_hw), dynamo=False)
+        except Exception as err:  # any exporter failure, surfaced with the model and path
+            raise ExportError(f"ONNX export of {model_name} to {out_path} failed: {err}") from err
+        graph = onnx.load(str(tmp))
+        if simplify:
+            import onnxslim
+
+            graph = onnxslim.slim(graph)
+        write_metadata(graph, meta)
+        onnx.checker.check_model(graph)
+        onnx.save(graph, str(tmp))
     log.info("exported %s as %s (opset %d) to %s", model_name, variant, opset, out_path)
     return out_path
 

@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 
 from yolox.errors import ExportError
+from yolox.files import atomic_path
 
 log = logging.getLogger("yolox.export")
 
@@ -108,6 +109,9 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, calibration_image
     """Write an INT8 (QDQ) copy of the FP32 model ``onnx_path`` to ``out_path``, calibrated on
     ``calibration_images`` letterboxed to ``input_size`` (see the module docstring for what stays float).
 
+    ``out_path`` is written atomically (:func:`yolox.files.atomic_path`), complete with its metadata: the
+    quantizer works in a temp folder, and a failure, Ctrl-C or SIGTERM leaves the previous file intact.
+
     Args:
         method: ``minmax``, ``entropy`` or ``percentile`` (``onnxruntime.quantization.CalibrationMethod``).
         keep_float: module names left in float (see :func:`float_tail`).
@@ -128,13 +132,12 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, calibration_image
     reader = LetterboxCalibrationReader(calibration_images, input_size, source.graph.input[0].name)
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
+        prepared, quantized_path = Path(tmp) / "prepared.onnx", Path(tmp) / "quantized.onnx"
         try:
             quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
             excluded = float_tail(onnx.load(str(prepared)), keep_float)
-            quantize_static(str(prepared), str(out_path), reader, quant_format=QuantFormat.QDQ,
+            quantize_static(str(prepared), str(quantized_path), reader, quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
                             calibrate_method=methods[method], nodes_to_exclude=excluded,
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
@@ -143,10 +146,11 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, calibration_image
             raise
         except Exception as err:  # the quantizer raises many types
             raise ExportError(f"INT8 quantization of {onnx_path} failed: {type(err).__name__}: {err}") from err
-    quantized = onnx.load(str(out_path))
+        quantized = onnx.load(str(quantized_path))
     if meta is not None:
         write_metadata(quantized, with_precision(meta, "int8"))
-    onnx.save(quantized, str(out_path))
+    with atomic_path(out_path) as tmp_out:
+        onnx.save(quantized, str(tmp_out))
     log.info("INT8 (QDQ, %s calibration on %d images, %d nodes kept float) -> %s", method, reader.num_images,
              len(excluded), out_path)
     return out_path

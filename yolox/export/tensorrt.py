@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from yolox.errors import ExportError
+from yolox.files import write_bytes
 
 log = logging.getLogger("yolox.export")
 
@@ -39,7 +40,7 @@ def tensorrt_unavailable_reason() -> str | None:
 
 def _entropy_calibrator(trt: Any, images: Sequence[str | Path], size: int, batch_size: int, cache: Path) -> Any:
     """An ``IInt8EntropyCalibrator2`` over ``images`` letterboxed to ``size`` (the one letterbox), batches of
-    ``batch_size`` in a CUDA tensor; reads and writes the calibration ``cache``."""
+    ``batch_size`` in a CUDA tensor; reads and writes (atomically) the calibration ``cache``."""
     from yolox.export.quantize import LetterboxCalibrationReader
 
     reader = LetterboxCalibrationReader(images, size, batch_size=batch_size)
@@ -66,7 +67,7 @@ def _entropy_calibrator(trt: Any, images: Sequence[str | Path], size: int, batch
             return cache.read_bytes() if cache.is_file() else None
 
         def write_calibration_cache(self, data: Any) -> None:
-            cache.write_bytes(bytes(data))
+            write_bytes(cache, bytes(data))
 
     return EntropyCalibrator()
 
@@ -84,6 +85,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, input_size: int
         precision: ``fp16`` or ``int8`` (INT8 calibrated with an entropy calibrator on ``calibration_images``,
             FP16 allowed too for the layers INT8 does not cover).
         timing_cache: file of the builder's timing cache: loaded when present, saved after the build.
+
+    The engine (``engine_path``), the timing cache and the INT8 calibration cache (``<engine>.calib-cache``) are
+    each written atomically (:func:`yolox.files.write_bytes`): an interrupted build leaves the previous files
+    intact and no partial file behind.
 
     Returns:
         The engine path, or None (logged) when TensorRT or a GPU is not available.
@@ -136,11 +141,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, input_size: int
     engine = builder.build_serialized_network(network, config)
     if engine is None:
         raise ExportError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(bytes(engine))
+    write_bytes(engine_path, bytes(engine))
     if cache is not None:
-        timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+        write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     log.info("TensorRT %s engine written to %s (batch %d..%d, side %d..%d)", precision, engine_path, b_min, b_max,
              lo, hi)
     return engine_path

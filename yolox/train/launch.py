@@ -38,6 +38,7 @@ import yaml
 
 from yolox.config import DistributedParams, PipelineParams
 from yolox.errors import CheckpointError, ConfigError, LaunchError
+from yolox.files import write_text
 from yolox.train import agent as agent_module
 from yolox.train import worker as worker_module
 from yolox.train.trainer import EpochCallback, TrainResult
@@ -172,13 +173,10 @@ def launch_training(params: PipelineParams, prepared_dir: str | Path, output_dir
 
 
 def write_launch_params(params: PipelineParams, output_dir: Path) -> Path:
-    """The params every worker reads, as one YAML file ``<output_dir>/launch/params.yaml`` (atomic)."""
+    """Write the params every worker reads, as one YAML file ``<output_dir>/launch/params.yaml``, atomically
+    (:func:`yolox.files.write_text`); returns its path."""
     path = output_dir / "launch" / "params.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
-    os.replace(tmp, path)
-    return path
+    return write_text(path, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
 
 
 def run_torchrun(params: PipelineParams, prepared_dir: str | Path, output_dir: Path, *, resume: bool = False,

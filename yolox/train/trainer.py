@@ -53,6 +53,7 @@ from yolox.assets import resolve_weights
 from yolox.config import PipelineParams
 from yolox.data.records import load_prepared
 from yolox.errors import CheckpointError, ConfigError, Interrupted
+from yolox.files import write_text
 from yolox.losses import LossOutput, yolox_loss
 from yolox.meta import ModelMeta, meta_of_checkpoint
 from yolox.models import build_model, load_weights
@@ -450,16 +451,17 @@ def freeze_parameters(model: torch.nn.Module, prefixes: list[str]) -> int:
 
 
 def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
-    """Per-epoch metrics as CSV (one row per epoch; ``dvc plots`` reads it). Missing values are empty."""
+    """Write per-epoch metrics as CSV to ``path`` (one row per epoch; ``dvc plots`` reads it; missing values
+    empty), atomically (:func:`yolox.files.write_text`: an interrupted write leaves the previous file intact)."""
     import csv
+    import io
 
     columns = list(dict.fromkeys(k for row in history for k in row))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(path, text.getvalue())
 
 
 def _checkpoint_state(model: torch.nn.Module, ema: ModelEMA | None, optimizer: torch.optim.Optimizer,
