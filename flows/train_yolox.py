@@ -6,8 +6,10 @@ cached on its inputs' hashes, no retry where a retry could register or promote t
 ``yolox`` log lines (a line per training epoch with losses, lr, AP and an ETA) to the task logs the Prefect
 UI shows, and publishes the gate's decision as a markdown artifact. A rejected candidate is not a failure:
 the flow completes and the model stays ``challenger``. The tracking store and registry are checked before any
-task (``run_pipeline``'s preflight): an unusable one fails the flow at once with one line, and no task retries
-it (``flows/resilience.py``: a failed preflight is not transient).
+task (``run_pipeline``'s preflight; ``main`` checks them before Prefect's API server starts): an unusable one
+fails the flow at once with one line, and no task retries it (``flows/resilience.py``: a failed preflight is
+not transient). Every MLflow request of the tasks is bounded (``tracking.http_timeout_s`` per attempt, 2
+retries: :func:`yolox.tracking.store.bound_requests`): a server that dies mid-run fails a call in about 30 s.
 
 Interrupted: SIGTERM (what a Prefect worker or runner sends to cancel a flow run, or a node shutting down)
 or SIGINT while the train task runs make the trainer finish its step and save a resumable checkpoint
@@ -92,9 +94,12 @@ def train_yolox(params_file: str = "params/default.yaml", overrides: list[str] |
 
     from yolox.pipeline import run_pipeline
     from yolox.tracking.gate import Decision
+    from yolox.tracking.store import bound_requests, check_registry_params
 
     _route_library_logs()
     params = load_params(params_file, overrides)
+    check_registry_params(params)                   # before any request: names the registry accepts
+    bound_requests(params.tracking.http_timeout_s)  # every MLflow request of the tasks (run_pipeline checks)
     try:
         result = run_pipeline(params, prefect_runner, {"prefect_flow_run": str(flow_run.id or "local")},
                               progress=False, force=force)
@@ -120,7 +125,9 @@ def _to_prefect(err: Interrupted, params_file: str, overrides: list[str] | None)
     from prefect.exceptions import TerminationSignal
 
     sets = [a for o in overrides or [] for a in ("--set", o)]
-    resume = shlex.join(["yolox", "train", "--params", params_file, *sets, "--resume"])
+    own = [] if err.checkpoint is None else [       # the run's own data snapshot and training folder
+        "--prepared", str(err.checkpoint.parent.parent / "data"), "--out", str(err.checkpoint.parent)]
+    resume = shlex.join(["yolox", "train", "--params", params_file, *sets, *own, "--resume"])
     get_run_logger().warning("%s; the MLflow run is KILLED. Resume the training with: %s", err, resume)
     # send the run's logs to the API now: on SIGTERM, Prefect ends this process right after the crash report
     for handler in {*logging.getLogger("prefect.flow_runs").handlers, *logging.getLogger("prefect.extra").handlers}:
@@ -158,15 +165,18 @@ def ephemeral_startup_failure(err: BaseException) -> str | None:
 def main(argv: list[str]) -> int:
     """``python -m flows.train_yolox [PARAMS_FILE [KEY=VALUE ...]] [--force]``: run the flow with Prefect's ephemeral API
     (given time to start), print its summary as JSON; a start-up timeout is one line on stderr and exit 1. The params
-    are checked first: a bad one is one line and exit 1 before any server starts."""
+    and the MLflow stores are checked first (:func:`yolox.tracking.store.preflight`, within
+    ``tracking.preflight_timeout_s``): a bad param or an unusable store is one line and exit 1 before any
+    server starts."""
     import json
 
     from yolox.errors import YoloxError
+    from yolox.tracking.store import preflight
 
     force = "--force" in argv
     args = [a for a in argv if a != "--force"]
     try:
-        load_params(args[0] if args else "params/default.yaml", args[1:])
+        preflight(load_params(args[0] if args else "params/default.yaml", args[1:]))
     except YoloxError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

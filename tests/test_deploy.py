@@ -174,8 +174,10 @@ def test_deployment_run_on_loopback(tmp_path: Path, coco128_dir: Path) -> None:
         assert state["parameters"]["params_file"] == "params/ci-tiny.yaml"
         wlog = worker.output()
         assert "pipeline done" in wlog, wlog[-4000:]
-        # the pull step ran the flow in the checkout the worker was started from
-        assert (project / "models" / "model.onnx").is_file() and (project / "data" / "prepared").is_dir()
+        # the pull step ran the flow in the checkout the worker was started from (the run's own folder in it)
+        assert (project / "data" / "prepared").is_dir()
+        (run_dir,) = (project / "runs" / "pipeline").iterdir()
+        assert (run_dir / "export" / "model.onnx").is_file() and (run_dir / "train" / "last.pth").is_file()
 
         from mlflow import MlflowClient
 

@@ -578,7 +578,8 @@ SERVE_CASES = {
     "number-value": (lambda w: pd.DataFrame({"image": [7]}), None,
                      "row 0: 'image' is int 7, not the base64 text of an image file"),
     "png-bomb-header": (lambda w: pd.DataFrame({"image": [_b64(w.mixed / "bomb.png")]}), None,
-                        "row 0: 'image': OpenCV refuses the image (pixels <= CV_IO_MAX_IMAGE_PIXELS)"),
+                        ("row 0: 'image' claims 2,500,000,000 pixels in its header, over the limit of 50,000,000 "
+                         "pixels per image (serve.max_image_pixels)")),
     "conf-out-of-range": (lambda w: pd.DataFrame({"image": [_b64(w.single)]}), {"conf_thresh": 1.5},
                           "params.conf_thresh 1.5: must be in [0, 1] (serve.conf_thresh)"),
     "param-bad-type": (lambda w: pd.DataFrame({"image": [_b64(w.single)]}), {"max_det": "many"},
@@ -591,6 +592,10 @@ SERVE_CASES = {
     "data-url": (lambda w: pd.DataFrame({"image": ["data:image/jpeg;base64," + _b64(w.single)]}), None, None),
     "no-rows": (lambda w: pd.DataFrame({"image": pd.Series([], dtype=str)}), None, None),
 }
+
+
+TOO_LARGE = {"png-bomb-header"}
+"""Cases over a serving budget (``serve.max_*``): refused from the header, before decoding, with HTTP 413."""
 
 
 @pytest.mark.parametrize("kind", [pytest.param(k, id=f"serve-{k}") for k in SERVE_CASES])
@@ -606,7 +611,8 @@ def test_serve_case(ws: SimpleNamespace, served, kind: str) -> None:
     else:
         with pytest.raises(MlflowException) as err:
             served.predict(None, frame, params)
-        assert err.value.error_code == "INVALID_PARAMETER_VALUE" and err.value.get_http_status_code() == 400
+        expected = (("RESOURCE_EXHAUSTED", 413) if kind in TOO_LARGE else ("INVALID_PARAMETER_VALUE", 400))
+        assert (err.value.error_code, err.value.get_http_status_code()) == expected   # 413: over a budget
         assert err.value.message == message
         assert "Traceback" not in err.value.serialize_as_json()
     good = served.predict(None, pd.DataFrame({"image": [_b64(ws.single)]}))  # the model still answers

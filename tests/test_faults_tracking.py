@@ -108,8 +108,9 @@ def _preflight_cases(tmp: Path, stub: MlflowStub) -> dict[str, tuple[dict[str, s
                        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN), or allow "
                        "this host name in the server's --allowed-hosts")),
         "slow-server": ({"MLFLOW_TRACKING_URI": stub.uri, "stub": "slow"}, 1.0,
-                        (f"MLflow tracking store {stub.uri} (MLFLOW_TRACKING_URI) did not answer within 1 s; check the "
-                        "server and the network, or raise tracking.preflight_timeout_s")),
+                        (f"MLflow tracking store {stub.uri} (MLFLOW_TRACKING_URI) did not answer within 1 s; check "
+                        "that the server is up and that MLFLOW_TRACKING_URI is its address, or raise "
+                        "tracking.preflight_timeout_s")),
         "registry-dead": ({"MLFLOW_TRACKING_URI": stub.uri, "MLFLOW_REGISTRY_URI": f"http://127.0.0.1:{dead}"}, 5.0,
                           f"MLflow model registry http://127.0.0.1:{dead} (MLFLOW_REGISTRY_URI) "
                           + refused.format(var="MLFLOW_REGISTRY_URI")),

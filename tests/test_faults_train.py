@@ -551,6 +551,8 @@ def test_resume_command() -> None:
     assert resume_command(["yolox", "pipeline", "--set", "train.epochs=3"]) == \
         "yolox train --set train.epochs=3 --params params/default.yaml --resume"
     assert resume_command(["yolox", "pipeline", "-p", "x.yaml"]) == "yolox train -p x.yaml --resume"
+    assert resume_command(["yolox", "pipeline", "-p", "x.yaml"], Path("runs/pipeline/r1/train/last.pth")) == \
+        "yolox train -p x.yaml --prepared runs/pipeline/r1/data --out runs/pipeline/r1/train --resume"
     assert resume_command(["yolox", "eval"]) is None
 
 

@@ -222,14 +222,16 @@ def test_sigterm_to_yolox_pipeline_during_training(coco128_dir: Path, mlflow_db:
     handler = signal.getsignal(signal.SIGTERM)
     code, stderr = cli(["pipeline", "--params", "params.yaml"], capsys, monkeypatch)
     assert code == 143, stderr[-4000:]
-    assert stderr.splitlines()[-2:] == [
-        "interrupted by SIGTERM: resumable checkpoint runs/train/last.pth (epoch 1/2, step 2/3)",
-        "resume with: yolox train --params params.yaml --resume"]
     (run,) = _mlflow_runs(tmp_path)
+    run_dir = run.data.tags["run_dir"]            # the run's own folder: runs/pipeline/<time>-<hex>
+    assert Path(run_dir).parent == Path("runs/pipeline")
+    assert stderr.splitlines()[-2:] == [
+        f"interrupted by SIGTERM: resumable checkpoint {run_dir}/train/last.pth (epoch 1/2, step 2/3)",
+        f"resume with: yolox train --params params.yaml --prepared {run_dir}/data --out {run_dir}/train --resume"]
     assert run.info.status == "KILLED" and run.data.tags["failed_stage"] == "train"
     assert run.data.tags["failure"] == ("Interrupted: interrupted by SIGTERM: resumable checkpoint "
-                                        "runs/train/last.pth (epoch 1/2, step 2/3)")
-    state = checkpoint(tmp_path / "runs" / "train" / "last.pth")
+                                        f"{run_dir}/train/last.pth (epoch 1/2, step 2/3)")
+    state = checkpoint(tmp_path / run_dir / "train" / "last.pth")
     assert (state["epoch"], state["epoch_step"], state["mlflow_run_id"]) == (0, 2, run.info.run_id)
     assert signal.getsignal(signal.SIGTERM) == handler                        # the CLI gave it back
 
@@ -254,9 +256,9 @@ def test_sigterm_to_the_prefect_flow_run_during_training(coco128_dir: Path, mlfl
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     assert code in (-signal.SIGTERM, 128 + signal.SIGTERM), log.read_text()[-4000:]
-    state = checkpoint(tmp_path / "runs" / "train" / "last.pth")
-    assert (state["epoch"], state["epoch_step"]) == (0, 2)
     (run,) = _mlflow_runs(tmp_path)
+    state = checkpoint(tmp_path / run.data.tags["run_dir"] / "train" / "last.pth")
+    assert (state["epoch"], state["epoch_step"]) == (0, 2)
     assert run.info.status == "KILLED" and run.data.tags["failed_stage"] == "train"
 
     with sqlite3.connect(tmp_path / ".prefect" / "prefect.db") as db:
@@ -265,7 +267,9 @@ def test_sigterm_to_the_prefect_flow_run_during_training(coco128_dir: Path, mlfl
         messages = [m for (m,) in db.execute("SELECT message FROM log").fetchall()]
     assert flows == [("CRASHED",)]
     assert {name.split("-")[0]: s for name, s in tasks.items() if name.startswith("train")} == {"train": "CRASHED"}
-    assert any("Resume the training with: yolox train --params params.yaml --resume" in m for m in messages), messages
+    run_dir = run.data.tags["run_dir"]
+    assert any(f"Resume the training with: yolox train --params params.yaml --prepared {run_dir}/data --out "
+               f"{run_dir}/train --resume" in m for m in messages), messages
 
 
 def test_ctrl_c_to_yolox_train_with_torchrun_stops_every_rank_at_the_same_step(prepared: Path,

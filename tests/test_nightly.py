@@ -133,7 +133,7 @@ def test_nights_warm_start_skip_and_golden(raccoon_dir: Path, tmp_path: Path,
     run3 = client.get_run(third.run_id).data
     assert run3.tags["warm_start_version"] == first.registered.version
     assert run3.tags["warm_start"] == f"raccoon-test v{first.registered.version} (champion)"
-    started = Path(params.train.output_dir) / "warm-start" / f"raccoon-test-v{first.registered.version}.pth"
+    started = third.run_dir / "train" / "warm-start" / f"raccoon-test-v{first.registered.version}.pth"
     assert started.is_file()
     golden = third.decision["golden"]
     assert golden["champion"]["version"] == first.registered.version

@@ -139,7 +139,8 @@ def test_pyfunc_thresholds_are_predicts() -> None:
                       "max_det": defaults["max_det"].default}
     from yolox.config import ServeParams
 
-    assert served == ServeParams().model_dump() == {"conf_thresh": 0.25, "nms_thresh": 0.45, "max_det": 100}
+    assert served == {k: v for k, v in ServeParams().model_dump().items() if k in served} == \
+        {"conf_thresh": 0.25, "nms_thresh": 0.45, "max_det": 100}   # the other ServeParams: request budgets
     cli = inspect.signature(predict_command).parameters   # None: the params' serve.* (one owner: config.py)
     assert (cli["conf"].default, cli["nms"].default) == (None, None)
 
@@ -193,3 +194,31 @@ def test_served_champion_answers_like_yolox_predict(server: str, registered: dic
     assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE", bad.text[:2000]
     assert "row 1: 'image' is not a base64-encoded image file" in bad.json()["message"]
     assert "stack_trace" not in bad.json() and "Traceback" not in bad.text
+
+
+def test_served_champion_answers_413_over_a_budget(server: str, registered: dict[str, Path]) -> None:
+    """Over serve.max_rows (64 by default) or serve.max_image_pixels (50 MP; a real 12000 x 12000 JPEG): HTTP 413
+    from the real scoring server, the message naming the limit and its param, no traceback; the server still
+    answers a good request afterwards."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from yolox.tracking.pyfunc import encode_image
+
+    small = encode_image(registered["images"] / "000000000009.jpg")
+    buf = io.BytesIO()
+    Image.new("L", (12000, 12000), 128).save(buf, "JPEG", quality=50)
+    huge = base64.b64encode(buf.getvalue()).decode("ascii")
+    for rows, limit in (([small] * 65, "the request holds 65 images (rows), over the limit of 64 (serve.max_rows)"),
+                        ([small, huge], ("row 1: 'image' is 12000 x 12000 = 144,000,000 pixels, over the limit of "
+                                         "50,000,000 pixels per image (serve.max_image_pixels)"))):
+        resp = requests.post(f"{server}/invocations", json={"dataframe_split": {"columns": ["image"],
+                                                                                "data": [[r] for r in rows]}},
+                             timeout=120)
+        assert resp.status_code == 413, resp.text[:2000]
+        assert resp.json()["error_code"] == "RESOURCE_EXHAUSTED" and limit in resp.json()["message"]
+        assert "stack_trace" not in resp.json() and "Traceback" not in resp.text
+    good = requests.post(f"{server}/invocations", json={"dataframe_records": [{"image": small}]}, timeout=120)
+    assert good.status_code == 200 and good.json()["predictions"]

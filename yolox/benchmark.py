@@ -143,20 +143,29 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
                   max_images: int | None = None, run_id: str | None = None) -> BenchmarkResult:
     """Benchmark ``weights``: a ``.pth`` (every format of :data:`FORMATS` available here, exported into
     ``out_dir``, default a temporary folder), an exported ``.onnx`` (that file), or a registered version
-    ``models:/NAME/VERSION`` (its ONNX model); plus the ``reference`` ONNX when given.
+    ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` (its ONNX model); plus the ``reference`` (an ONNX file
+    or a registered version) when given.
+
+    Before any work, the ``models:/`` URIs and ``run_id`` are checked for the forms the registry accepts, and
+    when the benchmark will reach the tracking server or registry (a ``models:/`` URI, a ``run_id``), the
+    preflight runs (:func:`yolox.tracking.store.preflight`: seconds, one line, every later MLflow request
+    bounded by ``tracking.http_timeout_s``).
 
     Args:
         data: dataset for the AP (as ``yolox eval``; default ``data.prepared_dir``); the INT8 model is
             calibrated on its ``train`` split when it has one, else on the evaluated images (logged).
         formats: a subset of :data:`FORMATS` (``.pth`` only). max_images: evaluate the first N images only.
-        run_id: also log the rows as metrics ``benchmark/<format>/<figure>`` and ``benchmark/benchmark.json``.
+        run_id: also log the rows as metrics ``benchmark/<format>/<figure>`` and ``benchmark/benchmark.json``
+            to that (existing) run; its status is left as it is.
 
     Raises:
-        ConfigError: unknown format, or formats asked of an ONNX file. DataError, AssetError, CheckpointError:
-        see ``yolox eval``.
+        ConfigError: unknown format, formats asked of an ONNX file, a malformed ``models:/`` URI or run id.
+        PreflightError: the tracking store or registry is unusable. TrackingError: no such registered
+        version, or the server stopped answering. DataError, AssetError, CheckpointError: see ``yolox eval``.
     """
     from yolox.data.prepare import load_dataset
     from yolox.data.records import DetectionDataset
+    from yolox.tracking.store import check_run_id, parse_models_uri, preflight
 
     ep = params.export
     unknown = sorted(set(formats or ()) - set(FORMATS))
@@ -164,6 +173,12 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
         raise ConfigError(f"yolox benchmark --formats: unknown {unknown}; choose from {list(FORMATS)}")
     if formats and not str(weights).endswith(".pth"):
         raise ConfigError("yolox benchmark --formats applies to a .pth checkpoint (an .onnx is benchmarked as is)")
+    uris = {"--weights": str(weights), "--reference": str(reference or "")}
+    registered = [parse_models_uri(uri, arg) for arg, uri in uris.items() if uri.startswith("models:/")]
+    if run_id is not None:
+        check_run_id(run_id, "--run-id")
+    if registered or run_id is not None:
+        preflight(params)
     source = str(data or params.data.prepared_dir)
     dataset = load_dataset(source, split)
     if max_images:
@@ -187,7 +202,8 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
         if reference:
             from yolox.inference import OnnxBackend
 
-            candidates.append(("reference", lambda: OnnxBackend(reference), reference))
+            ref = registered_onnx(reference, "--reference") if reference.startswith("models:/") else reference
+            candidates.append(("reference", lambda: OnnxBackend(ref), ref))
         result = BenchmarkResult(name, str(weights), source, split, len(frames), size, ep.benchmark_batch,
                                  ep.benchmark_repeats, machine=_machine())
         live = []
@@ -219,12 +235,7 @@ def _candidates(params: PipelineParams, weights: str, model_name: str | None, im
     from yolox.pipeline import load_model, load_torch_model, model_input_size
 
     if weights.startswith("models:/"):
-        from yolox.tracking.registry import load_version_model
-
-        parts = weights[len("models:/"):].split("/")
-        if len(parts) != 2:
-            raise ConfigError(f"{weights}: expected models:/NAME/VERSION")
-        weights = str(load_version_model(parts[0], parts[1]).backend.path)
+        weights = registered_onnx(weights, "--weights")
     if not weights.endswith(".pth"):
         backend, meta = load_model(weights, model_name)
         fmt = f"onnx-{backend.variant}" + ("-int8" if meta.export and meta.export.precision == "int8" else "")
@@ -265,6 +276,28 @@ def _candidates(params: PipelineParams, weights: str, model_name: str | None, im
                          timing_cache=ep.tensorrt_timing_cache)
             rows.append(("tensorrt", lambda: TensorRTBackend(engine, e2e), str(engine)))
     return rows, meta.name, size
+
+
+def registered_onnx(uri: str, arg: str) -> str:
+    """The local ONNX file of the registered version ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``
+    (downloaded by MLflow), ``uri`` given as option ``arg``.
+
+    Raises:
+        ConfigError: a malformed URI (names ``arg``). TrackingError: no such model, version or alias holder.
+    """
+    from yolox.errors import TrackingError
+    from yolox.tracking.registry import alias_version, load_version_model
+    from yolox.tracking.store import parse_models_uri
+
+    name, kind, value = parse_models_uri(uri, arg)
+    if kind == "alias":
+        holder = alias_version(name, value)
+        if holder is None:
+            raise TrackingError(f"{arg} {uri}: no version of registered model {name!r} holds the alias "
+                                f"{value!r} (or there is no such model): see its aliases on the Models page "
+                                "of the MLflow UI")
+        value = str(holder.version)
+    return str(load_version_model(name, value).backend.path)
 
 
 def _int8(params: PipelineParams, raw: Path, size: int, source: str, dataset: Any) -> Path:
@@ -326,7 +359,7 @@ def _machine() -> dict[str, Any]:
 def _log_to_run(params: PipelineParams, run_id: str, result: BenchmarkResult) -> None:
     from yolox.tracking.run import MlflowRun
 
-    run = MlflowRun(params.tracking.experiment, run_id=run_id)
+    run = MlflowRun.attach(run_id)   # a finished run stays so (MlflowRun(run_id=...) would set it RUNNING)
     metrics = {}
     for r in result.rows:
         for k in ("AP50_95", "AP50", "p50_ms", "p90_ms", "images_per_s", "size_mb", "p50_ratio"):

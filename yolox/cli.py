@@ -4,7 +4,8 @@
     yolox train    --params FILE [--resume]
     yolox eval     --model NAME --weights FILE.pth|FILE.onnx --data DATASET --split SPLIT --img-size N --out metrics.json
     yolox export   --model NAME --weights FILE.pth --img-size N --out FILE.onnx [--variant raw|decoded|end2end]
-    yolox benchmark --weights FILE.pth|FILE.onnx|models:/NAME/VERSION --data DATASET [--reference FILE.onnx]
+    yolox benchmark --weights FILE.pth|FILE.onnx|models:/NAME/VERSION|models:/NAME@ALIAS --data DATASET
+                    [--reference FILE.onnx|models:/...] [--run-id RUN]
     yolox predict  --weights FILE --source IMAGE|VIDEO|DIR|URL [--source ...] --out DIR
     yolox gate     --params FILE [--candidate-version N] [--dry-run]   (exit 1 when rejected)
     yolox promote  --params FILE --version N | --rollback
@@ -13,8 +14,12 @@
     yolox augment-preview --params FILE --out FILE.png
 
 Each stage command also takes ``--params FILE`` and then defaults its paths from it (how ``dvc.yaml``
-calls them). A user error prints one message and exits 1, without a traceback. Ctrl-C (SIGINT) or SIGTERM
-exits 130 or 143; interrupted training first saves a resumable checkpoint and the command prints how to resume.
+calls them). A user error prints one message and exits 1, without a traceback. A command that reaches the
+MLflow tracking server or registry (gate, promote, pipeline, benchmark of a ``models:/`` URI or with
+``--run-id``) checks it first, in seconds (``tracking.preflight_timeout_s``), and every MLflow request after
+that is bounded (``tracking.http_timeout_s`` per attempt, 2 retries: about 30 s per call at most by default).
+Ctrl-C (SIGINT) or SIGTERM exits 130 or 143; interrupted training first saves a resumable checkpoint and the
+command prints how to resume.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import logging
 import shlex
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,6 +41,7 @@ from rich.table import Table
 from rich.text import Text
 
 from yolox.errors import ConfigError, YoloxError
+from yolox.files import write_json, write_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="YOLOX: prepare, train, evaluate, export, predict, gate and promote, and run the whole pipeline.")
@@ -67,9 +75,52 @@ def _params(path: Path | None, overrides: list[str] | None = None) -> Any:
     return params_from(path, overrides)
 
 
+def _preflight(p: Any) -> None:
+    """What a command runs before it reaches the tracking server or registry (yolox.tracking.store.preflight):
+    the registry names in the params checked, every MLflow request of the process bounded
+    (``tracking.http_timeout_s``, 2 retries), the stores answering within ``tracking.preflight_timeout_s``;
+    else one line and exit 1, in seconds."""
+    from yolox.tracking.store import preflight
+
+    preflight(p)
+
+
+def _registry_preflight(p: Any, args: dict[str, Any]) -> bool:
+    """For a command whose weights or model may name a registered version: each ``models:/`` value of ``args``
+    (option -> value, e.g. ``{"--weights": weights}``) checked for the forms the registry accepts (the error
+    names the option), then :func:`_preflight`. Returns whether there was one (a file: nothing done)."""
+    from yolox.tracking.store import parse_models_uri
+
+    uris = [parse_models_uri(str(v), k) for k, v in args.items() if str(v or "").startswith("models:/")]
+    if uris:
+        _preflight(p)
+    return bool(uris)
+
+
+@contextmanager
+def _server_calls() -> Iterator[None]:
+    """Within: an MLflow call that failed because the server stopped answering after the preflight (each call
+    bounded: ``yolox.tracking.store.bound_requests``) is one line saying what to do, not a traceback."""
+    from yolox.errors import PreflightError
+
+    try:
+        yield
+    except PreflightError:
+        raise
+    except Exception as err:
+        from yolox.tracking.store import server_lost
+
+        lost = server_lost(err)
+        if lost is None:
+            raise
+        raise lost from err
+
+
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
     _setup_logging(verbose)
+    if not verbose:   # urllib3's "Retrying (...)" warnings: MLflow's bounded retries end in one error line instead
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 @app.command()
@@ -146,8 +197,12 @@ def eval_(
     set_: SetOpt = None,
 ) -> None:
     """COCO AP (pycocotools) of a .pth or .onnx model on a dataset; writes metrics.json."""
+    from yolox.config import registry_reference
     from yolox.pipeline import evaluate
 
+    if weights and (weights.startswith("models:/") or (registry_reference(weights) and not Path(weights).exists())):
+        raise ConfigError(f"--weights {weights}: yolox eval takes a .pth or .onnx file, not a registered version; "
+                          "for the AP of one, run yolox benchmark --weights models:/NAME/VERSION (or @ALIAS)")
     p = _params(params, set_)
     if out is not None and out.is_dir():
         raise ConfigError(f"--out {out} is a folder: give the metrics .json file to write")
@@ -181,7 +236,9 @@ def export(
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Export to ONNX and check it against PyTorch with ONNX Runtime (INT8 and TensorRT as export.* params say)."""
+    """Export to ONNX and check it against PyTorch with ONNX Runtime (INT8 and TensorRT as export.* params say).
+    --conf in [0, 1], --nms in (0, 1] and --max-det >= 1 are checked before any work."""
+    from yolox.config import with_options
     from yolox.errors import ExportError
     from yolox.meta import VARIANTS
     from yolox.pipeline import export as export_stage
@@ -189,6 +246,11 @@ def export(
     if variant is not None and variant not in VARIANTS:
         raise ConfigError(f"--variant {variant!r}: must be one of {', '.join(VARIANTS)}")
     p = _params(params, set_)
+    # the baked thresholds, checked by the rules of the section they override (export.thresholds), before any work
+    baked = with_options(p.serve if p.export.thresholds == "serve" else p.eval,
+                         {"conf_thresh": ("--conf", conf), "nms_thresh": ("--nms", nms), "max_det": ("--max-det", max_det)})
+    conf, nms, max_det = (None if v is None else getattr(baked, k) for k, v in
+                          (("conf_thresh", conf), ("nms_thresh", nms), ("max_det", max_det)))
     if weights is not None and Path(weights).suffix.lower() == ".onnx":
         raise ConfigError(f"--weights {weights}: export takes a .pth checkpoint; this is an ONNX model already")
     if out is not None and out.is_dir():
@@ -215,17 +277,20 @@ def export(
 
 @app.command()
 def benchmark(
-    weights: Annotated[str, typer.Option(help="A .pth checkpoint (every format), an .onnx, or models:/NAME/VERSION.")],
+    weights: Annotated[str, typer.Option(help="A .pth checkpoint (every format), an .onnx, or a registered "
+                                         "version: models:/NAME/VERSION or models:/NAME@ALIAS.")],
     data: Annotated[str | None, typer.Option(help="Dataset for the AP (as yolox eval; default data.prepared_dir).")] = None,
     split: Annotated[str, typer.Option(help="Split to measure on.")] = "val",
     model: Annotated[str | None, typer.Option(help="Model name for an authors' .pth (e.g. yolox-nano).")] = None,
-    img_size: Annotated[int | None, typer.Option("--img-size", help="Input side (pixels).")] = None,
+    img_size: ImgSizeOpt = None,
     reference: Annotated[str | None, typer.Option(
-        help="An ONNX model to compare with in the same run (e.g. the authors' yolox_nano.onnx).")] = None,
+        help="An ONNX model to compare with in the same run (e.g. the authors' yolox_nano.onnx), or a "
+        "registered version (models:/NAME/VERSION, models:/NAME@ALIAS).")] = None,
     formats: Annotated[str | None, typer.Option(
         help="Comma-separated subset of pytorch,onnx-raw,onnx-end2end,onnx-int8,tensorrt (.pth only).")] = None,
     out: Annotated[Path | None, typer.Option(help="Keep the exported files here (default: a temporary folder).")] = None,
-    max_images: Annotated[int | None, typer.Option("--max-images", help="Only the first N images.")] = None,
+    max_images: Annotated[int | None, typer.Option("--max-images", min=1, help="Only the first N images (N >= 1).")] \
+        = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result here.")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Log the figures to this MLflow run.")] = None,
     params: ParamsOpt = None,
@@ -237,14 +302,15 @@ def benchmark(
 
     p = _params(params, set_)
     fmts = [f.strip() for f in formats.split(",") if f.strip()] if formats else None
-    result = run_benchmark(p, weights, data, split, model, img_size, reference, fmts, out, max_images, run_id)
+    with _server_calls():   # a models:/ URI or --run-id: the preflight first (run_benchmark)
+        result = run_benchmark(p, weights, data, split, model, img_size, reference, fmts, out, max_images,
+                               run_id)
     Console(stderr=True, width=max(console.width, 150)).print(result.table())
     console.print(f"machine: {result.machine} (latency depends on the machine and its load: compare rows of one run)",
                   highlight=False)
     line = to_json_line(result)
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(line + "\n")
+        write_text(json_out, line + "\n")     # atomic: a killed command leaves the previous file
     print(line)
 
 
@@ -262,13 +328,15 @@ def predict(
     set_: SetOpt = None,
 ) -> None:
     """Detect objects in images, videos and URLs: drawn boxes and a JSON of detections (boxes clipped to the
-    image)."""
+    image). Nothing is written over an input (an --out that would is refused before any work)."""
     from yolox.config import with_options
     from yolox.pipeline import load_model, model_input_size
+    from yolox.predict import check_outputs
     from yolox.predict import predict as run_predict
 
     p = _params(params, set_)
     serve = with_options(p.serve, {"conf_thresh": ("--conf", conf), "nms_thresh": ("--nms", nms)})
+    check_outputs(source, out)   # before the model is loaded: an output path is never an input path
     backend, meta = load_model(weights, model)
     size = model_input_size(meta, img_size)
     result = run_predict(backend, source, out, list(meta.names), size, serve.conf_thresh, serve.nms_thresh,
@@ -305,13 +373,17 @@ def gate(
     """Gate a candidate against the champion (both evaluated on the prepared val set); promote it if it passes, exit 1 if not."""
     from yolox.errors import GateError
     from yolox.pipeline import gate as gate_stage
+    from yolox.tracking.store import check_version
 
     p = _params(params, set_)
-    decision = gate_stage(p, candidate_version, prepared, dry_run=dry_run)
+    if candidate_version is not None:
+        candidate_version = check_version(candidate_version, "--candidate-version")
+    _preflight(p)
+    with _server_calls():
+        decision = gate_stage(p, candidate_version, prepared, dry_run=dry_run)
     Console().print(_decision_table(decision))
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(decision.to_json(), indent=2) + "\n")
+        write_json(json_out, decision.to_json())   # atomic
     console.print(decision.outcome, highlight=False)
     if not decision.promote:
         raise GateError(decision.reason())
@@ -331,18 +403,25 @@ def promote(
     from yolox.tracking.registry import champion_history
     from yolox.tracking.registry import promote as do_promote
     from yolox.tracking.registry import rollback as do_rollback
+    from yolox.tracking.store import check_version
 
     p = _params(params, set_)
     name, alias = p.tracking.registered_model, p.gate.champion_alias
     if (version is None) == (not rollback):
         raise ConfigError("yolox promote: pass exactly one of --version N or --rollback")
-    event = do_rollback(name, alias, reason) if rollback else do_promote(name, version, "manual", alias, note=reason)
+    if version is not None:
+        version = check_version(version, "--version")
+    _preflight(p)
+    with _server_calls():
+        event = (do_rollback(name, alias, reason) if rollback
+                 else do_promote(name, version, "manual", alias, note=reason))
+        history = champion_history(name)[-10:]
     console.print(f"{name}: {alias} is version {event.version} ({event.how}; before: {event.previous or 'none'})",
                   highlight=False)
     table = Table(title=f"{name}: {alias} history (latest last)")
     for col in ("#", "version", "previous", "how", "at", "by"):
         table.add_column(col)
-    for e in champion_history(name)[-10:]:
+    for e in history:
         table.add_row(str(e.seq), e.version, e.previous or "-", e.how, e.at, e.by)
     Console().print(table)
 
@@ -413,9 +492,10 @@ def augment_preview(
     console.print(f"augmentation preview: {path}")
 
 
-def resume_command(argv: list[str]) -> str | None:
+def resume_command(argv: list[str], checkpoint: Path | None = None) -> str | None:
     """The command that continues an interrupted ``yolox train`` or ``yolox pipeline`` (its training stage):
-    the same arguments with ``--resume`` (for the pipeline: ``train`` with its params); None for others."""
+    the same arguments with ``--resume`` (for the pipeline: ``train`` with its params, on the run's own data
+    snapshot and training folder: ``checkpoint``'s folder and its ``data`` sibling); None for others."""
     args = list(argv[1:])
     at = next((i for i, a in enumerate(args) if a in ("train", "pipeline")), None)
     if at is None:
@@ -424,6 +504,9 @@ def resume_command(argv: list[str]) -> str | None:
         args[at] = "train"
         if not any(a in ("--params", "-p") or a.startswith("--params=") for a in args):
             args += ["--params", "params/default.yaml"]    # the pipeline command's default
+        if checkpoint is not None:        # the run's own folder (yolox.pipeline.in_run_dir)
+            run_dir = Path(checkpoint).parent.parent
+            args += ["--prepared", str(run_dir / "data"), "--out", str(Path(checkpoint).parent)]
     args = [a for a in args if a not in ("--resume", "--no-resume")] + ["--resume"]
     return shlex.join(["yolox", *args])
 
@@ -448,7 +531,7 @@ def run() -> None:
         code = app(standalone_mode=False)
     except Interrupted as err:
         console.print(str(err), style="bold yellow", markup=False, highlight=False, soft_wrap=True)
-        command = resume_command(sys.argv) if err.checkpoint else None
+        command = resume_command(sys.argv, err.checkpoint) if err.checkpoint else None
         if command:
             console.print(f"resume with: {command}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)

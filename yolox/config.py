@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from yolox.errors import ConfigError
-from yolox.meta import STRIDES, Variant
+from yolox.meta import MAX_INPUT_SIZE, STRIDES, Variant
 
 _SIZE_STEP = max(STRIDES)  # input sizes are multiples of the largest stride (the rule: yolox.meta.check_input_size)
 
@@ -35,7 +35,16 @@ CACHE_RAM_MB = 2048
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # allow_inf_nan=False: every float param is finite (``.inf`` or ``.nan`` in a YAML file, ``--conf nan``)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+
+def _scale_range(value: tuple[float, float]) -> tuple[float, float]:
+    """A (low, high) scale range: both > 0, low <= high."""
+    lo, hi = value
+    if not 0 < lo <= hi:
+        raise ValueError(f"must be (low, high) with 0 < low <= high, got ({lo:g}, {hi:g})")
+    return value
 
 
 class DataParams(_Params):
@@ -71,8 +80,9 @@ class DataParams(_Params):
     prepared_dir: str = Field("data/prepared", description="Output folder of the prepared dataset.")
 
 
-_REGISTRY_REFERENCE = re.compile(r"^\s*(?:(?P<champion>champion)|@(?P<alias>[A-Za-z0-9_.-]+)|"
-                                 r"version\s+(?P<version>[1-9][0-9]*))\s*$", re.IGNORECASE)
+_REGISTRY_REFERENCE = re.compile(
+    r"^\s*(?:(?P<champion>champion)|@(?!latest\s*$|v[0-9]+\s*$)(?P<alias>[A-Za-z0-9_-]+)|"   # MLflow's alias rules
+    r"version\s+(?P<version>[1-9][0-9]*))\s*$", re.IGNORECASE)
 
 
 def registry_reference(weights: str | None) -> tuple[str, str] | None:
@@ -90,7 +100,8 @@ class ModelParams(_Params):
     """The network: variant, input size and the checkpoint it starts from."""
 
     name: ModelName = "yolox-nano"
-    input_size: int = Field(416, ge=64, multiple_of=_SIZE_STEP, description="Square input side (pixels).")
+    input_size: int = Field(416, ge=64, le=MAX_INPUT_SIZE, multiple_of=_SIZE_STEP,
+                            description="Square input side (pixels).")
     weights: str | None = Field(
         "yolox_nano.pth",
         description="Checkpoint to start from: a release file name (e.g. 'yolox_nano.pth', resolved "
@@ -134,6 +145,11 @@ class AugmentParams(_Params):
     multiscale_range: int = Field(
         5, ge=0, description="Multi-scale training: side drawn from input +- range*32 every 10 iterations."
     )
+
+    @field_validator("mosaic_scale", "mixup_scale")
+    @classmethod
+    def _scale_ranges(cls, value: tuple[float, float]) -> tuple[float, float]:
+        return _scale_range(value)
 
 
 class KubernetesParams(_Params):
@@ -284,7 +300,8 @@ class EvalParams(_Params):
     nms_thresh: float = Field(0.65, gt=0.0, le=1.0, description="Class-aware NMS IoU threshold.")
     max_det: int = Field(100, ge=1, description="Detections per image given to COCOeval.")
     batch_size: int = Field(8, ge=1)
-    img_size: int | None = Field(None, ge=_SIZE_STEP, multiple_of=_SIZE_STEP, description="Default: model.input_size.")
+    img_size: int | None = Field(None, ge=_SIZE_STEP, le=MAX_INPUT_SIZE, multiple_of=_SIZE_STEP,
+                                 description="Input side (pixels); default: model.input_size.")
     metrics_path: str = Field("metrics.json", description="DVC metrics file written by evaluate (headline APs).")
     per_class_path: str = Field("per_class.json", description="AP50:95 per class, written beside the metrics.")
 
@@ -300,6 +317,19 @@ class ServeParams(_Params):
     conf_thresh: float = Field(0.25, ge=0.0, le=1.0, description="Keep detections with score >= this.")
     nms_thresh: float = Field(0.45, gt=0.0, le=1.0, description="Class-aware NMS IoU threshold.")
     max_det: int = Field(100, ge=1, description="At most this many detections per image.")
+    max_rows: int = Field(
+        64, ge=1, description="Serving: most images (rows) one request may hold; more is answered 413 before any is "
+        "decoded.")
+    max_image_pixels: int = Field(
+        50_000_000, ge=1, description="Serving: most pixels (width x height, read from the image header before "
+        "decoding) of one image of a request (pixels; 50 MP, e.g. 8660 x 5773, about 150 MB decoded); more is "
+        "answered 413.")
+    max_request_bytes: int = Field(
+        100 * 2**20, ge=1, description="Serving: most bytes of image files one request may hold, all rows together "
+        "(bytes, the base64-decoded size; 100 MiB); more is answered 413 before any is decoded.")
+    batch_size: int = Field(
+        8, ge=1, le=1024, description="Serving: images decoded and run through the model at a time (images): the "
+        "decoded pixels held at once are at most batch_size x max_image_pixels x 3 bytes.")
 
 
 class PredictParams(_Params):
@@ -307,6 +337,11 @@ class PredictParams(_Params):
 
     download_max_mb: float = Field(50.0, gt=0.0, description="Largest image or video downloaded from a URL (MB).")
     download_timeout_s: float = Field(20.0, gt=0.0, description="Seconds to connect and between received bytes.")
+    download_deadline_s: float = Field(
+        120.0, gt=0.0, description="Total time of one URL's download, from connecting to the last byte, redirects "
+        "included (s); each wait for the server is also at most download_timeout_s.")
+    download_max_redirects: int = Field(
+        5, ge=0, le=20, description="Most HTTP redirects followed for one URL (each to http or https only).")
 
 
 class ExportParams(_Params):
@@ -367,6 +402,16 @@ class ExportParams(_Params):
         None, description="(min, max) input side of the TensorRT profile for a dynamic-H/W graph (pixels, "
         "multiples of 32); null: the model's input size only.",
     )
+
+    @field_validator("tensorrt_sizes")
+    @classmethod
+    def _tensorrt_sizes(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None:
+            lo, hi = value
+            if not (_SIZE_STEP <= lo <= hi <= MAX_INPUT_SIZE) or lo % _SIZE_STEP or hi % _SIZE_STEP:
+                raise ValueError(f"must be (min, max) multiples of {_SIZE_STEP} with {_SIZE_STEP} <= min <= max <= "
+                                 f"{MAX_INPUT_SIZE}, got ({lo}, {hi})")
+        return value
     tensorrt_timing_cache: str = Field(
         "models/tensorrt.timing-cache", description="TensorRT timing cache, reused across builds on one GPU type."
     )
@@ -383,6 +428,11 @@ class TrackingParams(_Params):
     experiment: str = "yolox"
     registered_model: str = Field("yolox-coco128", min_length=1)
     run_name: str | None = Field(None, description="Default: '<model>-<data version>-<time>'.")
+    runs_dir: str = Field(
+        "runs/pipeline", min_length=1, description="Each pipeline run writes everything it makes into its own folder "
+        "here, <UTC time>-<8 hex> (the MLflow run's tag run_dir): a snapshot of its prepared data, checkpoints, "
+        "metrics, exports. Two runs in one project never share a file."
+    )
     preflight_timeout_s: float = Field(
         5.0, gt=0, description="How long the check before any work waits for the tracking server or registry (s)."
     )
@@ -393,6 +443,11 @@ class TrackingParams(_Params):
     flush_timeout_s: float = Field(
         30.0, ge=0, description="How long the end of training waits for the journal's pending metrics to reach "
         "MLflow before leaving them for `yolox tracking flush` (s)."
+    )
+    http_timeout_s: int = Field(
+        10, ge=1, le=600, description="Connect and read timeout of every other MLflow HTTP request, per attempt "
+        "(whole seconds, as MLFLOW_HTTP_REQUEST_TIMEOUT, which wins when set): with the 2 retries "
+        "(yolox.tracking.store.bound_requests) a call to a server that stopped answering fails after about 3x this."
     )
 
 
@@ -599,15 +654,18 @@ def with_options(section: _Section, values: Mapping[str, tuple[str, Any]]) -> _S
 
 
 def _allowed(cls: type[_Params], name: str, err: ValidationError) -> str:
-    """'must be in [0, 1]' from the field's bounds, else pydantic's own message."""
+    """'must be in [0, 1]' from the field's bounds (for a number out of them, or not finite), else pydantic's own
+    message."""
     first = err.errors()[0]
-    if first["type"] not in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+    if first["type"] not in {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"}:
         return first["msg"]
     meta = cls.model_fields[name].metadata
     lo = next((f"[{m.ge:g}" if isinstance(m, annotated_types.Ge) else f"({m.gt:g}" for m in meta
                if isinstance(m, annotated_types.Ge | annotated_types.Gt)), "")
     hi = next((f"{m.le:g}]" if isinstance(m, annotated_types.Le) else f"{m.lt:g})" for m in meta
                if isinstance(m, annotated_types.Le | annotated_types.Lt)), "")
+    if first["type"] == "finite_number":
+        return f"must be a finite number in {lo}, {hi}" if lo and hi else "must be a finite number"
     return f"must be in {lo}, {hi}" if lo and hi else first["msg"].replace("Input should be", "must be")
 
 

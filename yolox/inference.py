@@ -20,13 +20,16 @@ import torch
 
 from yolox.config import EVAL_DEFAULTS as EVAL
 from yolox.errors import CheckpointError, ConfigError
-from yolox.meta import STRIDES, meta_of_onnx
+from yolox.meta import ONNX_KEY, STRIDES, meta_of_onnx
 from yolox.models import InferenceModel, build_model, load_weights
 from yolox.ops.boxes import clip_xyxy
 from yolox.ops.letterbox import letterbox_into
 from yolox.ops.nms import Detections, postprocess_raw, postprocess_scores
 
 log = logging.getLogger("yolox.inference")
+
+OUTPUTS_READ: dict[str, int] = {"raw": 1, "decoded": 2, "end2end": 4}
+"""How many outputs :func:`detect_batch` reads from each variant's graph (:data:`yolox.meta.Variant`)."""
 
 
 class Backend(Protocol):
@@ -84,7 +87,16 @@ class OnnxBackend:
 
     ``variant`` (from the model's meta; ``raw`` without one) says what :meth:`run` returns; calling the backend
     (the :class:`Backend` protocol) is for ``raw`` graphs only. ``threads`` and ``spinning``: see
-    :func:`session_options`."""
+    :func:`session_options`.
+
+    The metadata is read as user input (:func:`yolox.meta.meta_of_onnx`) and checked against the graph: the
+    variant's output count, the output names, the class count (at load when the graph's class axis is static,
+    else at the first run), a fixed input side.
+
+    Raises:
+        CheckpointError: not a loadable ONNX model, not a YOLOX detector, or metadata that is malformed or does
+            not fit the graph (one line naming the file, the metadata key and the field).
+    """
 
     strides = STRIDES
 
@@ -99,7 +111,7 @@ class OnnxBackend:
             raise CheckpointError(f"{path}: not a loadable ONNX model ({err})") from None
         self.path = Path(path)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.meta = meta_of_onnx(self.metadata)
+        self.meta = meta_of_onnx(self.metadata, source=str(path))
         """The model's :class:`~yolox.meta.ModelMeta`, or None for an ONNX file without it (the authors')."""
         self.variant = self.meta.variant if self.meta is not None else "raw"
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -116,6 +128,8 @@ class OnnxBackend:
             raise CheckpointError(f"{path}: not a YOLOX detector (inputs {_shapes(inputs)}, "
                                   f"outputs {_shapes(self.session.get_outputs())}; expected one input "
                                   "(B, 3, S, S) and an output (B, A, 5 + C)): export one with yolox export")
+        if self.meta is not None:
+            self._check_meta(num_classes, inp.shape[2])
         self.input_name = inp.name
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.fixed_size = inp.shape[2] if isinstance(inp.shape[2], int) else None
@@ -125,16 +139,49 @@ class OnnxBackend:
             self.strides = self.meta.strides
         self._warned: set[tuple[float, float, int | None]] = set()
 
+    def _check_meta(self, graph_classes: int, graph_side: Any) -> None:
+        """The metadata's facts against the graph's own (a model whose metadata was edited or copied from another
+        file): output names and count, class count, fixed input side.
+
+        Raises:
+            CheckpointError: one line naming the file, the metadata field and the graph's value."""
+        meta, where = self.meta, f"{self.path}: metadata {ONNX_KEY!r}"
+        want = OUTPUTS_READ[self.variant]
+        if self.variant != "raw" and len(self.output_names) != want:
+            raise CheckpointError(f"{where}: 'export.variant' is {self.variant!r} ({want} outputs), but the graph "
+                                  f"has {len(self.output_names)}: {', '.join(self.output_names)}")
+        if meta.export is not None and list(meta.export.outputs) != self.output_names:
+            raise CheckpointError(f"{where}: 'export.outputs' is {list(meta.export.outputs)}, but the graph's outputs "
+                                  f"are {self.output_names}")
+        if graph_classes != meta.num_classes:
+            raise CheckpointError(f"{where}: 'names' lists {meta.num_classes} classes, but the graph predicts "
+                                  f"{graph_classes}")
+        if self.variant == "decoded":
+            scores = self.session.get_outputs()[1].shape
+            if len(scores) != 3 or (isinstance(scores[-1], int) and scores[-1] != meta.num_classes):
+                raise CheckpointError(f"{where}: 'names' lists {meta.num_classes} classes, but the graph's scores "
+                                      f"are {tuple(scores)}")
+        if isinstance(graph_side, int) and graph_side != meta.input_size:
+            raise CheckpointError(f"{where}: 'input_size' is {meta.input_size}, but the graph takes {graph_side} px "
+                                  "inputs")
+
     def run(self, images: np.ndarray) -> list[np.ndarray]:
         """All outputs of the graph for a (B, 3, H, W) float32 batch (in :attr:`output_names` order).
 
         Raises:
-            ConfigError: the model takes another fixed input side (:meth:`check_size`)."""
+            ConfigError: the model takes another fixed input side (:meth:`check_size`).
+            CheckpointError: the graph predicts another number of classes than its metadata names."""
         self.check_size(images.shape[-1])
         if self.fixed_batch == 1 and images.shape[0] != 1:
             parts = [self.session.run(None, {self.input_name: images[i:i + 1]}) for i in range(images.shape[0])]
-            return [np.concatenate(outs) for outs in zip(*parts)]
-        return self.session.run(None, {self.input_name: images})
+            outs = [np.concatenate(outs) for outs in zip(*parts)]
+        else:
+            outs = self.session.run(None, {self.input_name: images})
+        classes = {"raw": outs[0].shape[-1] - 5, "decoded": outs[-1].shape[-1]}.get(self.variant, self.num_classes)
+        if classes != self.num_classes:   # a graph whose class axis is symbolic: known once run
+            raise CheckpointError(f"{self.path}: metadata {ONNX_KEY!r}: 'names' lists {self.num_classes} classes, "
+                                  f"but the graph predicts {classes}")
+        return outs
 
     def check_size(self, size: int) -> None:
         """Raise ConfigError when the model was exported for another fixed input side than ``size`` (pixels)."""
@@ -251,7 +298,11 @@ def detect_batch(backend: Backend, batch: np.ndarray, conf_thresh: float = EVAL.
     num, boxes, scores, labels = outs
     dets = []
     for i in range(batch.shape[0]):
-        n = int(num[i, 0])
+        n = max(0, min(int(num[i, 0]), labels.shape[1]))
+        if n and not 0 <= int(labels[i, :n].min()) <= int(labels[i, :n].max()) < backend.num_classes:
+            raise CheckpointError(f"{getattr(backend, 'path', 'the model')}: the graph returned class "
+                                  f"{int(labels[i, :n].max())}, but its metadata names {backend.num_classes} "
+                                  "classes")
         keep = np.nonzero(scores[i, :n] >= np.float32(conf_thresh))[0][:max_det]
         dets.append(Detections(boxes[i, keep].astype(np.float32), scores[i, keep].astype(np.float32),
                                labels[i, keep].astype(np.int64)))

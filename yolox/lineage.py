@@ -207,7 +207,7 @@ def dvc_code_deps(stage: str, project_root: str | Path | None = None) -> list[st
 # --- what a model was trained from: the skip rule's inputs ---------------------------------------------
 
 IGNORED_PARAMS = ("data.source", "data.images", "data.val_source", "data.prepared_dir", "train.output_dir",
-                  "export.onnx_path", "export.tensorrt_timing_cache", "tracking.run_name")
+                  "export.onnx_path", "export.tensorrt_timing_cache", "tracking.run_name", "tracking.runs_dir")
 """Params that say WHERE things are, not what is trained: left out of :func:`params_digest` (the data's content is
 :func:`data_version`'s), so moving a folder does not make a night retrain."""
 

@@ -12,9 +12,12 @@ the variant's size in :data:`yolox.models.VARIANTS`).
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from yolox.errors import CheckpointError, ConfigError
@@ -41,13 +44,24 @@ VARIANTS: tuple[str, ...] = get_args(Variant)
 SIZE_MULTIPLE = max(STRIDES)
 """Input sides must be multiples of this: the largest stride (:func:`check_input_size`)."""
 
+MAX_INPUT_SIZE = 8192
+"""The largest input side (pixels) a model, a flag or a file's metadata may give: one letterboxed 8192 px image
+is 805 MB of float32 already."""
+
+MAX_CLASSES = 100_000
+"""Most class names a model's metadata may list."""
+
+MAX_DETECTIONS = 100_000
+"""Largest ``max_det`` (detections per image) an exported model's metadata may bake in."""
+
 
 @dataclass(frozen=True)
 class ExportFormat:
     """What an exported graph is: its :data:`Variant`, numeric ``precision`` (``fp32`` or ``int8``: static QDQ
-    quantization), the thresholds baked into an ``end2end`` graph (score >= ``conf_thresh``, class-aware NMS
-    IoU ``nms_thresh``, at most ``max_det`` per image; None for the others), whether the input height and
-    width are dynamic (multiples of :data:`SIZE_MULTIPLE`), and its output names in order."""
+    quantization), the thresholds baked into an ``end2end`` graph (score >= ``conf_thresh`` in [0, 1],
+    class-aware NMS IoU ``nms_thresh`` in (0, 1], at most ``max_det`` >= 1 per image; None for the others),
+    whether the input height and width are dynamic (multiples of :data:`SIZE_MULTIPLE`), and its output names in
+    order. Raises ConfigError for a value out of range (an exporter never bakes one into a graph)."""
 
     variant: str = "raw"
     precision: str = "fp32"
@@ -62,6 +76,11 @@ class ExportFormat:
             raise ConfigError(f"export variant {self.variant!r}: must be one of {list(VARIANTS)}")
         if self.precision not in ("fp32", "int8"):
             raise ConfigError(f"export precision {self.precision!r}: must be fp32 or int8")
+        for name, value, lo_open in (("conf_thresh", self.conf_thresh, False), ("nms_thresh", self.nms_thresh, True)):
+            if value is not None and not (math.isfinite(value) and (value > 0 if lo_open else value >= 0) and value <= 1):
+                raise ConfigError(f"export {name} {value}: must be in {'(0' if lo_open else '[0'}, 1]")
+        if self.max_det is not None and not 1 <= self.max_det <= MAX_DETECTIONS:
+            raise ConfigError(f"export max_det {self.max_det}: must be in [1, {MAX_DETECTIONS}]")
         object.__setattr__(self, "outputs", tuple(str(o) for o in self.outputs))
 
 
@@ -123,16 +142,41 @@ class ModelMeta:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> ModelMeta:
-        """Inverse of :meth:`to_dict`. Raises CheckpointError naming the missing or bad field."""
+    def from_dict(cls, raw: Any, source: str = "model meta") -> ModelMeta:
+        """Inverse of :meth:`to_dict`, validated like user input (the dict comes from a file): ``name`` a
+        non-empty string; ``input_size`` an integer, a positive multiple of the largest stride, at most
+        :data:`MAX_INPUT_SIZE` (pixels); ``names`` a non-empty list of strings (at most :data:`MAX_CLASSES`);
+        ``strides`` (optional) as many increasing positive integers as :data:`STRIDES`; ``preprocessing`` and
+        ``export`` (optional) objects of their known fields, the baked thresholds in range (:func:`_export_of`).
+
+        Raises:
+            CheckpointError: one line naming ``source`` (the file and where in it), the bad or missing field and
+                what is allowed.
+        """
+        def bad(problem: str) -> CheckpointError:
+            return CheckpointError(f"{source}: {problem}")
+
+        if not isinstance(raw, Mapping):
+            raise bad(f"expected an object of model facts (name, input_size, names, ...), got {_kind(raw)}")
+        missing = [k for k in ("name", "input_size", "names") if k not in raw]
+        if missing:
+            raise bad(f"missing {', '.join(repr(k) for k in missing)} (required: 'name', 'input_size', 'names')")
+        unknown = sorted(set(map(str, raw)) - {f.name for f in fields(cls)})
+        if unknown:
+            raise bad(f"unknown field {', '.join(repr(k) for k in unknown)}")
+        name = raw["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise bad(f"'name' must be a non-empty string (got {_shown(name)})")
+        strides = _strides(raw.get("strides", STRIDES), bad)
+        size = _integer(raw["input_size"], "'input_size'", bad)
         try:
-            pre = raw.get("preprocessing") or {}
-            exp = raw.get("export")
-            return cls(str(raw["name"]), int(raw["input_size"]), tuple(raw["names"]),
-                       tuple(raw.get("strides") or STRIDES), Preprocessing(**pre),
-                       ExportFormat(**exp) if exp else None)
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"model meta is incomplete or invalid ({type(err).__name__}: {err})") from None
+            check_input_size(size, strides, "'input_size'")
+        except ConfigError as err:
+            raise bad(str(err)) from None
+        names = _names(raw["names"], "'names'", bad)
+        pre = _preprocessing(raw.get("preprocessing"), bad)
+        exp = _export_of(raw.get("export"), bad)
+        return cls(name, size, names, strides, pre, exp)
 
     def onnx_props(self) -> dict[str, str]:
         """``metadata_props`` of an exported model: the whole meta as JSON, plus flat keys any ONNX consumer can
@@ -169,14 +213,16 @@ def input_size(meta: ModelMeta, override: int | None = None, name: str = "input 
 
 def check_input_size(size: int, strides: Sequence[int] = STRIDES, name: str = "input size") -> int:
     """``size`` (pixels) when it is a positive multiple of the largest of ``strides`` (32 for every YOLOX
-    variant: the P5 grid must tile the square input), else ConfigError naming ``name`` (e.g. ``--img-size``),
-    the value and the nearest allowed sizes."""
+    variant: the P5 grid must tile the square input) and at most :data:`MAX_INPUT_SIZE`, else ConfigError naming
+    ``name`` (e.g. ``--img-size``), the value and the nearest allowed sizes."""
     stride = max(strides)
     if size < stride or size % stride:
         lower = max(stride, size // stride * stride)
         hint = f"{lower}" if size < stride else f"{lower} or {lower + stride}"
         raise ConfigError(f"{name} {size}: must be a positive multiple of {stride} (the model's largest stride), "
                           f"e.g. {hint}")
+    if size > MAX_INPUT_SIZE:
+        raise ConfigError(f"{name} {size}: must be at most {MAX_INPUT_SIZE} pixels")
     return size
 
 
@@ -187,22 +233,27 @@ def meta_for(name: str, names: Sequence[str], size: int | None = None) -> ModelM
     return ModelMeta(name, int(size or get_variant(name).input_size), tuple(names))
 
 
-def meta_of_checkpoint(state: Mapping[str, Any], model_name: str | None = None) -> ModelMeta:
-    """The meta of a loaded checkpoint dict.
+def meta_of_checkpoint(state: Mapping[str, Any], model_name: str | None = None,
+                       source: str = "checkpoint") -> ModelMeta:
+    """The meta of a loaded checkpoint dict (``source``: the file, named in errors).
 
     - this project's checkpoints: their ``"meta"`` (or, for checkpoints written before it existed, their
-      ``model_name``, ``input_size`` and ``names`` keys);
+      ``model_name``, ``input_size`` and ``names`` keys), validated (:meth:`ModelMeta.from_dict`);
     - the authors' release files (``{"model": state_dict}``): ``model_name`` must be given; the class count is
       read from the class predictor (80 -> the COCO names), the size is the variant's.
 
     Raises:
-        ConfigError: an authors' checkpoint without ``model_name``. CheckpointError: a bad meta.
+        ConfigError: an authors' checkpoint without ``model_name``. CheckpointError: a bad meta (one line naming
+            ``source`` and the field).
     """
-    if isinstance(state.get("meta"), Mapping):
-        return ModelMeta.from_dict(state["meta"])
+    if "meta" in state:
+        return ModelMeta.from_dict(state["meta"], f"{source}: 'meta'")
     if "model_name" in state and "names" in state:
-        return ModelMeta(str(state["model_name"]), int(state.get("input_size") or 0) or
-                         _variant_size(str(state["model_name"])), tuple(state["names"]))
+        name = state["model_name"]
+        if not isinstance(name, str) or not name.strip():
+            raise CheckpointError(f"{source}: 'model_name' must be a non-empty string (got {_shown(name)})")
+        return ModelMeta.from_dict({"name": name, "input_size": state.get("input_size") or _variant_size(name),
+                                    "names": state["names"]}, source)
     if model_name is None:
         raise ConfigError("this checkpoint does not say which model it is: pass --model (e.g. yolox-nano)")
     weights = state.get("model", state)
@@ -211,15 +262,141 @@ def meta_of_checkpoint(state: Mapping[str, Any], model_name: str | None = None) 
     return meta_for(model_name, default_names(nc))
 
 
-def meta_of_onnx(props: Mapping[str, str], fallback_name: str | None = None) -> ModelMeta | None:
+def meta_of_onnx(props: Mapping[str, str], fallback_name: str | None = None,
+                 source: str = "ONNX metadata") -> ModelMeta | None:
     """The meta in an ONNX model's ``metadata_props`` (as a dict), or None when it has none (e.g. the
-    authors' released ONNX): callers then fall back to the variant table."""
+    authors' released ONNX): callers then fall back to the variant table. The ``yolox.meta`` JSON when present
+    (:meth:`ModelMeta.from_dict`), else the flat keys ``names`` (a JSON list of strings), ``input_size`` (an
+    integer, pixels; default 416), ``strides`` (a JSON list) and ``model_name`` (or ``fallback_name``).
+    ``source`` names the file in errors.
+
+    Raises:
+        CheckpointError: one line naming ``source``, the metadata key and what is wrong with its value (not JSON,
+            the wrong type or shape, out of range, missing).
+    """
     if ONNX_KEY in props:
-        return ModelMeta.from_dict(json.loads(props[ONNX_KEY]))
+        where = f"{source}: metadata {ONNX_KEY!r}"
+        return ModelMeta.from_dict(_json_value(props[ONNX_KEY], where), where)
     if "names" in props and ("model_name" in props or fallback_name):
-        return ModelMeta(props.get("model_name") or str(fallback_name), int(props.get("input_size") or 416),
-                         tuple(json.loads(props["names"])), tuple(json.loads(props.get("strides") or "[8, 16, 32]")))
+        raw = {"name": props.get("model_name") or str(fallback_name),
+               "input_size": _integer(props.get("input_size") or "416", "'input_size'",
+                                      lambda p: CheckpointError(f"{source}: metadata {p}")),
+               "names": _json_value(props["names"], f"{source}: metadata 'names'")}
+        if props.get("strides"):
+            raw["strides"] = _json_value(props["strides"], f"{source}: metadata 'strides'")
+        return ModelMeta.from_dict(raw, f"{source}: metadata")
     return None
+
+
+def _json_value(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
+        msg = f"{err.msg} at character {err.pos}" if isinstance(err, json.JSONDecodeError) else "nested too deep"
+        raise CheckpointError(f"{where} is not JSON ({msg}): {_shown(text)}") from None
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _integer(value: Any, what: str, bad: Callable[[str], CheckpointError]) -> int:
+    """``value`` as an int: an integer (not a bool, not a float) or a string of decimal digits."""
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise bad(f"{what} must be an integer (got {_shown(value)})")
+    return int(value)
+
+
+def _names(value: Any, what: str, bad: Callable[[str], CheckpointError]) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise bad(f"{what} must be a non-empty list of class names (got {_shown(value)})")
+    if len(value) > MAX_CLASSES:
+        raise bad(f"{what} holds {len(value)} class names, more than {MAX_CLASSES}")
+    odd = next((i for i, n in enumerate(value) if not isinstance(n, str) or not n.strip()), None)
+    if odd is not None:
+        raise bad(f"{what} must be a list of non-empty strings: item {odd} is {_shown(value[odd])}")
+    return tuple(value)
+
+
+def _strides(value: Any, bad: Callable[[str], CheckpointError]) -> tuple[int, ...]:
+    want = f"a list of {len(STRIDES)} increasing positive integers, e.g. {list(STRIDES)}"
+    if not isinstance(value, list | tuple) or len(value) != len(STRIDES) \
+            or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in value) \
+            or any(a >= b for a, b in itertools.pairwise(value)) or max(value) > MAX_INPUT_SIZE:
+        raise bad(f"'strides' must be {want} (got {_shown(value)})")
+    return tuple(int(s) for s in value)
+
+
+_PREPROCESSING_TYPES: dict[str, type] = {"channel_order": str, "pixel_range": str, "normalise": bool,
+                                         "letterbox": str, "pad_value": int}
+
+
+def _preprocessing(value: Any, bad: Callable[[str], CheckpointError]) -> Preprocessing:
+    if value is None:
+        return Preprocessing()
+    if not isinstance(value, Mapping):
+        raise bad(f"'preprocessing' must be an object (got {_shown(value)})")
+    for key, v in value.items():
+        kind = _PREPROCESSING_TYPES.get(key)
+        if kind is None:
+            raise bad(f"'preprocessing' has an unknown field {key!r} (known: {', '.join(_PREPROCESSING_TYPES)})")
+        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            raise bad(f"'preprocessing.{key}' must be {_kind(kind())} (got {_shown(v)})")
+    if not 0 <= value.get("pad_value", 114) <= 255:
+        raise bad(f"'preprocessing.pad_value' must be in [0, 255] (got {value['pad_value']})")
+    return Preprocessing(**value)
+
+
+def _export_of(value: Any, bad: Callable[[str], CheckpointError]) -> ExportFormat | None:
+    """The ``export`` facts of an exported model: ``variant`` one of :data:`VARIANTS`, ``precision`` fp32 or
+    int8, ``dynamic_hw`` a boolean, ``outputs`` a non-empty list of strings; an ``end2end`` graph's baked
+    ``conf_thresh`` in [0, 1], ``nms_thresh`` in (0, 1] and ``max_det`` an integer >= 1 (all three required)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise bad(f"'export' must be an object (got {_shown(value)})")
+    known = {f.name for f in fields(ExportFormat)}
+    unknown = sorted(set(map(str, value)) - known)
+    if unknown:
+        raise bad(f"'export' has an unknown field {', '.join(repr(k) for k in unknown)} (known: "
+                  f"{', '.join(sorted(known))})")
+    variant = value.get("variant", "raw")
+    if variant not in VARIANTS:
+        raise bad(f"'export.variant' must be one of {', '.join(VARIANTS)} (got {_shown(variant)})")
+    if value.get("precision", "fp32") not in ("fp32", "int8"):
+        raise bad(f"'export.precision' must be fp32 or int8 (got {_shown(value['precision'])})")
+    if not isinstance(value.get("dynamic_hw", False), bool):
+        raise bad(f"'export.dynamic_hw' must be true or false (got {_shown(value['dynamic_hw'])})")
+    outputs = value.get("outputs", ("output",))
+    if not isinstance(outputs, list | tuple) or not outputs or not all(isinstance(o, str) for o in outputs):
+        raise bad(f"'export.outputs' must be a non-empty list of output names (got {_shown(outputs)})")
+    baked: dict[str, Any] = {}
+    for key, lo, lo_open in (("conf_thresh", 0.0, False), ("nms_thresh", 0.0, True)):
+        v = value.get(key)
+        if v is None and variant != "end2end":
+            continue
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
+                or (v <= lo if lo_open else v < lo) or v > 1:
+            rng = "(0, 1]" if lo_open else "[0, 1]"
+            got = "missing" if v is None else f"got {_shown(v)}"
+            raise bad(f"'export.{key}' must be a number in {rng} ({got})")
+        baked[key] = float(v)
+    v = value.get("max_det")
+    if v is not None or variant == "end2end":
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= v <= MAX_DETECTIONS:
+            got = "missing" if v is None else f"got {_shown(v)}"
+            raise bad(f"'export.max_det' must be an integer in [1, {MAX_DETECTIONS}] ({got})")
+        baked["max_det"] = int(v)
+    return ExportFormat(variant, value.get("precision", "fp32"), baked.get("conf_thresh"), baked.get("nms_thresh"),
+                        baked.get("max_det"), value.get("dynamic_hw", False), tuple(outputs))
 
 
 def default_names(num_classes: int) -> tuple[str, ...]:

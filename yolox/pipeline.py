@@ -26,6 +26,7 @@ threshold or tag name: the input size comes from :func:`yolox.meta.input_size`, 
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -167,6 +168,7 @@ class PipelineResult:
     exported: ExportedModel
     registered: RegisteredModel
     decision: dict[str, Any]
+    run_dir: Path | None = None
 
     skipped = False
 
@@ -178,8 +180,8 @@ class PipelineResult:
         """A JSON-able summary (what ``yolox pipeline`` prints)."""
         champion = self.decision["gate"]["champion_alias"] if self.promoted else self.decision["gate"][
             "challenger_alias"]
-        return {"mlflow_run_id": self.run_id, "data_version": self.prepared.data_version,
-                "AP50_95": self.evaluation.metrics["AP50_95"], "AP50": self.evaluation.metrics["AP50"],
+        return {"mlflow_run_id": self.run_id, "run_dir": str(self.run_dir) if self.run_dir else None,
+                "data_version": self.prepared.data_version, "AP50_95": self.evaluation.metrics["AP50_95"], "AP50": self.evaluation.metrics["AP50"],
                 "onnx": str(self.exported.onnx), "onnx_max_abs_diff": self.exported.max_abs_diff,
                 **({"int8_AP50_95": self.exported.int8.int8_ap} if self.exported.int8 else {}),
                 "registered_model": self.registered.name, "version": self.registered.version, "alias": champion,
@@ -205,18 +207,32 @@ class SkippedRun:
 # --- the stages ----------------------------------------------------------------------------------------
 
 
-def prepare(params: PipelineParams, out_dir: str | Path | None = None) -> PreparedData:
+def prepare(params: PipelineParams, out_dir: str | Path | None = None, snapshot: str | Path | None = None
+            ) -> PreparedData:
     """Validate and write ``params.data.source`` as a prepared dataset (``out_dir``, default
     ``params.data.prepared_dir``) and compute its data version.
+
+    Two prepares of one folder never overlap: the lock file ``<out_dir>.lock`` beside it serialises them (a
+    second one waits, saying for whom). With ``snapshot`` (a run's own folder), the prepared dataset is also
+    hard-linked there while the lock is held (:func:`yolox.data.prepare.snapshot_prepared`) and the result
+    describes the snapshot: the run reads its own data, whatever a later prepare swaps into ``out_dir``.
 
     Raises:
         AssetError, DataError, ConfigError: see :func:`yolox.data.prepare.prepare_dataset`.
     """
-    from yolox.data.prepare import prepare_dataset
+    from yolox.data.prepare import prepare_dataset, snapshot_prepared
+    from yolox.files import project_lock
     from yolox.lineage import data_version
 
-    r = prepare_dataset(params.data, Path(out_dir) if out_dir else None)
-    return PreparedData(r.out_dir, data_version(r.out_dir), r.report_path, tuple(r.names), r.num_train_images,
+    out = Path(out_dir or params.data.prepared_dir)
+    with project_lock(out.with_name(out.name + ".lock"), f"prepared dataset {out}",
+                      on_wait=lambda who: log.info("waiting for %s, which is preparing %s", who, out)):
+        r = prepare_dataset(params.data, out)
+        path, report = r.out_dir, r.report_path
+        if snapshot is not None:
+            path = snapshot_prepared(r.out_dir, Path(snapshot))
+            report = path / r.report_path.relative_to(r.out_dir)
+    return PreparedData(path, data_version(path), report, tuple(r.names), r.num_train_images,
                         r.num_val_images, r.num_train_boxes, r.num_val_boxes, r.num_skipped_images,
                         r.num_skipped_boxes)
 
@@ -291,6 +307,9 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
         save_figures({"training_curves.png": training_curves(result.history)}, out)
     run = _attach(params, run_id)
     if run is not None:
+        if result.run_id not in (None, run_id):   # never log another run's checkpoint as this run's
+            raise StageError(f"train: {result.checkpoint} belongs to MLflow run {result.run_id}, not to this run "
+                             f"({run_id}): another run wrote into {out}; give each run its own train.output_dir")
         run.log_metrics({"train/seconds": round(result.seconds, 1)})
         run.log_artifact(result.checkpoint, "checkpoint")
     meta = ModelMeta(result.model_name, result.input_size, tuple(result.names))
@@ -431,7 +450,9 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
     if run is not None:
         if result.max_abs_diff is not None:
             run.log_metrics({"export/max_abs_diff": result.max_abs_diff})
-        run.set_tags({"export_check": result.check, "export_variant": variant,
+        from yolox.files import sha256_file
+
+        run.set_tags({"export_check": result.check, "export_variant": variant, "onnx_sha256": sha256_file(path),
                       **({"tensorrt": result.tensorrt} if result.tensorrt else {})})
         run.log_artifact(path, "onnx")
         if serving is not None:
@@ -492,6 +513,7 @@ def register(params: PipelineParams, exported: ExportedModel, evaluation: Evalua
     Raises:
         TrackingError: the registry refused.
     """
+    from yolox.tracking.pyfunc import BUDGETS
     from yolox.tracking.registry import log_and_register
     from yolox.tracking.run import MlflowRun
 
@@ -508,6 +530,7 @@ def register(params: PipelineParams, exported: ExportedModel, evaluation: Evalua
                            "export_check": exported.check, "export_max_abs_diff": f"{exported.max_abs_diff or 0:.3g}",
                            "export_variant": exported.variant, **serving, **int8, **(lineage or {})},
                           sp.conf_thresh, sp.nms_thresh, sp.max_det, alias=params.gate.challenger_alias,
+                          budgets={k: getattr(sp, k) for k in BUDGETS},
                           end2end_path=exported.serving)
     MlflowRun.attach(run_id).set_tags({"registered_version": mv.version})
     return RegisteredModel(mv.name, mv.version, mv.model_uri)
@@ -605,7 +628,7 @@ def load_torch_model(weights: str | Path, model_name: str | None = None) -> tupl
 
     path = resolve_weights(str(weights))
     state = torch_load(path)
-    meta = meta_of_checkpoint(state if isinstance(state, dict) else {}, model_name)
+    meta = meta_of_checkpoint(state if isinstance(state, dict) else {}, model_name, source=str(path))
     if model_name and model_name != meta.name:
         raise ConfigError(f"{path} is a {meta.name} checkpoint, not {model_name}: drop --model or fix it")
     model = build_model(meta.name, meta.num_classes)
@@ -641,6 +664,71 @@ def model_input_size(meta: ModelMeta, override: int | None = None) -> int:
     from yolox.meta import input_size
 
     return input_size(meta, override)
+
+
+# --- the run's own folder ------------------------------------------------------------------------------
+
+
+def own_data(params: PipelineParams, prepared: PreparedData, snapshot: Path) -> PreparedData:
+    """``prepared`` (the shared ``data.prepared_dir``, or a cached prepare's result) as the run's own snapshot at
+    ``snapshot`` (hard links, taken under the prepared folder's lock: :func:`prepare`), checked to hold the same
+    data version. When another run re-prepared other data in between (or the cached folder is gone), the data is
+    prepared again with the snapshot taken under the same lock, and that result is the run's.
+
+    Raises:
+        DataError: see :func:`prepare`.
+    """
+    from yolox.data.prepare import snapshot_prepared
+    from yolox.files import project_lock
+    from yolox.lineage import data_version
+
+    out = Path(prepared.path)
+    with project_lock(out.with_name(out.name + ".lock"), f"prepared dataset {out}"):
+        if out.is_dir():
+            snapshot_prepared(out, snapshot)
+    if snapshot.is_dir() and data_version(snapshot) == prepared.data_version:
+        return replace(prepared, path=snapshot, report=snapshot / Path(prepared.report).relative_to(out))
+    log.warning("%s changed since it was prepared for this run (another run prepared other data): preparing again",
+                out)
+    shutil.rmtree(snapshot, ignore_errors=True)
+    return prepare(params, out, snapshot=snapshot)
+
+
+def new_run_dir(params: PipelineParams) -> Path:
+    """A new, empty folder for one pipeline run: ``<tracking.runs_dir>/<UTC YYYYmmdd-HHMMSS>-<8 hex>`` (sorted by
+    start time; created exclusively, so two runs started in the same second still get two folders).
+
+    Raises:
+        ConfigError: ``tracking.runs_dir`` cannot be created or written.
+    """
+    import secrets
+
+    root = Path(params.tracking.runs_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        while True:
+            run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                continue
+    except OSError as err:
+        raise ConfigError(f"tracking.runs_dir {root}: cannot create a run folder there ({err.strerror or err})"
+                          ) from None
+
+
+def in_run_dir(params: PipelineParams, run_dir: Path) -> PipelineParams:
+    """``params`` with every output path of the stages inside ``run_dir``: ``train/`` (checkpoints, journal, curves,
+    the warm-start download), ``metrics.json`` and ``per_class.json``, ``export/<onnx name>`` (and the INT8 model and
+    engine beside it). What a run makes is then its own: two runs in one project never write the same file."""
+    ep = params.export
+    return params.model_copy(update={
+        "train": params.train.model_copy(update={"output_dir": str(run_dir / "train")}),
+        "eval": params.eval.model_copy(update={"metrics_path": str(run_dir / Path(params.eval.metrics_path).name),
+                                               "per_class_path": str(run_dir / Path(params.eval.per_class_path).name)}),
+        "export": ep.model_copy(update={"onnx_path": str(run_dir / "export" / Path(ep.onnx_path).name)}),
+    })
 
 
 # --- tracking ------------------------------------------------------------------------------------------
@@ -715,22 +803,27 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
         TrackingError: the experiment cannot be created. Interrupted, KeyboardInterrupt: see above.
     """
     from yolox.tracking.run import MlflowRun
-    from yolox.tracking.store import check_stores, ensure_experiment, redact
+    from yolox.tracking.store import ensure_experiment, preflight, redact
 
-    check_stores(params.tracking.preflight_timeout_s)    # fail in seconds, before any work, if unusable
+    preflight(params)    # names checked, every MLflow call bounded, the stores checked: seconds, before any work
     ensure_experiment(params.tracking.experiment)
+    run_dir = new_run_dir(params)
+    log.info("run folder %s", run_dir)
     stage, run_id = "prepare", None
     try:
-        prepared = runner("prepare", prepare, params)
+        prepared = own_data(params, runner("prepare", prepare, params), run_dir / "data")
         stage = "start-run"
-        run_id = runner("start-run", start_run, params, prepared, extra_tags)
+        run_id = runner("start-run", start_run, params, prepared, {**(extra_tags or {}), "run_dir": str(run_dir)})
         lineage = lineage_of(params, prepared)
         if not force:
             stage = "check-changes"
             reason = runner("check-changes", changes_since, params, prepared)
             if reason:
-                return skip_run(params, run_id, prepared, reason)
+                skipped = skip_run(params, run_id, prepared, reason)
+                shutil.rmtree(run_dir, ignore_errors=True)   # nothing was made: only the data snapshot was there
+                return skipped
         stage = "warm-start"
+        params = in_run_dir(params, run_dir)     # from here on, every output is in the run's own folder
         start = runner("warm-start", warm_start, params, run_id)
         params = with_start_weights(params, start)
         stage = "train"
@@ -766,4 +859,4 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
     run.end("FINISHED")
     log.info("pipeline done: %s v%s %s (%s)", registered.name, registered.version, decision.decision,
              decision.outcome)
-    return PipelineResult(run_id, prepared, trained, evaluation, exported, registered, decision.to_json())
+    return PipelineResult(run_id, prepared, trained, evaluation, exported, registered, decision.to_json(), run_dir)

@@ -7,9 +7,13 @@ Sources (any number, in one run):
   (:data:`VIDEO_SUFFIXES`); other files of a folder are skipped (:data:`UNSUPPORTED_FILE`);
 - a video file (OpenCV ``VideoCapture``, FFmpeg): every frame is detected, an annotated copy of the video is
   written, and the JSON holds each frame's detections;
-- an ``http://`` or ``https://`` URL: downloaded with ``urllib`` to a temporary file (at most
-  ``predict.download_max_mb``, ``predict.download_timeout_s`` per read), then an image or a video by its
-  extension (or its ``Content-Type``).
+- an ``http://`` or ``https://`` URL: downloaded with ``http.client`` to a temporary file (at most
+  ``predict.download_max_mb``, ``predict.download_timeout_s`` per wait, ``predict.download_deadline_s`` in all,
+  redirects followed to http(s) only, at most ``predict.download_max_redirects``), then an image or a video by
+  its extension (or its ``Content-Type``).
+
+Outputs are written atomically (temp file + rename) and never over an input: a run whose ``--out`` would write
+a drawn copy or ``predictions.json`` over one of its sources is refused before any work (:func:`check_outputs`).
 
 Nothing a source holds stops the run: an image is checked as ``prepare`` checks it
 (:func:`yolox.data.validate.read_checked_image`: it decodes, and a JPEG is not cut short), a video must open
@@ -20,14 +24,15 @@ listed in the JSON beside the detections of every good item.
 from __future__ import annotations
 
 import colorsys
-import json
+import http.client
 import logging
 import mimetypes
+import os
 import re
+import ssl
 import tempfile
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,8 +43,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from yolox.config import PredictParams, ServeParams
+from yolox.config import PredictParams, ServeParams, with_options
 from yolox.errors import ConfigError, DataError
+from yolox.files import atomic_path, same_file, write_json
 from yolox.inference import Backend, detect
 from yolox.ops.nms import Detections
 
@@ -49,6 +55,7 @@ SERVE = ServeParams()  # the default thresholds (yolox.config owns them)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"}
 URL_SCHEMES = ("http", "https")
+PREDICTIONS_JSON = "predictions.json"
 VIDEO_CODECS = {".avi": "MJPG"}
 """FourCC of the annotated video by its extension; anything else is written as MPEG-4 (``mp4v``) in an .mp4."""
 
@@ -186,13 +193,28 @@ def opencv_reason(err: Exception) -> str:
         else text.split("error: ")[-1]
 
 
+REDIRECTS = (301, 302, 303, 307, 308)
+"""HTTP statuses followed to their ``Location`` (http and https targets only)."""
+
+
 def download(url: str, folder: Path, limits: PredictParams) -> Path | dict[str, str]:
     """Download an http(s) ``url`` into a new sub-folder of ``folder`` (a file named after the URL's last path
     part, its extension from the ``Content-Type`` when it has none), or its skip record ``{"image": url,
-    "reason", "detail"}``: another scheme
-    (:data:`UNSUPPORTED_SOURCE`), an HTTP error status, no connection, no answer within
-    ``limits.download_timeout_s`` (:data:`DOWNLOAD_FAILED`), more than ``limits.download_max_mb`` announced or
-    received (:data:`DOWNLOAD_TOO_LARGE`; the transfer stops there)."""
+    "reason", "detail"}``:
+
+    - another scheme, given or redirected to (:data:`UNSUPPORTED_SOURCE`; the detail names the redirect target and
+      its scheme: ``urllib`` would follow a redirect to ``ftp://``, so redirects are followed here, to http and
+      https only);
+    - an HTTP error status, no connection, more than ``limits.download_max_redirects`` redirects (a loop), no
+      answer within ``limits.download_timeout_s`` (s, connecting and between received bytes), the whole download
+      (redirects included) not done within ``limits.download_deadline_s`` (s) (:data:`DOWNLOAD_FAILED`);
+    - more than ``limits.download_max_mb`` (MB) announced or received (:data:`DOWNLOAD_TOO_LARGE`; the transfer
+      stops there).
+
+    Every wait for the server (connecting, sending, each read) is at most the smaller of the timeout and the time
+    left before the deadline, so the call returns within about ``download_deadline_s`` whatever the server does.
+    A partial file is deleted. Raises nothing for a bad URL or server.
+    """
 
     def skip(reason: str, detail: str) -> dict[str, str]:
         return {"image": url, "reason": reason, "detail": detail}
@@ -202,35 +224,132 @@ def download(url: str, folder: Path, limits: PredictParams) -> Path | dict[str, 
         return skip(UNSUPPORTED_SOURCE, f"scheme {parts.scheme or '(none)'!r}: only http and https URLs are fetched")
     if not parts.hostname:
         return skip(DOWNLOAD_FAILED, "the URL names no host")
-    max_bytes = int(limits.download_max_mb * 1024 * 1024)
-    limit = f"{limits.download_max_mb:g} MB (predict.download_max_mb)"
-    request = urllib.request.Request(url, headers={"User-Agent": "yolox-predict"})
+    clock = _Deadline(limits)
+    target, path = url, None
     try:
-        with urllib.request.urlopen(request, timeout=limits.download_timeout_s) as resp:
-            length = resp.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                return skip(DOWNLOAD_TOO_LARGE, f"Content-Length {int(length)} bytes: more than {limit}")
-            path = Path(tempfile.mkdtemp(dir=folder)) / _download_name(parts.path, resp.headers.get_content_type())
-            received = 0
-            with open(path, "wb") as f:   # read no further than one byte past the limit
-                while chunk := resp.read(min(1 << 16, max_bytes + 1 - received)):
-                    received += len(chunk)
-                    if received > max_bytes:
-                        f.close()
-                        path.unlink()
-                        return skip(DOWNLOAD_TOO_LARGE, f"the body passed {limit}: stopped there")
-                    f.write(chunk)
-    except urllib.error.HTTPError as err:
-        return skip(DOWNLOAD_FAILED, f"HTTP {err.code} {err.reason}")
-    except urllib.error.URLError as err:
-        if isinstance(err.reason, TimeoutError):
-            return skip(DOWNLOAD_FAILED, _timed_out(limits))
-        return skip(DOWNLOAD_FAILED, str(getattr(err.reason, "strerror", None) or err.reason))
+        for _ in range(limits.download_max_redirects + 1):
+            conn, sock, resp = _get(target, clock)
+            try:
+                if resp.status in REDIRECTS and resp.getheader("Location"):
+                    target = urllib.parse.urljoin(target, resp.getheader("Location", "").strip())
+                    scheme = urllib.parse.urlsplit(target).scheme.lower()
+                    if scheme not in URL_SCHEMES:
+                        return skip(UNSUPPORTED_SOURCE, f"redirected to {_shown_url(target)}: scheme {scheme or '(none)'!r}: "
+                                    "only http and https URLs are fetched")
+                    if not urllib.parse.urlsplit(target).hostname:
+                        return skip(DOWNLOAD_FAILED, f"redirected to {_shown_url(target)}, which names no host")
+                    continue
+                if resp.status >= 400 or resp.status in REDIRECTS:
+                    return skip(DOWNLOAD_FAILED, f"HTTP {resp.status} {resp.reason}")
+                got = _receive(resp, sock, clock, folder, urllib.parse.urlsplit(target).path, limits)
+                if isinstance(got, str):
+                    return skip(DOWNLOAD_TOO_LARGE, got)
+                path = got
+                break
+            finally:
+                resp.close()
+                conn.close()
+        else:
+            return skip(DOWNLOAD_FAILED, f"more than {limits.download_max_redirects} redirects "
+                                         "(predict.download_max_redirects): a redirect loop?")
     except TimeoutError:
-        return skip(DOWNLOAD_FAILED, _timed_out(limits))
-    except (HTTPException, OSError, ValueError) as err:
+        return skip(DOWNLOAD_FAILED, clock.timed_out())
+    except ssl.SSLError as err:
+        return skip(DOWNLOAD_FAILED, f"TLS: {err.reason or err}")
+    except OSError as err:
+        return skip(DOWNLOAD_FAILED, err.strerror or f"{type(err).__name__}: {err}")
+    except (HTTPException, ValueError) as err:
         return skip(DOWNLOAD_FAILED, f"{type(err).__name__}: {err}")
     return path
+
+
+class _Deadline:
+    """The time left of one download: each wait is bounded by ``download_timeout_s`` and the total by
+    ``download_deadline_s``; remembers which bound the last wait had (for the skip's detail)."""
+
+    def __init__(self, limits: PredictParams) -> None:
+        self.limits = limits
+        self.end = time.monotonic() + limits.download_deadline_s
+        self.by_deadline = False
+
+    def wait(self) -> float:
+        """Seconds the next socket operation may wait (> 0). Raises TimeoutError when the deadline has passed."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            self.by_deadline = True
+            raise TimeoutError
+        self.by_deadline = left < self.limits.download_timeout_s
+        return min(left, self.limits.download_timeout_s)
+
+    def timed_out(self) -> str:
+        if self.by_deadline:
+            return f"not downloaded within {self.limits.download_deadline_s:g} s (predict.download_deadline_s)"
+        return _timed_out(self.limits)
+
+
+def _get(url: str, clock: _Deadline) -> tuple[http.client.HTTPConnection, Any, http.client.HTTPResponse]:
+    """Send ``GET url`` and read the status line and headers, each socket wait bounded by ``clock``; returns the
+    connection, its socket (the response reads from it even once the connection lets go of it) and the
+    response."""
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme.lower() == "https"
+    cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
+    kwargs: dict[str, Any] = {"context": ssl.create_default_context()} if https else {}
+    conn = cls(parts.hostname, parts.port, timeout=clock.wait(), **kwargs)
+    try:
+        conn.connect()
+        sock = conn.sock
+        sock.settimeout(clock.wait())
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request("GET", target, headers={"User-Agent": "yolox-predict", "Accept-Encoding": "identity"})
+        sock.settimeout(clock.wait())
+        return conn, sock, conn.getresponse()
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _receive(resp: http.client.HTTPResponse, sock: Any, clock: _Deadline, folder: Path, url_path: str,
+             limits: PredictParams) -> Path | str:
+    """The body of ``resp`` in a new file under ``folder``, or why not (more than ``download_max_mb``); the
+    socket's wait is renewed from ``clock`` before each read."""
+    max_bytes = int(limits.download_max_mb * 1024 * 1024)
+    limit = f"{limits.download_max_mb:g} MB (predict.download_max_mb)"
+    length = resp.getheader("Content-Length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        return f"Content-Length {int(length)} bytes: more than {limit}"
+    path = Path(tempfile.mkdtemp(dir=folder)) / _download_name(url_path, resp.headers.get_content_type())
+    received = 0
+    try:
+        with open(path, "wb") as f:   # read no further than one byte past the limit
+            while True:
+                sock.settimeout(clock.wait())
+                chunk = resp.read1(min(1 << 16, max_bytes + 1 - received))   # what has come, not all 64 KiB
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > max_bytes:
+                    raise _TooLarge
+                f.write(chunk)
+    except _TooLarge:
+        path.unlink(missing_ok=True)
+        return f"the body passed {limit}: stopped there"
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _shown_url(url: str) -> str:
+    """``url`` without its user:password part, at most 200 characters."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:
+        url = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+    return url if len(url) <= 200 else url[:197] + "..."
 
 
 def _timed_out(limits: PredictParams) -> str:
@@ -266,24 +385,81 @@ def _relative(path: Path, source: Path) -> Path:
 
 class _Outputs:
     """Where drawn images and annotated videos go: their path below their source folder (or their name), in
-    ``out_dir``; a second item of the same name (from another source) gets ``-2``, ``-3``, ... appended."""
+    ``out_dir`` (:meth:`natural`); a second item of the same name (from another source), or a name that is one of
+    the run's ``inputs`` (a downloaded file's name), gets ``-2``, ``-3``, ... appended."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, inputs: Sequence[Path] = ()) -> None:
         self.out_dir = out_dir
         self.used: set[Path] = set()
+        self.inputs = {p.resolve() for p in inputs}
+        self.input_ids = {_file_id(p) for p in inputs} - {None}
+
+    @staticmethod
+    def natural(rel: Path, video: bool = False) -> Path:
+        """The output's path below ``out_dir`` for an item at ``rel``: ``rel`` itself, ``.png`` appended to an
+        image and ``.mp4`` to a video whose extension OpenCV does not write."""
+        if video and rel.suffix.lower() not in (".mp4", *VIDEO_CODECS):
+            return rel.with_name(rel.name + ".mp4")
+        if not video and rel.suffix.lower() not in IMAGE_SUFFIXES:
+            return rel.with_name(rel.name + ".png")
+        return rel
 
     def path(self, rel: Path, video: bool = False) -> Path:
-        if video and rel.suffix.lower() not in (".mp4", *VIDEO_CODECS):
-            rel = rel.with_name(rel.name + ".mp4")
-        elif not video and rel.suffix.lower() not in IMAGE_SUFFIXES:
-            rel = rel.with_name(rel.name + ".png")
+        rel = self.natural(rel, video)
         out, k = self.out_dir / rel, 1
-        while out in self.used:
+        while out in self.used or out.resolve() in self.inputs or _file_id(out) in self.input_ids:
             k += 1
             out = self.out_dir / rel.with_name(f"{rel.stem}-{k}{rel.suffix}")
         self.used.add(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         return out
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_outputs(sources: str | Path | Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """Refuse, before any work, a run that would write an output over one of its inputs: ``out_dir`` is a source
+    folder, or a source file's drawn copy (``<out_dir>/<name>``) or ``predictions.json`` is that file itself (the
+    same path, or the same file through a link; :func:`yolox.files.same_file`), e.g. ``--source photos/a.jpg
+    --out photos``. Returns the local input files (images and videos).
+
+    Why refuse rather than write beside under another name: the drawn copy is named like its source in every
+    other run (scripts read ``<out>/<name>``), and a drawn copy left in the source folder would be taken for a
+    photo by the next run over that folder. A refusal loses nothing and says what to change.
+
+    Raises:
+        ConfigError: one line naming ``--out``, the input and the output that would overwrite it.
+    """
+    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    out_dir = Path(out_dir)
+    files: list[Path] = []
+    for s in sources:
+        if is_url(str(s)):
+            continue
+        root = Path(s)
+        if root.is_dir() and same_file(root, out_dir):
+            raise ConfigError(f"--out {out_dir} is the source folder {root}: the drawn copies would be written over "
+                              f"its images; give another folder for --out (e.g. {out_dir / 'predicted'})")
+        images, videos, _ = _source_files(root, out_dir.resolve())
+        for items, video in ((images, False), (videos, True)):
+            for f in items:
+                drawn = out_dir / _Outputs.natural(_relative(f, root), video)
+                if same_file(drawn, f):
+                    raise ConfigError(f"--out {out_dir}: the drawn copy of {f} would be written over it ({drawn}); "
+                                      "give another folder for --out")
+                files.append(f)
+    json_path = out_dir / PREDICTIONS_JSON
+    hit = next((f for f in files if same_file(json_path, f)), None)
+    if hit is not None:
+        raise ConfigError(f"--out {out_dir}: {json_path} would be written over the source {hit}; give another "
+                          "folder for --out")
+    return files
 
 
 def detections_json(det: Detections, names: list[str]) -> list[dict[str, Any]]:
@@ -323,10 +499,22 @@ class _Run:
             self.skip({**img, "image": name})
             return
         det = self.detect(img)
-        cv2.imwrite(str(self.outputs.path(rel)), draw(img, det, self.names))
-        self.images.append({"image": name, "detections": detections_json(det, self.names)})
+        entry: dict[str, Any] = {"image": name, "detections": detections_json(det, self.names)}
+        out = self.outputs.path(rel)
+        try:
+            with atomic_path(out) as tmp:   # the same suffix: cv2.imwrite picks the format from it
+                if not cv2.imwrite(str(tmp), draw(img, det, self.names)):
+                    raise _NotWritten
+        except (_NotWritten, cv2.error) as err:
+            entry["note"] = f"drawn copy not written: OpenCV cannot write {out.name}" + \
+                (f" ({opencv_reason(err)})" if isinstance(err, cv2.error) else "")
+            log.warning("%s: %s", name, entry["note"])
+        self.images.append(entry)
 
     def video(self, path: Path, name: str, rel: Path) -> None:
+        """Every frame detected and drawn into an annotated copy, written into a temp file beside its output and
+        renamed onto it when complete (:func:`yolox.files.atomic_path`): a failed or interrupted run leaves no
+        partial video."""
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             self.skip({"image": name, "reason": NOT_A_VIDEO, "detail": "OpenCV (FFmpeg) cannot open it as a video"})
@@ -335,38 +523,43 @@ class _Run:
         fps = fps if fps and np.isfinite(fps) and fps > 0 else 25.0
         announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         frames: list[dict[str, Any]] = []
-        writer, out, size = None, None, None
         try:
-            while True:
-                ok, frame = cap.read()
-                if not ok or frame is None:
-                    break
-                if writer is None:
-                    size = (frame.shape[1], frame.shape[0])
-                    out = self.outputs.path(rel, video=True)
-                    fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS.get(out.suffix.lower(), "mp4v"))
-                    writer = cv2.VideoWriter(str(out), fourcc, fps, size)
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                self.skip({"image": name, "reason": EMPTY_VIDEO, "detail": "OpenCV opens it but reads no frame"})
+                return
+            size = (frame.shape[1], frame.shape[0])
+            out = self.outputs.path(rel, video=True)
+            fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS.get(out.suffix.lower(), "mp4v"))
+            with atomic_path(out) as tmp:
+                writer = cv2.VideoWriter(str(tmp), fourcc, fps, size)
+                try:
                     if not writer.isOpened():
-                        self.skip({"image": name, "reason": VIDEO_NOT_WRITTEN,
-                                   "detail": f"OpenCV cannot write {out.name} ({out.suffix} video)"})
-                        return
-                det = self.detect(frame)
-                drawn = draw(frame, det, self.names)
-                writer.write(drawn if (drawn.shape[1], drawn.shape[0]) == size else cv2.resize(drawn, size))
-                frames.append({"frame": len(frames), "detections": detections_json(det, self.names)})
+                        raise _NotWritten
+                    while ok and frame is not None:
+                        det = self.detect(frame)
+                        drawn = draw(frame, det, self.names)
+                        writer.write(drawn if (drawn.shape[1], drawn.shape[0]) == size else cv2.resize(drawn, size))
+                        frames.append({"frame": len(frames), "detections": detections_json(det, self.names)})
+                        ok, frame = cap.read()
+                finally:
+                    writer.release()
+        except _NotWritten:
+            self.skip({"image": name, "reason": VIDEO_NOT_WRITTEN,
+                       "detail": f"OpenCV cannot write {out.name} ({out.suffix} video)"})
+            return
         finally:
             cap.release()
-            if writer is not None:
-                writer.release()
-        if not frames:
-            self.skip({"image": name, "reason": EMPTY_VIDEO, "detail": "OpenCV opens it but reads no frame"})
-            return
         entry: dict[str, Any] = {"video": name, "drawn": str(out), "fps": round(fps, 3), "width": size[0],
                                  "height": size[1], "frames": frames}
         if announced > len(frames):
             entry["note"] = f"read {len(frames)} of the {announced} frames its header announces (cut short?)"
             log.warning("%s: %s", name, entry["note"])
         self.videos.append(entry)
+
+
+class _NotWritten(Exception):
+    """OpenCV could not write an output file (an unsupported format or codec)."""
 
 
 def predict(backend: Backend, source: str | Path | Sequence[str | Path], out_dir: str | Path, names: list[str],
@@ -386,12 +579,17 @@ def predict(backend: Backend, source: str | Path | Sequence[str | Path], out_dir
     cannot be read (:func:`read_image`, a video that does not open or holds no frame, a failed
     :func:`download`, a folder's file of another type: :data:`UNSUPPORTED_FILE`) is skipped with its reason:
     logged, and listed under ``skipped``; the other items are predicted all the same. ``limits``: the download
-    limits (default :class:`~yolox.config.PredictParams`).
+    limits (default :class:`~yolox.config.PredictParams`). Thresholds: ``conf_thresh`` in [0, 1], ``nms_thresh``
+    in (0, 1], ``max_det`` >= 1 (:class:`~yolox.config.ServeParams`' rules).
+
+    Every output (drawn image, annotated video, the JSON) is written atomically (temp file beside it + rename:
+    :func:`yolox.files.atomic_path`), and none is ever written over an input (:func:`check_outputs`).
 
     Raises:
         DataError: a local source does not exist; no items at all; or none could be read (the JSON is written
             first).
-        ConfigError: ``out_dir`` is a file or cannot be created.
+        ConfigError: ``out_dir`` is a file or cannot be created; an output would overwrite an input
+            (:func:`check_outputs`); a threshold out of range. All before any image is read.
     """
     sources = [source] if isinstance(source, (str, Path)) else list(source)
     out_dir = Path(out_dir)
@@ -404,7 +602,11 @@ def predict(backend: Backend, source: str | Path | Sequence[str | Path], out_dir
         if not Path(s).exists() or (len(sources) == 1 and not any(found)):
             raise DataError(_no_images(Path(s)))
         local.append((Path(s), found))
-    run = _Run(backend, names, img_size, (conf_thresh, nms_thresh, max_det), _Outputs(_output_dir(out_dir)))
+    inputs = check_outputs(sources, out_dir)
+    serve = with_options(SERVE, {"conf_thresh": ("conf_thresh", conf_thresh), "nms_thresh": ("nms_thresh", nms_thresh),
+                                 "max_det": ("max_det", max_det)})
+    run = _Run(backend, names, img_size, (serve.conf_thresh, serve.nms_thresh, serve.max_det),
+               _Outputs(_output_dir(out_dir), inputs))
     for _, (_, _, others) in local:
         for p in others:
             run.skip({"image": str(p), "reason": UNSUPPORTED_FILE,
@@ -428,9 +630,8 @@ def predict(backend: Backend, source: str | Path | Sequence[str | Path], out_dir
                 run.image(p, str(p), _relative(p, root))
             for p in videos:
                 run.video(p, str(p), _relative(p, root))
-    json_path = out_dir / "predictions.json"
-    json_path.write_text(json.dumps({"images": run.images, "videos": run.videos, "skipped": run.skipped},
-                                    indent=2) + "\n")
+    json_path = write_json(out_dir / PREDICTIONS_JSON, {"images": run.images, "videos": run.videos,
+                                                        "skipped": run.skipped})
     if not run.images and not run.videos:
         what = str(sources[0]) if len(sources) == 1 else f"the {len(sources)} sources"
         if not run.skipped:

@@ -463,6 +463,30 @@ def _dump_json(obj: Any, path: Path, indent: int | None = None) -> None:
     path.write_text(_json_text(obj, indent), encoding="utf-8")
 
 
+def snapshot_prepared(src: Path, dst: Path) -> Path:
+    """A copy of the prepared dataset ``src`` at ``dst`` made of hard links (copies where linking fails): a run
+    reads its own snapshot, so a later prepare swapping a new dataset into ``src`` cannot change or remove the
+    files under it (prepare never writes into a file in place: it writes new files and swaps folders). Cheap: no
+    image bytes are copied on one disk. Written to ``<dst>.tmp-<pid>`` and renamed, so ``dst`` is whole or absent.
+
+    Raises:
+        DataError: ``src`` is not a folder, or ``dst`` cannot be written (the message names both).
+    """
+    if not src.is_dir():
+        raise DataError(f"{src}: no prepared dataset to snapshot; run yolox prepare first")
+    tmp = dst.parent / f"{dst.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, tmp, copy_function=link_or_copy, symlinks=True)
+        os.replace(tmp, dst)
+    except OSError as err:
+        raise DataError(f"cannot snapshot prepared dataset {src} into {dst}: {err.strerror or err}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
 def link_or_copy(src: Path, dst: Path) -> bool:
     """Hard-link ``src`` to ``dst``; copy it (with its metadata) when linking fails (other disk, rights).
 

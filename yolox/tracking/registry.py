@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from yolox.errors import GateError, TrackingError
+from yolox.files import sha256_file
 
 log = logging.getLogger("yolox.tracking")
 
@@ -118,17 +120,25 @@ def _wrap(what: str, err: Exception) -> TrackingError:
 def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, sample_image: str | Path,
                      extra_tags: dict[str, str] | None = None, conf_thresh: float | None = None,
                      nms_thresh: float | None = None, max_det: int | None = None,
-                     alias: str = CHALLENGER, end2end_path: str | Path | None = None) -> RegisteredVersion:
+                     alias: str = CHALLENGER, end2end_path: str | Path | None = None,
+                     budgets: dict[str, int] | None = None) -> RegisteredVersion:
     """Log the ONNX-backed pyfunc to the run, register it as a new version of ``registered_model`` and
     give it the ``alias`` (``challenger``).
 
     The logged model has a signature (input column ``image``, the output columns, and params
     ``conf_thresh``, ``nms_thresh``, ``max_det`` whose defaults are the serving thresholds, those of
     ``yolox predict`` unless given) and an input example (``sample_image``). ``end2end_path``: an end2end graph
-    of the same network logged beside it (artifact ``end2end``), which the pyfunc serves from.
+    of the same network logged beside it (artifact ``end2end``), which the pyfunc serves from. ``budgets``: the
+    request budgets the served model enforces (:data:`yolox.tracking.pyfunc.BUDGETS`, from ``serve.*``; default
+    :class:`~yolox.config.ServeParams`'s).
+
+    Only what the run produced is registered, checked by content hash: ``onnx_path`` must hash to the run's
+    ``onnx_sha256`` tag (set by the export stage) when it has one, and the model logged to the run must hold
+    exactly the bytes hashed here (read back from the artifact store) before a version is created. The version
+    is tagged ``onnx_sha256``.
 
     Raises:
-        TrackingError: the registry refused the operation.
+        TrackingError: the registry refused the operation; a file is not the run's own (nothing registered).
     """
     import mlflow
     import pandas as pd
@@ -137,8 +147,16 @@ def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, 
     from yolox.tracking.pyfunc import OUTPUT_COLUMNS, OUTPUT_DTYPES, YoloxOnnxModel, encode_image
 
     client = _client()
+    sent = {"onnx": sha256_file(onnx_path), **({"end2end": sha256_file(end2end_path)} if end2end_path else {})}
+    try:
+        exported = client.get_run(run_id).data.tags.get("onnx_sha256")
+    except Exception as err:
+        raise _wrap(f"reading run {run_id}", err) from err
+    if exported and exported != sent["onnx"]:
+        raise TrackingError(f"not registering {onnx_path}: its sha256 {sent['onnx'][:12]} is not the {exported[:12]} "
+                            f"run {run_id} exported (another run wrote over the file); nothing was registered")
     pyfunc = YoloxOnnxModel(**{k: v for k, v in {"conf_thresh": conf_thresh, "nms_thresh": nms_thresh,
-                                                   "max_det": max_det}.items() if v is not None})
+                                                   "max_det": max_det}.items() if v is not None}, **(budgets or {}))
     example = pd.DataFrame({"image": [encode_image(sample_image)]})
     out_example = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(OUTPUT_COLUMNS, OUTPUT_DTYPES)})
     signature = infer_signature(example, out_example, params=pyfunc.thresholds())
@@ -151,22 +169,47 @@ def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, 
                 signature=signature, input_example=example, metadata=pyfunc.thresholds(),
                 pip_requirements=["onnxruntime", "opencv-python-headless", "numpy", "pandas", "torch"],
             )
-        mv = mlflow.register_model(info.model_uri, registered_model, tags=tags)
+        logged = _logged_hashes(info.model_uri)
+        if logged != {_ARTIFACT_FILE[k](onnx_path, end2end_path): v for k, v in sent.items()}:
+            raise TrackingError(f"not registering {info.model_uri}: the files logged to run {run_id} ({logged}) are "
+                                f"not the ones this run exported ({sent}); nothing was registered")
+        mv = mlflow.register_model(info.model_uri, registered_model, tags={**tags, "onnx_sha256": sent["onnx"]})
         client.set_registered_model_alias(registered_model, alias, mv.version)
+    except TrackingError:
+        raise
     except Exception as err:
         raise _wrap(f"registering {registered_model}", err) from err
     log.info("registered %s version %s as %s", registered_model, mv.version, alias)
     return RegisteredVersion(registered_model, str(mv.version), f"models:/{registered_model}/{mv.version}")
 
 
+_ARTIFACT_FILE = {"onnx": lambda onnx, e2e: Path(onnx).name, "end2end": lambda onnx, e2e: Path(e2e).name}
+
+
+def _logged_hashes(model_uri: str) -> dict[str, str]:
+    """``{file name: sha256}`` of the ONNX files a logged pyfunc model holds (its ``artifacts/`` folder), read back
+    from the artifact store."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="yolox-logged-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+        return {p.name: sha256_file(p) for p in sorted((local / "artifacts").rglob("*.onnx"))}
+
+
 def alias_version(name: str, alias: str) -> Any | None:
-    """The model version holding ``alias``, or None (also when the model does not exist)."""
+    """The model version holding ``alias``, or None (also when the model does not exist).
+
+    Raises:
+        TrackingError: the registry failed otherwise (a server lost mid-command: not "no such version").
+    """
     import mlflow
 
     try:
         return _client().get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
-        return None
+    except mlflow.exceptions.MlflowException as err:
+        if any(code in str(err.error_code) for code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")):
+            return None
+        raise _wrap(f"reading alias {alias!r} of {name}", err) from err
 
 
 def _registered(client: Any, name: str) -> Any:
@@ -183,7 +226,7 @@ def _registered(client: Any, name: str) -> Any:
         if "RESOURCE_DOES_NOT_EXIST" in str(err.error_code):
             raise TrackingError(f"no registered model {name!r}: run the pipeline to register one, or check "
                                 "tracking.registered_model in the params") from None
-        raise
+        raise _wrap(f"reading {name}", err) from err
 
 
 def _alias_holder(client: Any, name: str, alias: str) -> str | None:

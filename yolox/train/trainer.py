@@ -504,7 +504,7 @@ def load_trained(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     state = torch_load(Path(path)) if Path(path).is_file() else None
     if not isinstance(state, dict) or "model_name" not in state:
         raise CheckpointError(f"{path}: not a training checkpoint of this project (no model_name)")
-    meta = meta_of_checkpoint(state)
+    meta = meta_of_checkpoint(state, source=str(path))
     model = build_model(meta.name, meta.num_classes)
     model.load_state_dict(state["model"])
     return model.eval(), {"meta": meta, "model_name": meta.name, "input_size": meta.input_size,
