@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from yolox.errors import ConfigError
+from yolox.files import regular_file_problem
 from yolox.meta import MAX_INPUT_SIZE, STRIDES, Variant
 
 _SIZE_STEP = max(STRIDES)  # input sizes are multiples of the largest stride (the rule: yolox.meta.check_input_size)
@@ -554,6 +555,10 @@ def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Pipeline
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
+MAX_PARAMS_BYTES = 2**20
+"""Largest params file read (bytes; 1 MiB)."""
+
+
 def load_params(path: str | Path, overrides: list[str] | None = None) -> PipelineParams:
     """Load and validate a params YAML file, with optional ``key.path=value`` overrides (YAML values).
 
@@ -563,8 +568,11 @@ def load_params(path: str | Path, overrides: list[str] | None = None) -> Pipelin
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"params file {path} is a folder: pass a YAML file, e.g. params/default.yaml")
-    if not path.is_file():
+    problem = regular_file_problem(path, MAX_PARAMS_BYTES)
+    if problem == "not found":
         raise ConfigError(f"params file not found: {path}")
+    if problem is not None:       # a FIFO or device would block the read; a huge file is not params
+        raise ConfigError(f"params file {path}: {problem}: pass a params YAML file")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:

@@ -33,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from yolox.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from yolox.errors import DataError
+from yolox.files import regular_file_problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -273,8 +274,11 @@ def _has_image_issue(issues: list[Issue]) -> bool:
 def _find_yaml(source: Path) -> Path:
     if source.is_dir():
         source = source / "dataset.yaml"
-    if not source.is_file():
+    problem = regular_file_problem(source, MAX_SPEC_BYTES)
+    if problem == "not found":
         raise DataError(f"{source}: no such file; a YOLO source needs a dataset.yaml (or give a COCO .json)")
+    if problem is not None:
+        raise DataError(f"{source}: {problem}; a YOLO source needs a dataset.yaml (or give a COCO .json)")
     return source
 
 
@@ -336,8 +340,8 @@ def _list_images(folder: Path, notes: Counter[str]) -> list[Path]:
             if path.is_dir():
                 notes[LINKED_FOLDER_NOTE] += 1
                 continue
-        elif not path.is_file():
-            continue
+        elif not path.is_file() and (path.is_dir() or path.suffix.lower() not in IMAGE_SUFFIXES):
+            continue      # a FIFO, socket or device named like an image goes on: the validator reports it, unread
         if path.suffix.lower() in IMAGE_SUFFIXES:
             images.append(path)
         elif not path.name.startswith("."):
@@ -425,6 +429,9 @@ class _LabelFile:
         if isinstance(resolved, tuple):
             return cls(file, path, problem=(resolved[0], f"its label file {printable(file)} {resolved[1]}"))
         file = display_path(resolved, root, resolved=True)
+        kind = regular_file_problem(resolved, MAX_LABEL_FILE_BYTES)     # a FIFO would block, a huge file is no label
+        if kind is not None:
+            return cls(file, path, problem=(UNREADABLE_LABEL_FILE, f"its label file {printable(file)}: {kind}"))
         try:
             data = resolved.read_bytes()
         except OSError as err:
@@ -529,8 +536,12 @@ def header_size(path: Path) -> tuple[int, int]:
     Raises:
         UnusableImage: :data:`UNREADABLE_IMAGE` (the file cannot be opened: rights, a folder) or
             :data:`NOT_AN_IMAGE` (no image format recognised, or a header claiming more pixels than
-            Pillow's decompression-bomb limit). The detail names no path.
+            Pillow's decompression-bomb limit); :data:`UNREADABLE_IMAGE` too for a FIFO, socket or device (never
+            opened: reading one would block). The detail names no path.
     """
+    kind = regular_file_problem(path)
+    if kind is not None and kind != "not found":     # a missing file: open() below says so, as before
+        raise UnusableImage(UNREADABLE_IMAGE, kind)
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -599,9 +610,18 @@ def read_coco(json_path: Path, images_dir: Path | None = None) -> tuple[RawDatas
     return RawDataset(names, [c["id"] for c in cats], {"train": kept}), issues
 
 
+MAX_COCO_JSON_BYTES = 2 * 2**30
+"""Largest COCO annotation file read (bytes; 2 GiB: COCO train2017's is 0.45 GB; json.loads holds several times it)."""
+MAX_LABEL_FILE_BYTES = 16 * 2**20
+"""Largest YOLO label file read (bytes; 16 MiB: some 400,000 boxes)."""
+MAX_SPEC_BYTES = 2**20
+"""Largest dataset.yaml read (bytes; 1 MiB)."""
+
+
 def _load_coco(json_path: Path) -> dict[str, Any]:
-    if not json_path.is_file():
-        raise DataError(f"{json_path}: no such file")
+    problem = regular_file_problem(json_path, MAX_COCO_JSON_BYTES)
+    if problem is not None:
+        raise DataError(f"{json_path}: {'no such file' if problem == 'not found' else problem}")
     try:
         coco = json.loads(json_path.read_text(encoding="utf-8"))
         problem = _coco_structure_problem(coco)
