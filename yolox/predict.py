@@ -7,7 +7,8 @@ Sources (any number, in one run):
   (:data:`VIDEO_SUFFIXES`); other files of a folder are skipped (:data:`UNSUPPORTED_FILE`);
 - a video file (OpenCV ``VideoCapture``, FFmpeg): every frame is detected, an annotated copy of the video is
   written, and the JSON holds each frame's detections;
-- an ``http://`` or ``https://`` URL: downloaded with ``http.client`` to a temporary file (at most
+- an ``http://`` or ``https://`` URL: downloaded with ``requests`` (through the environment's proxy,
+  ``http_proxy`` / ``https_proxy`` / ``no_proxy``) to a temporary file (at most
   ``predict.download_max_mb``, ``predict.download_timeout_s`` per wait, ``predict.download_deadline_s`` in all,
   redirects followed to http(s) only, at most ``predict.download_max_redirects``), then an image or a video by
   its extension (or its ``Content-Type``).
@@ -24,16 +25,17 @@ listed in the JSON beside the detections of every good item.
 from __future__ import annotations
 
 import colorsys
-import http.client
+import contextlib
 import logging
 import mimetypes
 import os
 import re
 import ssl
 import tempfile
+import threading
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from http.client import HTTPException
@@ -42,10 +44,12 @@ from typing import Any
 
 import cv2
 import numpy as np
+import requests
+import urllib3
 
 from yolox.config import PredictParams, ServeParams, with_options
 from yolox.errors import ConfigError, DataError
-from yolox.files import atomic_path, same_file, write_json
+from yolox.files import atomic_path, regular_file_problem, same_file, write_json
 from yolox.inference import Backend, detect
 from yolox.ops.nms import Detections
 
@@ -96,15 +100,19 @@ def list_images(source: str | Path) -> list[Path]:
 
 def _source_files(source: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path], list[Path]]:
     """(image files, video files, other files) of a file or a folder tree, sorted; files under ``exclude`` left
-    out. A file given by name is an image unless its extension is a video's."""
+    out. A file given by name is an image unless its extension is a video's. A FIFO, socket or device (never
+    opened: reading one would block) is an "other" file, so it is reported, whatever its name."""
     if source.is_file():
         return ([], [source], []) if source.suffix.lower() in VIDEO_SUFFIXES else ([source], [], [])
     if not source.is_dir():
-        return [], [], []
-    files = sorted(p for p in source.rglob("*") if p.is_file() and not (exclude and exclude in p.resolve().parents))
+        return ([], [], [source]) if source.exists() else ([], [], [])
+    entries = [p for p in source.rglob("*") if not p.is_dir() and p.exists()
+               and not (exclude and exclude in p.resolve().parents)]
+    special = sorted(p for p in entries if not p.is_file())
+    files = sorted(p for p in entries if p.is_file())
     return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES], \
         [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES], \
-        [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
+        sorted([*special, *(p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES)])
 
 
 def _no_images(source: Path) -> str:
@@ -195,6 +203,8 @@ def opencv_reason(err: Exception) -> str:
 
 REDIRECTS = (301, 302, 303, 307, 308)
 """HTTP statuses followed to their ``Location`` (http and https targets only)."""
+REQUEST_HEADERS = {"User-Agent": "yolox-predict", "Accept-Encoding": "identity"}
+"""Headers of every download request: the bytes as stored (no compression to undo, Content-Length is the size)."""
 
 
 def download(url: str, folder: Path, limits: PredictParams) -> Path | dict[str, str]:
@@ -203,64 +213,72 @@ def download(url: str, folder: Path, limits: PredictParams) -> Path | dict[str, 
     "reason", "detail"}``:
 
     - another scheme, given or redirected to (:data:`UNSUPPORTED_SOURCE`; the detail names the redirect target and
-      its scheme: ``urllib`` would follow a redirect to ``ftp://``, so redirects are followed here, to http and
-      https only);
-    - an HTTP error status, no connection, more than ``limits.download_max_redirects`` redirects (a loop), no
-      answer within ``limits.download_timeout_s`` (s, connecting and between received bytes), the whole download
-      (redirects included) not done within ``limits.download_deadline_s`` (s) (:data:`DOWNLOAD_FAILED`);
+      its scheme: redirects are followed here, one request per hop, not by ``requests``, so that each target's
+      scheme is checked and the hops are counted);
+    - an HTTP error status, no connection (to the server or to the proxy, which the detail names), more than
+      ``limits.download_max_redirects`` redirects (a loop), no answer within ``limits.download_timeout_s`` (s,
+      connecting and between received bytes), the whole download (redirects included) not done within
+      ``limits.download_deadline_s`` (s), a body shorter than its ``Content-Length`` (:data:`DOWNLOAD_FAILED`);
     - more than ``limits.download_max_mb`` (MB) announced or received (:data:`DOWNLOAD_TOO_LARGE`; the transfer
       stops there).
 
-    Every wait for the server (connecting, sending, each read) is at most the smaller of the timeout and the time
-    left before the deadline, so the call returns within about ``download_deadline_s`` whatever the server does.
-    A partial file is deleted. Raises nothing for a bad URL or server.
+    Fetched with ``requests`` and the environment's settings: the proxy of ``http_proxy`` / ``https_proxy`` /
+    ``all_proxy`` (or their upper-case names) unless ``no_proxy`` lists the host, ``REQUESTS_CA_BUNDLE``,
+    ``~/.netrc``. Each wait for the server (connecting, the status line and headers, each body read) is at most
+    ``download_timeout_s``; those up to the headers are also at most the time left before the deadline, and a
+    body still arriving at the deadline (a server that drips bytes, or stalls between them) is cut off there
+    (its socket shut for reading: ``urllib3.HTTPResponse.shutdown``). So the call returns within about
+    ``download_deadline_s`` whatever the server does once its headers are in (a server dripping its headers one
+    byte per wait is bounded per wait only). The file is written atomically (:func:`yolox.files.atomic_path`):
+    a partial download leaves no file. Raises nothing for a bad URL, server or proxy.
     """
 
     def skip(reason: str, detail: str) -> dict[str, str]:
         return {"image": url, "reason": reason, "detail": detail}
 
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port   # a port out of range raises ValueError here, which says why (requests' error would not)
+    except ValueError as err:
+        return skip(DOWNLOAD_FAILED, f"{type(err).__name__}: {err}")
     if parts.scheme.lower() not in URL_SCHEMES:
         return skip(UNSUPPORTED_SOURCE, f"scheme {parts.scheme or '(none)'!r}: only http and https URLs are fetched")
     if not parts.hostname:
         return skip(DOWNLOAD_FAILED, "the URL names no host")
     clock = _Deadline(limits)
-    target, path = url, None
+    target = url
     try:
-        for _ in range(limits.download_max_redirects + 1):
-            conn, sock, resp = _get(target, clock)
-            try:
-                if resp.status in REDIRECTS and resp.getheader("Location"):
-                    target = urllib.parse.urljoin(target, resp.getheader("Location", "").strip())
-                    scheme = urllib.parse.urlsplit(target).scheme.lower()
-                    if scheme not in URL_SCHEMES:
-                        return skip(UNSUPPORTED_SOURCE, f"redirected to {_shown_url(target)}: scheme {scheme or '(none)'!r}: "
-                                    "only http and https URLs are fetched")
-                    if not urllib.parse.urlsplit(target).hostname:
-                        return skip(DOWNLOAD_FAILED, f"redirected to {_shown_url(target)}, which names no host")
-                    continue
-                if resp.status >= 400 or resp.status in REDIRECTS:
-                    return skip(DOWNLOAD_FAILED, f"HTTP {resp.status} {resp.reason}")
-                got = _receive(resp, sock, clock, folder, urllib.parse.urlsplit(target).path, limits)
-                if isinstance(got, str):
-                    return skip(DOWNLOAD_TOO_LARGE, got)
-                path = got
-                break
-            finally:
-                resp.close()
-                conn.close()
-        else:
+        with requests.Session() as session:
+            session.trust_env = True   # proxies, CA bundle and .netrc from the environment (requests' default)
+            for _ in range(limits.download_max_redirects + 1):
+                wait = clock.wait()
+                with session.get(target, headers=REQUEST_HEADERS, stream=True, allow_redirects=False,
+                                 timeout=(wait, wait)) as resp:
+                    location = resp.headers.get("Location")
+                    if resp.status_code in REDIRECTS and location:
+                        target = urllib.parse.urljoin(target, location.strip())
+                        hop = urllib.parse.urlsplit(target)
+                        scheme = hop.scheme.lower()
+                        if scheme not in URL_SCHEMES:
+                            return skip(UNSUPPORTED_SOURCE, f"redirected to {_shown_url(target)}: scheme "
+                                        f"{scheme or '(none)'!r}: only http and https URLs are fetched")
+                        if not hop.hostname:
+                            return skip(DOWNLOAD_FAILED, f"redirected to {_shown_url(target)}, which names no host")
+                        _ = hop.port   # out of range: ValueError
+                        continue
+                    if resp.status_code >= 400 or resp.status_code in REDIRECTS:
+                        return skip(DOWNLOAD_FAILED, f"HTTP {resp.status_code} {resp.reason}")
+                    got = _receive(resp, clock, folder, urllib.parse.urlsplit(target).path, limits)
+                    return skip(DOWNLOAD_TOO_LARGE, got) if isinstance(got, str) else got
             return skip(DOWNLOAD_FAILED, f"more than {limits.download_max_redirects} redirects "
                                          "(predict.download_max_redirects): a redirect loop?")
-    except TimeoutError:
+    except (TimeoutError, requests.Timeout, urllib3.exceptions.ReadTimeoutError):
         return skip(DOWNLOAD_FAILED, clock.timed_out())
-    except ssl.SSLError as err:
-        return skip(DOWNLOAD_FAILED, f"TLS: {err.reason or err}")
-    except OSError as err:
-        return skip(DOWNLOAD_FAILED, err.strerror or f"{type(err).__name__}: {err}")
-    except (HTTPException, ValueError) as err:
-        return skip(DOWNLOAD_FAILED, f"{type(err).__name__}: {err}")
-    return path
+    except requests.exceptions.ProxyError as err:
+        proxy = requests.utils.select_proxy(target, requests.utils.get_environ_proxies(target)) or "(unknown)"
+        return skip(DOWNLOAD_FAILED, f"proxy {_shown_url(proxy)}: {_failure(err, clock.timed_out())}")
+    except (OSError, urllib3.exceptions.HTTPError, HTTPException, ValueError) as err:  # requests' errors are OSErrors
+        return skip(DOWNLOAD_FAILED, _failure(err, clock.timed_out()))
 
 
 class _Deadline:
@@ -271,9 +289,10 @@ class _Deadline:
         self.limits = limits
         self.end = time.monotonic() + limits.download_deadline_s
         self.by_deadline = False
+        self.cut = False
 
     def wait(self) -> float:
-        """Seconds the next socket operation may wait (> 0). Raises TimeoutError when the deadline has passed."""
+        """Seconds the next wait for the server may last (> 0). Raises TimeoutError when the deadline has passed."""
         left = self.end - time.monotonic()
         if left <= 0:
             self.by_deadline = True
@@ -281,50 +300,53 @@ class _Deadline:
         self.by_deadline = left < self.limits.download_timeout_s
         return min(left, self.limits.download_timeout_s)
 
+    @contextlib.contextmanager
+    def guard(self, raw: urllib3.BaseHTTPResponse) -> Iterator[None]:
+        """Run the block (reading ``raw``'s body) with a timer that shuts ``raw``'s socket for reading at the
+        deadline: a read blocked then (or a drip that keeps one read going) ends at once. Raises TimeoutError
+        when the timer fired, whatever the block did (an early end of the body, a broken connection)."""
+        timer = threading.Timer(max(self.end - time.monotonic(), 0.0), self._cut, (raw,))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except Exception:
+            if not self.cut:
+                raise
+        finally:
+            timer.cancel()
+        if self.cut:
+            self.by_deadline = True
+            raise TimeoutError
+
+    def _cut(self, raw: urllib3.BaseHTTPResponse) -> None:
+        self.cut = True
+        with contextlib.suppress(OSError, ValueError, RuntimeError):   # closed already: no read to wake
+            raw.shutdown()
+
     def timed_out(self) -> str:
         if self.by_deadline:
             return f"not downloaded within {self.limits.download_deadline_s:g} s (predict.download_deadline_s)"
         return _timed_out(self.limits)
 
 
-def _get(url: str, clock: _Deadline) -> tuple[http.client.HTTPConnection, Any, http.client.HTTPResponse]:
-    """Send ``GET url`` and read the status line and headers, each socket wait bounded by ``clock``; returns the
-    connection, its socket (the response reads from it even once the connection lets go of it) and the
-    response."""
-    parts = urllib.parse.urlsplit(url)
-    https = parts.scheme.lower() == "https"
-    cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
-    kwargs: dict[str, Any] = {"context": ssl.create_default_context()} if https else {}
-    conn = cls(parts.hostname, parts.port, timeout=clock.wait(), **kwargs)
-    try:
-        conn.connect()
-        sock = conn.sock
-        sock.settimeout(clock.wait())
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn.request("GET", target, headers={"User-Agent": "yolox-predict", "Accept-Encoding": "identity"})
-        sock.settimeout(clock.wait())
-        return conn, sock, conn.getresponse()
-    except BaseException:
-        conn.close()
-        raise
-
-
-def _receive(resp: http.client.HTTPResponse, sock: Any, clock: _Deadline, folder: Path, url_path: str,
+def _receive(resp: requests.Response, clock: _Deadline, folder: Path, url_path: str,
              limits: PredictParams) -> Path | str:
-    """The body of ``resp`` in a new file under ``folder``, or why not (more than ``download_max_mb``); the
-    socket's wait is renewed from ``clock`` before each read."""
+    """The body of ``resp`` (a streamed response) in a new file under ``folder``, or why not (more than
+    ``download_max_mb``), read as it arrives (``read1``: one wait for the server per read) until the deadline
+    (:meth:`_Deadline.guard`). Raises TimeoutError past the deadline, urllib3's errors for a broken transfer."""
     max_bytes = int(limits.download_max_mb * 1024 * 1024)
     limit = f"{limits.download_max_mb:g} MB (predict.download_max_mb)"
-    length = resp.getheader("Content-Length", "")
+    length = resp.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > max_bytes:
         return f"Content-Length {int(length)} bytes: more than {limit}"
-    path = Path(tempfile.mkdtemp(dir=folder)) / _download_name(url_path, resp.headers.get_content_type())
+    path = Path(tempfile.mkdtemp(dir=folder)) / _download_name(url_path, _content_type(resp.headers))
     received = 0
     try:
-        with open(path, "wb") as f:   # read no further than one byte past the limit
-            while True:
-                sock.settimeout(clock.wait())
-                chunk = resp.read1(min(1 << 16, max_bytes + 1 - received))   # what has come, not all 64 KiB
+        with atomic_path(path) as tmp, open(tmp, "wb") as f, clock.guard(resp.raw):
+            while True:   # read no further than one byte past the limit
+                clock.wait()
+                chunk = resp.raw.read1(min(1 << 16, max_bytes + 1 - received))   # what has come, not all 64 KiB
                 if not chunk:
                     break
                 received += len(chunk)
@@ -332,16 +354,49 @@ def _receive(resp: http.client.HTTPResponse, sock: Any, clock: _Deadline, folder
                     raise _TooLarge
                 f.write(chunk)
     except _TooLarge:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
         return f"the body passed {limit}: stopped there"
     except BaseException:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
         raise
     return path
 
 
 class _TooLarge(Exception):
     pass
+
+
+def _content_type(headers: Mapping[str, str]) -> str:
+    """The media type of a ``Content-Type`` header, lower case without parameters; ``text/plain`` when missing
+    or malformed (as ``email.message.Message.get_content_type``)."""
+    media = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return media if media.count("/") == 1 else "text/plain"
+
+
+def _failure(err: BaseException, timed_out: str) -> str:
+    """The innermost cause of a failed request (requests and urllib3 wrap it: ``.reason``, ``__cause__``, an
+    exception argument), in words: ``timed_out`` for a socket timeout, the OS's words for another socket error
+    (``Connection refused``), ``TLS: <reason>``, a body cut short, else ``<type>: <message>``."""
+    seen = {id(err)}
+    while True:
+        reason = getattr(err, "reason", None)
+        inner = next((e for e in (reason, err.__cause__, *err.args) if isinstance(e, BaseException)
+                      and id(e) not in seen), None)
+        if inner is None:
+            break
+        seen.add(id(inner))
+        err = inner
+    if isinstance(err, TimeoutError):
+        return timed_out
+    if isinstance(err, ssl.SSLError):
+        return f"TLS: {err.reason or err}"
+    if isinstance(err, urllib3.exceptions.IncompleteRead):
+        return f"the body ended after {err.partial} bytes, {err.expected} bytes short of its Content-Length"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return f"{type(err).__name__}: {err}"
 
 
 def _shown_url(url: str) -> str:
@@ -609,8 +664,9 @@ def predict(backend: Backend, source: str | Path | Sequence[str | Path], out_dir
                _Outputs(_output_dir(out_dir), inputs))
     for _, (_, _, others) in local:
         for p in others:
+            kind = regular_file_problem(p)   # a FIFO, socket or device: named as such, never opened
             run.skip({"image": str(p), "reason": UNSUPPORTED_FILE,
-                      "detail": f"extension {p.suffix or '(none)'!r} is not one of {sorted(IMAGE_SUFFIXES)}"})
+                      "detail": kind or f"extension {p.suffix or '(none)'!r} is not one of {sorted(IMAGE_SUFFIXES)}"})
     with tempfile.TemporaryDirectory(prefix="yolox-predict-") as tmp:
         it = iter(local)
         for s in sources:
