@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from trt_standin import FACTS, MAGIC, standin_tensorrt
 
 from yolox.errors import AssetError, DataError, ExportError, Interrupted
 
@@ -228,92 +229,34 @@ def test_int8_killed_mid_write_keeps_the_previous_model(writer: str, previous_mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.int8.onnx"]
 
 
-# --- TensorRT (a stand-in for the tensorrt package: only the writing path is under test) ---------------------
-
-
-def _fake_tensorrt(engine: bytes, timing: bytes) -> types.ModuleType:
-    ns = types.SimpleNamespace
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = "10.0.0"
-
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level: int) -> None:
-            pass
-
-    class Config:
-        def __init__(self) -> None:
-            self.loaded: bytes | None = None
-
-        def set_memory_pool_limit(self, *a: Any) -> None:
-            pass
-
-        def create_timing_cache(self, data: bytes) -> Any:
-            self.loaded = data
-            return ns(data=data)
-
-        def set_timing_cache(self, *a: Any, **kw: Any) -> None:
-            pass
-
-        def set_flag(self, *a: Any) -> None:
-            pass
-
-        def add_optimization_profile(self, *a: Any) -> None:
-            pass
-
-        def get_timing_cache(self) -> Any:
-            return ns(serialize=lambda: timing)
-
-    class Builder:
-        platform_has_fast_fp16 = False
-
-        def __init__(self, logger: Logger) -> None:
-            pass
-
-        def create_network(self, flags: int) -> Any:
-            return ns(get_input=lambda i: ns(shape=(-1, 3, SIDE, SIDE), name="images"))
-
-        def create_builder_config(self) -> Config:
-            return Config()
-
-        def create_optimization_profile(self) -> Any:
-            return ns(set_shape=lambda *a: None)
-
-        def build_serialized_network(self, network: Any, config: Config) -> bytes:
-            return engine
-
-    trt.Logger, trt.Builder = Logger, Builder
-    trt.OnnxParser = lambda network, logger: ns(parse=lambda data: True, num_errors=0)
-    trt.MemoryPoolType = ns(WORKSPACE=0)
-    trt.BuilderFlag = ns(FP16=1, INT8=2)
-    return trt
+# --- TensorRT (tests/trt_standin.py, a stand-in for the tensorrt package: only the writing path is under test) --
 
 
 @pytest.fixture
-def fake_trt(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+def fake_trt(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     import yolox.export.tensorrt as trt_module
 
-    new = {"engine": b"ENGINE" * 1000, "timing": b"TIMING" * 100}
-    monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(new["engine"], new["timing"]))
+    trt = standin_tensorrt()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(trt_module, "tensorrt_unavailable_reason", lambda: None)
-    return new
+    monkeypatch.setattr(trt_module, "gpu_facts", lambda: dict(FACTS))
+    return trt
 
 
-def test_tensorrt_engine_and_timing_cache_are_written(fake_trt: dict[str, bytes], previous_model: Path,
+def test_tensorrt_engine_and_timing_cache_are_written(fake_trt: types.ModuleType, previous_model: Path,
                                                       tmp_path: Path) -> None:
     from yolox.export.tensorrt import build_engine
 
     engine = _existing(tmp_path, "model.engine", b"old engine")
     cache = tmp_path / "cache" / "timing.cache"
     assert build_engine(previous_model, engine, SIDE, timing_cache=cache) == engine
-    assert engine.read_bytes() == fake_trt["engine"] and cache.read_bytes() == fake_trt["timing"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "model.engine"]
+    assert engine.read_bytes().startswith(MAGIC) and cache.read_bytes() == b"+stand-in timings"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "model.engine", "model.engine.json"]
     assert sorted(p.name for p in cache.parent.iterdir()) == ["timing.cache"]
 
 
 @pytest.mark.parametrize("killed", ["engine", "timing cache"])
-def test_tensorrt_killed_mid_write_keeps_the_previous_files(killed: str, fake_trt: dict[str, bytes],
+def test_tensorrt_killed_mid_write_keeps_the_previous_files(killed: str, fake_trt: types.ModuleType,
                                                             previous_model: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from yolox.export.tensorrt import build_engine
@@ -327,7 +270,7 @@ def test_tensorrt_killed_mid_write_keeps_the_previous_files(killed: str, fake_tr
     if killed == "engine":
         _assert_intact(engine, b"the previous engine")
     else:
-        assert engine.read_bytes() == fake_trt["engine"]  # written whole before the cache
+        assert engine.read_bytes().startswith(MAGIC)  # written whole before the cache
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.engine", "timing.cache"]
 
 

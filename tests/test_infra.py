@@ -224,6 +224,37 @@ def test_dockerfile_cuda_base_non_root_user_and_worker_command() -> None:
         assert load_compose()["services"][name]["build"]["dockerfile"] == "infra/Dockerfile", name
 
 
+def test_dockerfile_installs_the_tensorrt_extra_for_its_cuda() -> None:
+    """The image can build engines (issue 26): it installs the project with the ``tensorrt`` extra, whose
+    TensorRT wheels are those of the base image's CUDA major version (``tensorrt-cu12`` on
+    ``nvidia/cuda:12.x``) and of the TensorRT major version ``yolox/export/tensorrt.py`` is written against,
+    without pycuda (device buffers are torch CUDA tensors); torch's wheels come from the index of the same
+    CUDA."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    from yolox.export.tensorrt import MIN_TENSORRT
+
+    d = dockerfile()
+    args = dict(a.split("=", 1) for a in d.get("ARG", []) if "=" in a)
+    base = d["FROM"][0]
+    cuda = re.fullmatch(r"nvidia/cuda:(\d+)\.\d+.*", args.get(base.strip("${}"), base))
+    assert cuda, base
+    installed = [m.group(1) for run in d["RUN"]
+                 for m in re.finditer(r"pip install(?:\s+-\S+)*\s+-e\s+['\"]?\.(\[[^\]]*\])?['\"]?", run)]
+    assert [extras for extras in installed if extras] == ["[tensorrt]"], installed
+    extra = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["tensorrt"]]
+    by_name = {r.name.lower(): r for r in extra}
+    assert "pycuda" not in by_name, sorted(by_name)
+    assert "tensorrt" not in by_name, sorted(by_name)   # not the meta wheel, which picks a CUDA by itself
+    wheel = by_name[f"tensorrt-cu{cuda.group(1)}"]
+    assert wheel.specifier.contains(f"{MIN_TENSORRT}.8.0")
+    assert not wheel.specifier.contains(f"{MIN_TENSORRT + 1}.0.0")
+    assert re.search(rf"/cu{cuda.group(1)}\d$", args["TORCH_INDEX_URL"]), args["TORCH_INDEX_URL"]
+
+
 def test_k8s_job_template_renders_the_flow_pod() -> None:
     """The Prefect Kubernetes pool's template: one pod running the flow run, the shared volume, secrets by
     reference. Multi-node training is a PyTorchJob the flow's train task submits (tests/test_k8s.py)."""
