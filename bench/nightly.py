@@ -174,13 +174,17 @@ def wait_healthy(url: str, server: Background, timeout: float = 120) -> None:
 
 
 def mlflow_row(client, experiment: str, filter_string: str) -> dict:
-    """The tags and metrics of the one MLflow run of ``experiment`` matching ``filter_string``."""
+    """The tags, metrics and params of the one MLflow run of ``experiment`` matching ``filter_string``."""
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], filter_string)
     if len(runs) != 1:
         raise SystemExit(f"expected one MLflow run for {filter_string!r} in {experiment}, found {len(runs)}")
     return {"run_id": runs[0].info.run_id, "status": runs[0].info.status, "tags": dict(runs[0].data.tags),
-            "metrics": dict(runs[0].data.metrics)}
+            "metrics": dict(runs[0].data.metrics), "params": dict(runs[0].data.params)}
+
+
+def _count(params: dict, key: str) -> int | None:
+    return int(params[key]) if key in params else None
 
 
 def fmt(value: float | None) -> str:
@@ -278,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                 champion_golden = m.get("gate/golden_candidate_AP50_95")
             row = {"night": night.name, "data_version": tags.get("data_version", "")[:8],
                    "arrived": len(list((live / "images").glob("*.jpg"))),
-                   "train": m.get("data/train_images"), "val": m.get("data/val_images"),
-                   "skipped_images": m.get("data/skipped_images"), "skipped_boxes": m.get("data/skipped_boxes"),
+                   **{k: _count(r["params"], f"data/{name}") for k, name in (   # data counts are params
+                       ("train", "train_images"), ("val", "val_images"), ("skipped_images", "skipped_images"),
+                       ("skipped_boxes", "skipped_boxes"))},
                    "train_s": m.get("train/seconds"), "wall_s": round(time.monotonic() - t0),
                    "val_candidate": m.get("gate/candidate_AP50_95"), "val_champion": m.get("gate/champion_AP50_95"),
                    "golden_candidate": m.get("gate/golden_candidate_AP50_95"),
@@ -311,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         r = mlflow_row(client, "yolox-raccoon-once", "attributes.status = 'FINISHED'")
         baseline = {"golden": r["metrics"].get("gate/golden_candidate_AP50_95"),
                     "val": r["metrics"].get("gate/candidate_AP50_95"), "train_s": r["metrics"].get("train/seconds"),
-                    "train": r["metrics"].get("data/train_images"), "wall_s": round(time.monotonic() - t0)}
+                    "train": _count(r["params"], "data/train_images"), "wall_s": round(time.monotonic() - t0)}
 
     head = (f"{'night':28s} {'data':8s} {'imgs':>4s} {'train':>5s} {'val':>3s} {'skip':>4s} {'train s':>7s} "
             f"{'val cand':>8s} {'val champ':>9s} {'gold cand':>9s} {'gold champ':>10s}  decision -> champion (golden)")

@@ -91,7 +91,7 @@ def instrument(timers: Timers) -> None:
     from yolox.tracking.run import MlflowRun
 
     for attr in ("__init__", "attach", "log_params", "log_metrics", "set_tags", "log_artifact", "log_figure",
-                 "log_dict", "set_note", "end"):
+                 "log_dict", "log_table", "set_note", "end"):
         timers.wrap(MlflowRun, attr, "mlflow")
     for attr in ("log_and_register", "promote", "set_version_tags", "describe_version", "version_info",
                  "alias_version", "registered_model_tags", "set_registered_model_tag"):

@@ -42,7 +42,10 @@ from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, t
 
 from flows.resilience import prepare_cache_key, prepared_intact, retries
 from yolox.config import load_params
+from yolox.console import pipeline_report, quiet_libraries, registry_options, report_text
 from yolox.errors import Interrupted
+
+quiet_libraries()   # MLflow's run URLs off stdout (main prints the summary there), its chatter off stderr
 
 TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "prepare": {**retries(2), "cache_key_fn": prepare_cache_key, "cache_expiration": timedelta(days=30),
@@ -114,9 +117,20 @@ def train_yolox(params_file: str = "params/default.yaml", overrides: list[str] |
     create_markdown_artifact(markdown=Decision.from_json(decision).markdown(), key="gate-decision",
                              description=f"{result.registered.name} v{result.registered.version}: "
                                          f"{decision['decision']}")
-    get_run_logger().info("pipeline done: %s v%s %s (%s)", result.registered.name, result.registered.version,
-                          decision["decision"], decision["outcome"])
+    logger = get_run_logger()
+    logger.info("pipeline done: %s v%s %s (%s)", result.registered.name, result.registered.version,
+                decision["decision"], decision["outcome"])
+    logger.info("%s", report_text(_report(result, params_file, overrides)))   # as `yolox pipeline` ends
     return result.summary()
+
+
+def _report(result: Any, params_file: str, overrides: list[str] | None) -> list[Any]:
+    """:func:`yolox.console.pipeline_report` of a flow run: its commands name the flow's params file and the
+    overrides that choose the registry (``tracking.``, ``gate.``)."""
+    from yolox.tracking.gate import Decision
+
+    decision = None if result.skipped else Decision.from_json(result.decision)
+    return pipeline_report(result, decision, registry_options(params_file, overrides))
 
 
 def _to_prefect(err: Interrupted, params_file: str, overrides: list[str] | None) -> BaseException:

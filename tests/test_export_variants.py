@@ -223,3 +223,56 @@ def test_benchmark_rows_and_reference_ratio(nano_pth: Path, nano_onnx: Path, pre
     assert result.row("reference").p50_ratio == 1.0 and (tmp_path / "end2end.onnx").is_file()
     line = json.loads(to_json_line(result))
     assert line["num_images"] == 3 and line["rows"][0]["format"] == "pytorch" and line["machine"]["cpus"] >= 1
+
+
+# --- what an exported graph declares, and `yolox export`'s flags and lines -----------------------------------
+
+
+def test_output_axes_are_named_for_what_they_hold(exports: dict[str, Path]) -> None:
+    """The outputs' axes as ONNX Runtime (and Netron) show them: ``batch`` and ``anchors`` where they vary, the
+    decoded outputs' last axis named for what it holds, the end2end axes fixed (K = max_det, 4 corners); never
+    a name the exporter made up (``Whereboxes_dim_1``)."""
+    shapes = {name: {o.name: o.shape for o in ort.InferenceSession(str(path)).get_outputs()}
+              for name, path in exports.items()}
+    assert shapes == {
+        "raw": {"output": ["batch", 3549, 85]},       # raw: fixed input size (the authors' layout)
+        "decoded": {"boxes": ["batch", "anchors", "xyxy"], "scores": ["batch", "anchors", "classes"]},
+        "end2end": {"num_dets": ["batch", 1], "boxes": ["batch", SERVE.max_det, 4],
+                    "scores": ["batch", SERVE.max_det], "labels": ["batch", SERVE.max_det]},
+        "end2end-eval": {"num_dets": ["batch", 1], "boxes": ["batch", EVAL.max_det, 4],
+                         "scores": ["batch", EVAL.max_det], "labels": ["batch", EVAL.max_det]},
+    }
+
+
+@pytest.mark.slow
+def test_export_int8_flag_and_the_check_line_says_its_unit(nano_pth: Path, prepared: Path, tmp_path: Path) -> None:
+    """``yolox export --int8`` is ``export.int8: true`` (an INT8 model beside the ONNX, its AP measured); the check
+    line says what the difference is measured on: raw outputs (unitless), or detections (box corners in pixels)."""
+    import os
+    import subprocess
+    import sys
+
+    yolox = Path(sys.executable).parent / "yolox"
+    env = {**os.environ, "COLUMNS": "400", "OMP_NUM_THREADS": "1"}
+    common = ["--weights", str(nano_pth), "--model", "yolox-nano", "--check-images", str(prepared / "images"),
+              "--set", "export.check_images=2", "--set", f"data.prepared_dir={prepared}"]
+    raw = subprocess.run([str(yolox), "export", *common, "--out", str(tmp_path / "m.onnx"), "--int8",
+                          "--set", "export.int8_calibration_images=4"], env=env, capture_output=True, text=True,
+                         timeout=600, check=False)
+    assert raw.returncode == 0, raw.stderr
+    int8 = OnnxBackend(tmp_path / "m.int8.onnx")
+    assert int8.meta.export.precision == "int8" and int8.variant == "raw"
+    lines = raw.stderr.splitlines()
+    assert any(line.startswith(f"{tmp_path / 'm.int8.onnx'}: INT8 AP50:95 0.") for line in lines), raw.stderr
+    assert lines[-1].startswith(f"{tmp_path / 'm.onnx'} (raw): max |onnx - torch| = ")
+    assert lines[-1].endswith(" on the raw outputs (grid offsets, log sizes, probabilities), 2 images")
+
+    decoded = subprocess.run([str(yolox), "export", *common, "--out", str(tmp_path / "d.onnx"), "--variant",
+                              "decoded"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert decoded.returncode == 0, decoded.stderr
+    assert not (tmp_path / "d.int8.onnx").exists()                  # without --int8: the params' export.int8 (off)
+    lines = decoded.stderr.splitlines()
+    assert any("max |box diff| " in line and " px (limit 0.01) over 2 images: passed" in line for line in lines)
+    assert lines[-1].startswith(f"{tmp_path / 'd.onnx'} (decoded): max |onnx - torch| = ")
+    assert lines[-1].endswith(" over the matched detections (box corners in input pixels or scores, whichever "
+                              "differs more; each in the ONNX check line above), 2 images")

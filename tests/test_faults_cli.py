@@ -32,7 +32,8 @@ import yaml
 COCO_IMAGES = ("000000000009.jpg", "000000000025.jpg", "000000000030.jpg")  # food; giraffes; a vase
 VAL_IMAGES = ("000000000034.jpg", "000000000036.jpg", "000000000042.jpg")   # a zebra; a person; a dog
 SIZE_RULE = "must be a positive multiple of 32 (the model's largest stride)"
-RELEASES = "yolox_darknet.pth, yolox_l.pth, yolox_m.pth, yolox_nano.pth, yolox_s.pth, yolox_tiny.pth, yolox_x.pth"
+RELEASES = ("yolox_darknet.pth, yolox_l.pth, yolox_m.pth, yolox_nano.onnx, yolox_nano.pth, yolox_s.pth, "
+            "yolox_tiny.pth, yolox_x.pth")
 
 
 def yolox(*args: Any, cwd: Path | None = None) -> tuple[int, str]:
@@ -401,6 +402,8 @@ ERROR_CASES = [
     ("cli-img-size-not-an-integer", lambda w: ["eval", "--weights", w.onnx128, "--img-size", "big"],
      lambda w: "Error: Invalid value for '--img-size': Input should be a valid integer, unable to parse string as an "
                "integer", 2),
+    ("cli-preview-zero-samples", lambda w: ["augment-preview", "--n", "0"],
+     lambda w: "Error: Invalid value for '--n': Input should be greater than or equal to 1", 2),
     ("cli-unknown-command", lambda w: ["evaluate", "--weights", w.onnx128],
      lambda w: "Error: No such command 'evaluate'. Did you mean 'eval'?", 2),
 ]

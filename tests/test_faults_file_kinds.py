@@ -81,8 +81,8 @@ def test_params_file_that_is_a_fifo_or_too_large_is_one_line(tmp_path: Path) -> 
     proc = _run(["train", "--params", "big.yaml"], tmp_path)
     size = (tmp_path / "big.yaml").stat().st_size
     assert (proc.returncode, proc.stderr.strip()) == (
-        1, f"error: params file big.yaml: {size:,} bytes, over the limit of {MAX_PARAMS_BYTES:,} bytes: pass a "
-           "params YAML file")
+        1, (f"error: params file big.yaml: {size:,} bytes, over the limit of {MAX_PARAMS_BYTES:,} bytes: pass a "
+            "params YAML file"))
 
 
 def test_coco_json_and_dataset_yaml_that_are_fifos(tmp_path: Path) -> None:

@@ -302,7 +302,7 @@ def test_gate_cli_exits_nonzero_on_rejection(store: Path, prepared: Path, onnx_m
 # --- two processes promoting at once ----------------------------------------------------------------
 
 RACER = r"""
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 from yolox.errors import YoloxError
 from yolox.tracking.registry import champion_history, promote
@@ -318,7 +318,9 @@ for k, op in enumerate(ops):
         out = {"ok": True, "version": p.version, "seq": p.seq}
     except YoloxError as err:
         out = {"ok": False, "error": str(err)}
-    (sync / f"result-{k}-{me}.json").write_text(json.dumps(out))
+    tmp = sync / f"result-{k}-{me}.json.tmp"      # renamed into place: the test reads it as soon as it exists
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, sync / f"result-{k}-{me}.json")
 """
 
 

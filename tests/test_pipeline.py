@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,7 +72,7 @@ def _pipeline(tmp_path: Path, *overrides: str, prefect: bool = False) -> subproc
     if prefect:  # the flow, on Prefect's ephemeral API
         cmd = [sys.executable, "-m", "flows.train_yolox", "params.yaml", *overrides]
     else:
-        cmd = [str(Path(sys.executable).parent / "yolox"), "pipeline", "--params", "params.yaml",
+        cmd = [str(Path(sys.executable).parent / "yolox"), "pipeline", "--params", "params.yaml", "--json",
                *[a for o in overrides for a in ("--set", o)]]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -120,19 +121,24 @@ def test_pipeline_end_to_end(tmp_path: Path, coco128_dir: Path, nano_pth: Path) 
     assert run.data.params["train.epochs"] == "2" and run.data.params["model.name"] == "yolox-nano"
     assert run.data.tags["data_version"].endswith(".dir") and run.data.tags["git_commit"]
     assert run.data.tags["model"] == "yolox-nano" and run.data.tags["input_size"] == "416"
-    assert run.data.tags["git_commit"] != "unknown" and run.info.run_name.split()[1:] == [
-        "yolox-nano", run.data.tags["data_version"][:8]]                 # time first: what differs between runs
+    assert run.data.tags["git_commit"] != "unknown" and run.info.run_name.split()[:2] == [
+        "nano", run.data.tags["data_version"][:8]]                       # model, data, then the UTC start time
+    assert re.fullmatch(r"\d{4}-\d{4}", run.info.run_name.split()[2]), run.info.run_name
     from yolox.lineage import data_version
 
     assert run.data.tags["data_version"] == data_version(tmp_path / "data" / "prepared")
     assert 0.0 <= run.data.metrics["eval/AP50_95"] <= 1.0
+    # the data counts are params (facts of the run), AP per class a table: the metrics are curves and headlines
+    counts = {k: int(v) for k, v in run.data.params.items() if k.startswith("data/")}
+    assert counts["data/train_images"] + counts["data/val_images"] == 128 and counts["data/skipped_images"] == 0
+    assert not [k for k in run.data.metrics if k.startswith(("data/", "eval_class/"))], sorted(run.data.metrics)
     history = client.get_metric_history(run.info.run_id, "train/total_loss")
     assert [m.step for m in history] == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"checkpoint", "onnx", "metrics", "data", "plots", "gate"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "data")] == ["data/report.json"]
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "metrics")} == {"metrics/metrics.json",
-                                                                                  "metrics/per_class.json"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "metrics")} == {
+        "metrics/metrics.json", "metrics/per_class.json", "metrics/per_class_table.json"}
     assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
         f"plots/{n}" for n in ("training_curves.png", "pr_curves.png", "per_class_ap.png", "val_detections.png",
                                "confusion_matrix.png", "confusion_matrix.json")}
@@ -173,7 +179,7 @@ def test_pipeline_end_to_end(tmp_path: Path, coco128_dir: Path, nano_pth: Path) 
     # rejected, it still completes, champion unchanged
     out = _pipeline(tmp_path, "gate.min_ap=0.99", "train.epochs=1", "train.no_aug_epochs=0",
                     "train.max_iters_per_epoch=1").stdout
-    summary = json.loads(out[out.index("{"):])
+    summary = json.loads(out)     # --json: stdout is the summary and nothing else
     assert summary["promoted"] is False and summary["alias"] == "challenger"
     latest = client.get_model_version_by_alias("yolox-e2e", "challenger")
     assert int(latest.version) == int(version.version) + 1

@@ -47,10 +47,12 @@ WEIGHTS: dict[str, WeightsAsset] = {
         WeightsAsset("yolox_l.pth", "yolox-l", f"{_RELEASE}/yolox_l.pth"),
         WeightsAsset("yolox_x.pth", "yolox-x", f"{_RELEASE}/yolox_x.pth"),
         WeightsAsset("yolox_darknet.pth", "yolox-darknet53", f"{_RELEASE}/yolox_darknet.pth"),
+        # the authors' ONNX release of nano (their demo's model; `yolox benchmark --reference yolox_nano.onnx`)
+        WeightsAsset("yolox_nano.onnx", "yolox-nano", f"{_RELEASE}/yolox_nano.onnx"),
     ]
 }
-# Model names are accepted as weight names too: "yolox-s" -> "yolox_s.pth".
-_WEIGHTS_BY_MODEL = {a.model: a for a in WEIGHTS.values()}
+# Model names are accepted as weight names too: "yolox-s" -> "yolox_s.pth" (the checkpoints, not the ONNX files).
+_WEIGHTS_BY_MODEL = {a.model: a for a in WEIGHTS.values() if a.file.endswith(".pth")}
 
 DATASETS: dict[str, str] = {
     # The public 128-image COCO train subset in YOLO layout.

@@ -143,13 +143,14 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
                   max_images: int | None = None, run_id: str | None = None) -> BenchmarkResult:
     """Benchmark ``weights``: a ``.pth`` (every format of :data:`FORMATS` available here, exported into
     ``out_dir``, default a temporary folder), an exported ``.onnx`` (that file), or a registered version
-    ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` (its ONNX model); plus the ``reference`` (an ONNX file
-    or a registered version) when given.
+    ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` (its ONNX model); plus the ``reference`` (an ONNX
+    model, e.g. the authors' ``yolox_nano.onnx``, a ``.pth`` run in PyTorch, or a registered version).
 
     Before any work, the ``models:/`` URIs and ``run_id`` are checked for the forms the registry accepts, and
     when the benchmark will reach the tracking server or registry (a ``models:/`` URI, a ``run_id``), the
     preflight runs (:func:`yolox.tracking.store.preflight`: seconds, one line, every later MLflow request
-    bounded by ``tracking.http_timeout_s``).
+    bounded by ``tracking.http_timeout_s``). Then each model argument is found (:func:`model_argument`: a name
+    resolved as ``--weights`` is) and the reference opened, before the dataset is read or anything measured.
 
     Args:
         data: dataset for the AP (as ``yolox eval``; default ``data.prepared_dir``); the INT8 model is
@@ -159,9 +160,11 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
             to that (existing) run; its status is left as it is.
 
     Raises:
-        ConfigError: unknown format, formats asked of an ONNX file, a malformed ``models:/`` URI or run id.
+        ConfigError: unknown format, formats asked of an ONNX file, a malformed ``models:/`` URI or run id,
+        a model argument of another kind than .pth or .onnx. AssetError: a model argument that is neither a
+        file nor a released name. CheckpointError: a model that cannot be opened (names the option).
         PreflightError: the tracking store or registry is unusable. TrackingError: no such registered
-        version, or the server stopped answering. DataError, AssetError, CheckpointError: see ``yolox eval``.
+        version, or the server stopped answering. DataError: see ``yolox eval``.
     """
     from yolox.data.prepare import load_dataset
     from yolox.data.records import DetectionDataset
@@ -179,6 +182,12 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
         check_run_id(run_id, "--run-id")
     if registered or run_id is not None:
         preflight(params)
+    # every model argument found, the reference opened, before any work (names resolved as --weights are)
+    model_file = model_argument(weights, "--weights")
+    ref = None
+    if reference:
+        ref_file = model_argument(reference, "--reference")
+        ref = ("reference", _opened(ref_file, model_name, "--reference"), ref_file)
     source = str(data or params.data.prepared_dir)
     dataset = load_dataset(source, split)
     if max_images:
@@ -198,12 +207,10 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        candidates, name, size = _candidates(params, weights, model_name, img_size, formats, out, source, dataset)
-        if reference:
-            from yolox.inference import OnnxBackend
-
-            ref = registered_onnx(reference, "--reference") if reference.startswith("models:/") else reference
-            candidates.append(("reference", lambda: OnnxBackend(ref), ref))
+        candidates, name, size = _candidates(params, model_file, model_name, img_size, formats, out, source,
+                                             dataset)
+        if ref is not None:
+            candidates.append(ref)
         result = BenchmarkResult(name, str(weights), source, split, len(frames), size, ep.benchmark_batch,
                                  ep.benchmark_repeats, machine=_machine())
         live = []
@@ -234,8 +241,6 @@ def _candidates(params: PipelineParams, weights: str, model_name: str | None, im
     from yolox.inference import OnnxBackend, TorchBackend
     from yolox.pipeline import load_model, load_torch_model, model_input_size
 
-    if weights.startswith("models:/"):
-        weights = registered_onnx(weights, "--weights")
     if not weights.endswith(".pth"):
         backend, meta = load_model(weights, model_name)
         fmt = f"onnx-{backend.variant}" + ("-int8" if meta.export and meta.export.precision == "int8" else "")
@@ -265,17 +270,64 @@ def _candidates(params: PipelineParams, weights: str, model_name: str | None, im
         rows.append(("onnx-int8", lambda: OnnxBackend(_int8(params, raw, size, source, dataset)), str(raw.with_suffix(
             ".int8.onnx"))))
     if "tensorrt" in wanted:
-        from yolox.export.tensorrt import TensorRTBackend, build_engine, tensorrt_unavailable_reason
+        from yolox.export.tensorrt import (
+            TensorRTBackend,
+            build_engine,
+            profile_needs,
+            tensorrt_unavailable_reason,
+        )
 
         reason = tensorrt_unavailable_reason()
         if reason:
             rows.append(("tensorrt", f"skipped: {reason}", None))
         else:
             engine = out / "end2end.engine"
-            build_engine(e2e, engine, size, ep.benchmark_batch, "fp16", sizes=ep.tensorrt_sizes,
-                         timing_cache=ep.tensorrt_timing_cache)
+            build_engine(e2e, engine, size, ep.benchmark_batch, "fp16", sizes=ep.tensorrt_sizes,   # every batch fed
+                         timing_cache=ep.tensorrt_timing_cache, needs=profile_needs(params))
             rows.append(("tensorrt", lambda: TensorRTBackend(engine, e2e), str(engine)))
     return rows, meta.name, size
+
+
+MODEL_SUFFIXES = (".pth", ".onnx")
+"""What a model argument of ``yolox benchmark`` may be, besides a registered version: a checkpoint, ONNX."""
+
+
+def model_argument(value: str, arg: str) -> str:
+    """The local file of a model argument given as option ``arg``: a registered version
+    (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``: its ONNX, downloaded), a path, or a released file name
+    resolved as ``--weights`` is (:func:`yolox.assets.resolve_weights`: the mirror ``YOLOX_ASSETS_DIR``, then
+    the download cache). Checked before any work: the file exists and is a ``.pth`` or an ``.onnx``.
+
+    Raises:
+        AssetError: no such file, and not a released name (names ``arg``). ConfigError: another kind of file.
+        TrackingError: no such registered version.
+    """
+    from yolox.assets import resolve_weights
+    from yolox.errors import AssetError
+
+    if value.startswith("models:/"):
+        return registered_onnx(value, arg)
+    try:
+        path = resolve_weights(value)
+    except AssetError as err:
+        raise AssetError(f"{arg} {value}: {err}") from None
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ConfigError(f"{arg} {value}: not a .pth checkpoint or an .onnx model (a registered version is "
+                          "models:/NAME/VERSION or models:/NAME@ALIAS)")
+    return str(path)
+
+
+def _opened(path: str, model_name: str | None, arg: str) -> Any:
+    """The inference backend of ``path`` (:func:`yolox.pipeline.load_model`), opened now: an unloadable file
+    is an error before any measuring (the message names ``arg``). Returns a factory for :func:`_accuracy`."""
+    from yolox.errors import CheckpointError
+    from yolox.pipeline import load_model
+
+    try:
+        backend, _ = load_model(path, model_name)
+    except (CheckpointError, ConfigError) as err:
+        raise type(err)(f"{arg}: {err}") from None
+    return lambda: backend
 
 
 def registered_onnx(uri: str, arg: str) -> str:

@@ -5,16 +5,18 @@
     yolox eval     --model NAME --weights FILE.pth|FILE.onnx --data DATASET --split SPLIT --img-size N --out metrics.json
     yolox export   --model NAME --weights FILE.pth --img-size N --out FILE.onnx [--variant raw|decoded|end2end]
     yolox benchmark --weights FILE.pth|FILE.onnx|models:/NAME/VERSION|models:/NAME@ALIAS --data DATASET
-                    [--reference FILE.onnx|models:/...] [--run-id RUN]
+                    [--reference FILE.onnx|FILE.pth|models:/...] [--run-id RUN]
     yolox predict  --weights FILE --source IMAGE|VIDEO|DIR|URL [--source ...] --out DIR
     yolox gate     --params FILE [--candidate-version N] [--dry-run]   (exit 1 when rejected)
     yolox promote  --params FILE --version N | --rollback
-    yolox pipeline --params FILE                        (the stages of the Prefect flow ``train-yolox``)
+    yolox pipeline --params FILE [--json] [--json-out FILE]   (the stages of the Prefect flow ``train-yolox``)
     yolox tracking flush --out DIR                      (send a training's journaled metrics to MLflow)
     yolox augment-preview --params FILE --out FILE.png
 
 Each stage command also takes ``--params FILE`` and then defaults its paths from it (how ``dvc.yaml``
-calls them). A user error prints one message and exits 1, without a traceback. A command that reaches the
+calls them). Logs, progress bars and reports go to stderr (:mod:`yolox.console`); stdout holds a command's
+result only (the JSON of ``yolox pipeline --json`` and ``yolox benchmark``, the tables of ``gate`` and
+``promote``). A user error prints one message and exits 1, without a traceback. A command that reaches the
 MLflow tracking server or registry (gate, promote, pipeline, benchmark of a ``models:/`` URI or with
 ``--run-id``) checks it first, in seconds (``tracking.preflight_timeout_s``), and every MLflow request after
 that is bounded (``tracking.http_timeout_s`` per attempt, 2 retries: about 30 s per call at most by default).
@@ -40,12 +42,19 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
+from yolox.console import (
+    console,
+    decision_table,
+    pipeline_report,
+    print_report,
+    quiet_libraries,
+    registry_options,
+)
 from yolox.errors import ConfigError, YoloxError
 from yolox.files import write_json, write_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="YOLOX: prepare, train, evaluate, export, predict, gate and promote, and run the whole pipeline.")
-console = Console(stderr=True)
 
 ParamsOpt = Annotated[Path | None, typer.Option("--params", "-p", help="Params YAML (params/*.yaml).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param: section.key=value (repeatable).")]
@@ -118,6 +127,7 @@ def _server_calls() -> Iterator[None]:
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    quiet_libraries(verbose)   # MLflow's run URLs off stdout; its download bars, schema lines off stderr
     _setup_logging(verbose)
     if not verbose:   # urllib3's "Retrying (...)" warnings: MLflow's bounded retries end in one error line instead
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
@@ -233,11 +243,15 @@ def export(
                                                "export.thresholds section's, serve.conf_thresh).")] = None,
     nms: Annotated[float | None, typer.Option(help="end2end: NMS IoU threshold baked in.")] = None,
     max_det: Annotated[int | None, typer.Option("--max-det", help="end2end: detections per image (K).")] = None,
+    int8: Annotated[bool | None, typer.Option(
+        "--int8/--no-int8", help="Also write an INT8 model (<onnx stem>.int8.onnx) calibrated on the "
+        "prepared train images, its AP measured against FP32 on the val split (export.int8; default: the "
+        "params').")] = None,
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Export to ONNX and check it against PyTorch with ONNX Runtime (INT8 and TensorRT as export.* params say).
-    --conf in [0, 1], --nms in (0, 1] and --max-det >= 1 are checked before any work."""
+    """Export to ONNX and check it against PyTorch with ONNX Runtime (INT8 with --int8, TensorRT as export.* params
+    say). --conf in [0, 1], --nms in (0, 1] and --max-det >= 1 are checked before any work."""
     from yolox.config import with_options
     from yolox.errors import ExportError
     from yolox.meta import VARIANTS
@@ -246,6 +260,8 @@ def export(
     if variant is not None and variant not in VARIANTS:
         raise ConfigError(f"--variant {variant!r}: must be one of {', '.join(VARIANTS)}")
     p = _params(params, set_)
+    if int8 is not None:     # --int8 / --no-int8: export.int8 for this command
+        p = p.model_copy(update={"export": p.export.model_copy(update={"int8": int8})})
     # the baked thresholds, checked by the rules of the section they override (export.thresholds), before any work
     baked = with_options(p.serve if p.export.thresholds == "serve" else p.eval,
                          {"conf_thresh": ("--conf", conf), "nms_thresh": ("--nms", nms), "max_det": ("--max-det", max_det)})
@@ -268,8 +284,11 @@ def export(
         console.print(f"{result.onnx} ({result.variant}{baked}, {result.meta.input_size}px): ONNX check skipped",
                       highlight=False)
         return
-    console.print(f"{result.onnx} ({result.variant}{baked}): max |onnx - torch| = {result.max_abs_diff:.2e} on "
-                  f"{result.num_check_images} images", highlight=False)
+    unit = ("on the raw outputs (grid offsets, log sizes, probabilities)" if result.variant == "raw" else
+            "over the matched detections (box corners in input pixels or scores, whichever differs more; "
+            "each in the ONNX check line above)")
+    console.print(f"{result.onnx} ({result.variant}{baked}): max |onnx - torch| = {result.max_abs_diff:.2e} "
+                  f"{unit}, {result.num_check_images} images", highlight=False)
     if not result.passed:
         raise ExportError(f"{result.onnx} differs from PyTorch by {result.max_abs_diff:.3g} (limits: raw "
                           f"{p.export.max_abs_diff}, scores {p.export.max_score_diff}, boxes {p.export.max_box_diff} px)")
@@ -284,8 +303,9 @@ def benchmark(
     model: Annotated[str | None, typer.Option(help="Model name for an authors' .pth (e.g. yolox-nano).")] = None,
     img_size: ImgSizeOpt = None,
     reference: Annotated[str | None, typer.Option(
-        help="An ONNX model to compare with in the same run (e.g. the authors' yolox_nano.onnx), or a "
-        "registered version (models:/NAME/VERSION, models:/NAME@ALIAS).")] = None,
+        help="A model to compare with in the same run: an .onnx (e.g. the authors' yolox_nano.onnx; a "
+        "released name resolves as --weights does), a .pth, or a registered version (models:/NAME/VERSION, "
+        "models:/NAME@ALIAS). Checked before any measuring.")] = None,
     formats: Annotated[str | None, typer.Option(
         help="Comma-separated subset of pytorch,onnx-raw,onnx-end2end,onnx-int8,tensorrt (.pth only).")] = None,
     out: Annotated[Path | None, typer.Option(help="Keep the exported files here (default: a temporary folder).")] = None,
@@ -347,19 +367,6 @@ def predict(
                   f"({result.json_path.name}{skipped})", highlight=False)
 
 
-def _decision_table(decision: Any) -> Table:
-    cand, champ = decision.candidate, decision.champion
-    title = (f"gate: {decision.model} v{cand.version} vs champion "
-             f"{'v' + str(champ.version) if champ else '(none)'} on val set {cand.val_set}")
-    table = Table(title=title)
-    for col in ("rule", "threshold", "value", "result", "detail"):
-        table.add_column(col)
-    for r in decision.rules:
-        fmt = [f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in (r.threshold, r.value)]
-        table.add_row(r.name, *fmt, "[green]pass[/]" if r.passed else "[bold red]FAIL[/]", r.detail)
-    return table
-
-
 @app.command()
 def gate(
     params: ParamsOpt = Path("params/default.yaml"),
@@ -381,7 +388,7 @@ def gate(
     _preflight(p)
     with _server_calls():
         decision = gate_stage(p, candidate_version, prepared, dry_run=dry_run)
-    Console().print(_decision_table(decision))
+    Console().print(decision_table(decision))     # the command's result: stdout (pipeline's: stderr)
     if json_out:
         write_json(json_out, decision.to_json())   # atomic
     console.print(decision.outcome, highlight=False)
@@ -425,17 +432,35 @@ def promote(
         table.add_row(str(e.seq), e.version, e.previous or "-", e.how, e.at, e.by)
     Console().print(table)
 
+
 @app.command()
 def pipeline(params: ParamsOpt = Path("params/default.yaml"), set_: SetOpt = None,
              force: Annotated[bool, typer.Option("--force", help="Train even when the data, params and code are "
-                                                 "those the champion was trained on.")] = False) -> None:
+                                                 "those the champion was trained on.")] = False,
+             json_: Annotated[bool, typer.Option("--json", help="Print the full JSON summary on stdout "
+                                                 "(nothing else goes there: ... --json | jq).")] = False,
+             json_out: Annotated[Path | None, typer.Option("--json-out", help="Also write the full JSON "
+                                                           "summary to this file (atomic).")] = None) -> None:
     """Run the whole pipeline in this process: prepare -> train -> evaluate -> export -> register -> gate
     (the same stages the Prefect flow train-yolox runs as tasks: python -m flows.train_yolox). Nothing new since
-    the champion (same data, params and code): skipped, unless --force."""
-    from yolox.pipeline import run_pipeline
+    the champion (same data, params and code): skipped, unless --force.
 
+    Ends with a short report on stderr: each gate rule (candidate vs champion or base weights), the
+    decision, where the model is and the next command. stdout stays empty, or holds only the JSON summary
+    with --json."""
+    from yolox.pipeline import run_pipeline
+    from yolox.tracking.gate import Decision
+
+    if json_out is not None and json_out.is_dir():
+        raise ConfigError(f"--json-out {json_out} is a folder: give the .json file to write")
     result = run_pipeline(_params(params, set_), force=force)
-    print(json.dumps(result.summary(), indent=2))  # stdout: the machine-readable result (logs go to stderr)
+    summary = result.summary()
+    if json_out is not None:
+        write_json(json_out, summary)      # atomic: a killed command leaves the previous file
+    decision = None if result.skipped else Decision.from_json(result.decision)
+    print_report(pipeline_report(result, decision, registry_options(params, set_)))
+    if json_:
+        print(json.dumps(summary, indent=2))   # stdout: the machine-readable result, and nothing else
 
 
 tracking_app = typer.Typer(no_args_is_help=True, help="MLflow tracking: what training journaled while the server "
@@ -453,7 +478,8 @@ def tracking_flush(
     set_: SetOpt = None,
 ) -> None:
     """Send the metrics a training journaled but MLflow did not take (server down or slow) to MLFLOW_TRACKING_URI,
-    in order, each once; exit 1 if some are still pending."""
+    in order, each once, and the run's end when a pipeline journaled it (its server stopped answering: the run
+    is then marked FAILED with its reason); exit 1 if some are still pending."""
     from yolox.errors import TrackingError
     from yolox.tracking.buffer import flush_journal
 
@@ -470,16 +496,17 @@ def tracking_flush(
     if r.pending:
         raise TrackingError(f"{r.pending} entries of {r.journal} still pending: MLflow at {r.store} did not take "
                             f"them within {wait:g} s; run this again when it answers")
+    ended = "".join(f"; run {run} ended {status}" for run, status in r.ended)
     console.print(f"{r.journal}: sent {r.sent_entries} entries ({r.sent_metrics} metrics, {r.skipped_metrics} "
-                  f"already in MLflow) to {r.store}; nothing pending"
-                  + (f"; {r.refused} refused (see the log)" if r.refused else ""), highlight=False)
+                  f"already in MLflow) to {r.store}{ended}; nothing pending"
+                  + (f"; {r.refused} refused (see the log)" if r.refused else ""), highlight=False, soft_wrap=True)
 
 
 @app.command("augment-preview")
 def augment_preview(
     params: ParamsOpt = Path("params/default.yaml"),
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("reports/augment_preview.png"),
-    n: Annotated[int, typer.Option(help="Number of samples.")] = 16,
+    n: Annotated[int, typer.Option(min=1, max=256, help="Number of samples (1..256).")] = 16,
     prepared: Annotated[Path | None, typer.Option(help="Prepared dataset.")] = None,
 ) -> None:
     """Save a grid of augmented training samples with their boxes (what the model is fed)."""

@@ -11,6 +11,7 @@ names (``train.epochs``).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -282,16 +283,70 @@ class TrainParams(_Params):
 
     @model_validator(mode="after")
     def _epochs_cover_phases(self) -> TrainParams:
-        if self.no_aug_epochs > self.epochs:
-            raise ValueError(f"no_aug_epochs ({self.no_aug_epochs}) must not exceed epochs ({self.epochs})")
-        if self.close_mosaic_epochs is not None and self.close_mosaic_epochs > self.epochs:
-            raise ValueError(f"close_mosaic_epochs ({self.close_mosaic_epochs}) must not exceed epochs ({self.epochs})")
+        for name in ("no_aug_epochs", "close_mosaic_epochs"):
+            value = getattr(self, name)
+            if value is not None and value > self.epochs:
+                raise ValueError(f"{name} ({value}) must not exceed epochs ({self.epochs}): lower {name} or "
+                                 "raise epochs (an override of train.epochs alone lowers the phases to fit)")
         return self
 
     @property
     def mosaic_off_epochs(self) -> int:
         """The last epochs without Mosaic/MixUp and with the L1 loss: ``close_mosaic_epochs``, else ``no_aug_epochs``."""
         return self.no_aug_epochs if self.close_mosaic_epochs is None else self.close_mosaic_epochs
+
+
+PHASES = ("warmup_epochs", "no_aug_epochs", "close_mosaic_epochs", "eval_interval")
+""":class:`TrainParams` fields counted in epochs within the run (:func:`fit_phases` lowers them to fit it)."""
+
+MUST_FIT = ("no_aug_epochs", "close_mosaic_epochs")
+"""The phases longer than the run are an error (:meth:`TrainParams._epochs_cover_phases`); the others are only
+lowered (a warm-up or an evaluation interval longer than the run would silently never end or never come)."""
+
+
+def fit_phases(raw: dict[str, Any], overrides: list[str] | None, source: str = "params") -> str | None:
+    """Fit the training phases to ``train.epochs`` when an override set it: what ``train.epochs=N`` means.
+
+    ``raw`` is the params tree with ``overrides`` (``KEY.PATH=VALUE`` strings) applied. When they set
+    ``train.epochs``, each of :data:`PHASES` longer than that many epochs (from the file or the defaults)
+    and not set by the overrides too is lowered to it, in place. Called by :func:`load_params` and
+    :func:`params_from` before validation.
+
+    Returns:
+        One line naming what was lowered, e.g. ``train.epochs=1: lowered train.no_aug_epochs 2 -> 1,
+        train.eval_interval 5 -> 1 to fit the run (override them to choose)``, or None when nothing was.
+
+    Raises:
+        ConfigError: the overrides set ``train.epochs`` and a phase of :data:`MUST_FIT` longer than it
+            (names both); or they set such a phase longer than the params' ``train.epochs`` without setting
+            that (names the override to add).
+    """
+    keys = {item.split("=", 1)[0].strip() for item in overrides or ()}
+    train = raw.get("train")
+    if not isinstance(train, dict):
+        return None
+    epochs = train.get("epochs", TrainParams.model_fields["epochs"].default)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        return None                                  # not a count: validation names it
+    given = "train.epochs" in keys
+    lowered = []
+    for name in PHASES:
+        value = train.get(name, TrainParams.model_fields[name].default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= epochs:
+            continue
+        explicit = f"train.{name}" in keys
+        if explicit and given and name in MUST_FIT:
+            raise ConfigError(f"train.{name}={value} and train.epochs={epochs}, both overridden: {name} must "
+                              f"not exceed epochs; lower train.{name} or raise train.epochs")
+        if explicit and not given and name in MUST_FIT:
+            raise ConfigError(f"train.{name}={value} exceeds train.epochs ({epochs} in {source}): add the "
+                              f"override train.epochs={value} (or more), or lower train.{name}")
+        if given and not explicit:
+            train[name] = epochs
+            lowered.append(f"train.{name} {value} -> {epochs}")
+    if not lowered:
+        return None
+    return f"train.epochs={epochs}: lowered {', '.join(lowered)} to fit the run (override them to choose)"
 
 
 class EvalParams(_Params):
@@ -428,7 +483,8 @@ class TrackingParams(_Params):
 
     experiment: str = "yolox"
     registered_model: str = Field("yolox-coco128", min_length=1)
-    run_name: str | None = Field(None, description="Default: '<model>-<data version>-<time>'.")
+    run_name: str | None = Field(None, description="The MLflow run's name. Default: '<model without yolox-> "
+                                 "<data version[:8]> <UTC start MMDD-HHMM>', e.g. 'nano 1a2b3c4d 1207-0612'.")
     runs_dir: str = Field(
         "runs/pipeline", min_length=1, description="Each pipeline run writes everything it makes into its own folder "
         "here, <UTC time>-<8 hex> (the MLflow run's tag run_dir): a snapshot of its prepared data, checkpoints, "
@@ -560,10 +616,13 @@ MAX_PARAMS_BYTES = 2**20
 
 
 def load_params(path: str | Path, overrides: list[str] | None = None) -> PipelineParams:
-    """Load and validate a params YAML file, with optional ``key.path=value`` overrides (YAML values).
+    """Load and validate a params YAML file, with optional ``key.path=value`` overrides (YAML values). An
+    override of ``train.epochs`` lowers the phases longer than the run (:func:`fit_phases`; a warning of the
+    ``yolox.config`` logger names them).
 
     Raises:
-        ConfigError: the file is missing or not YAML, or a value is invalid (names file and field).
+        ConfigError: the file is missing or not YAML, or a value is invalid (names file and field);
+            overrides that contradict each other (:func:`fit_phases`).
     """
     path = Path(path)
     if path.is_dir():
@@ -586,6 +645,7 @@ def load_params(path: str | Path, overrides: list[str] | None = None) -> Pipelin
         raise ConfigError(f"{path}: expected a mapping of sections (data, model, train, ...), got {type(raw).__name__}")
     for item in overrides or []:
         apply_override(raw, item)
+    _note(fit_phases(raw, overrides, str(path)))
     return parse_params(raw, str(path))
 
 
@@ -599,7 +659,7 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 
 def params_from(path: str | Path | None, overrides: list[str] | None = None) -> PipelineParams:
     """:func:`load_params` of ``path``, or, without a file, the defaults with ``overrides`` applied
-    (``yolox train --set train.epochs=3`` works without ``--params``).
+    (``yolox train --set train.epochs=3`` works without ``--params``: the default phases lowered to 3 epochs).
 
     Raises:
         ConfigError: see :func:`load_params`.
@@ -609,7 +669,13 @@ def params_from(path: str | Path | None, overrides: list[str] | None = None) -> 
     raw: dict[str, Any] = {}
     for item in overrides or []:
         apply_override(raw, item)
+    _note(fit_phases(raw, overrides, "the defaults"))
     return parse_params(raw, "--set")
+
+
+def _note(note: str | None) -> None:
+    if note:
+        logging.getLogger("yolox.config").warning("%s", note)
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

@@ -123,6 +123,23 @@ class Int8Model:
 
 
 @dataclass(frozen=True)
+class EngineModel:
+    """A TensorRT engine, its build config (:func:`yolox.export.tensorrt.read_build_config`) and its AP50:95
+    beside its ONNX model's, both measured on the val set ``val_set`` (:func:`yolox.tracking.gate.val_set_id`)."""
+
+    path: Path
+    config: dict[str, Any]
+    ap: float
+    onnx_ap: float
+    val_set: str
+    num_images: int
+
+    @property
+    def precision(self) -> str:
+        return str(self.config["precision"])
+
+
+@dataclass(frozen=True)
 class ExportedModel:
     """An exported ONNX model and its check against PyTorch (``check``: passed, failed or skipped); its INT8 model
     (``export.int8``) and TensorRT engine (``export.tensorrt``; ``tensorrt`` says built or "skipped: why")."""
@@ -138,6 +155,8 @@ class ExportedModel:
     tensorrt: str | None = None
     serving: Path | None = None
     """The end2end graph the registered model serves from (``export.serve_end2end``), or None."""
+    engine_eval: EngineModel | None = None
+    """The TensorRT engine's AP beside its ONNX model's on the val split (a GPU and TensorRT present), or None."""
 
     @property
     def variant(self) -> str:
@@ -184,6 +203,9 @@ class PipelineResult:
                 "data_version": self.prepared.data_version, "AP50_95": self.evaluation.metrics["AP50_95"], "AP50": self.evaluation.metrics["AP50"],
                 "onnx": str(self.exported.onnx), "onnx_max_abs_diff": self.exported.max_abs_diff,
                 **({"int8_AP50_95": self.exported.int8.int8_ap} if self.exported.int8 else {}),
+                **({"tensorrt": {"engine": str(e.path), "precision": e.precision, "AP50_95": e.ap,
+                                 "onnx_AP50_95": e.onnx_ap, "val_set": e.val_set, "gpu": e.config.get("gpu")}}
+                   if (e := self.exported.engine_eval) else {}),
                 "registered_model": self.registered.name, "version": self.registered.version, "alias": champion,
                 "promoted": self.promoted, "skipped": False, "gate": self.decision}
 
@@ -325,8 +347,9 @@ def evaluate(params: PipelineParams, weights: str | Path | None = None, data: st
     ``<train.output_dir>/last.pth``) on ``split`` of ``data`` (a prepared folder, YOLO ``dataset.yaml`` or
     folder, COCO json, or dataset name; default ``data.prepared_dir``), at the model's own input size unless
     ``img_size`` / ``eval.img_size`` says otherwise. Writes ``eval.metrics_path`` (headline metrics) and
-    ``eval.per_class_path`` (AP per class); with ``run_id``, logs both and the plots to that run; with
-    ``plots_dir``, writes the plots there as PNG files too (what ``dvc plots show`` displays offline).
+    ``eval.per_class_path`` (AP per class); with ``run_id``, logs to that run the headline APs as metrics
+    (``eval/AP50_95`` ...), AP per class as a table (:data:`yolox.tracking.run.PER_CLASS_TABLE`), both files and
+    the plots; with ``plots_dir``, writes the plots there as PNG files too (what ``dvc plots show`` displays offline).
 
     Raises:
         AssetError, DataError, CheckpointError, ConfigError: unknown or unreadable weights or data.
@@ -355,8 +378,16 @@ def evaluate(params: PipelineParams, weights: str | Path | None = None, data: st
         if plots_dir:
             save_figures(figures, plots_dir)
         if run is not None:
-            run.log_metrics({f"eval/{k}": v for k, v in result.metrics.items()})
-            run.log_metrics({f"eval_class/{k.replace(' ', '_')}": v for k, v in result.per_class.items()})
+            from collections import Counter
+
+            from yolox.tracking.run import PER_CLASS_TABLE
+
+            # the headline, as metrics.json has it (6 decimals): what runs are sorted and compared by
+            run.log_metrics({f"eval/{k}": round(v, 6) for k, v in result.metrics.items()})
+            boxes = Counter(dataset.names[label] for rec in dataset.records for label in rec.labels.tolist())
+            if result.per_class:     # a table, not 80 one-point metrics (the plot per_class_ap.png draws it)
+                run.log_table([{**row, "boxes": boxes[row["class"]]} for row in result.per_class_rows()],
+                              PER_CLASS_TABLE)
             run.log_artifact(metrics_path, "metrics")
             run.log_artifact(per_class_path, "metrics")
             run.log_figures(figures)
@@ -434,7 +465,7 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
     if ep.int8:
         result = replace(result, int8=export_int8(params, path, size, prepared))
     if ep.tensorrt:
-        from yolox.export.tensorrt import build_engine, tensorrt_unavailable_reason
+        from yolox.export.tensorrt import build_engine, profile_needs, tensorrt_unavailable_reason
 
         reason = tensorrt_unavailable_reason()
         if reason:
@@ -442,10 +473,12 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
             result = replace(result, tensorrt=f"skipped: {reason}")
         else:
             calib = _train_images(prepared, ep.int8_calibration_images) if ep.tensorrt_precision == "int8" else []
-            engine = build_engine(path, path.with_suffix(".engine"), size, ep.tensorrt_max_batch,
-                                  precision=ep.tensorrt_precision, calibration_images=calib,
-                                  sizes=ep.tensorrt_sizes, timing_cache=ep.tensorrt_timing_cache)
-            result = replace(result, engine=engine, tensorrt="built")
+            engine = build_engine(path, path.with_suffix(".engine"), size, precision=ep.tensorrt_precision,
+                                  calibration_images=calib, sizes=ep.tensorrt_sizes,
+                                  timing_cache=ep.tensorrt_timing_cache, needs=profile_needs(params),
+                                  keep_float=ep.int8_keep_float)
+            result = replace(result, engine=engine, tensorrt="built",
+                             engine_eval=evaluate_engine(params, engine, path, size, prepared))
     run = _attach(params, run_id)
     if run is not None:
         if result.max_abs_diff is not None:
@@ -457,6 +490,15 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
         run.log_artifact(path, "onnx")
         if serving is not None:
             run.log_artifact(serving, "onnx")
+        if result.engine is not None:     # an engine runs only where it was built: its config goes with it
+            from yolox.export.tensorrt import build_config_path, build_config_tags, read_build_config
+
+            run.set_tags(build_config_tags(read_build_config(result.engine)))
+            run.log_artifact(result.engine, "tensorrt")
+            run.log_artifact(build_config_path(result.engine), "tensorrt")
+        if (e := result.engine_eval) is not None:
+            run.log_metrics({"export/tensorrt_AP50_95": e.ap, "export/tensorrt_onnx_AP50_95": e.onnx_ap})
+            run.set_tags({"tensorrt_val_set": e.val_set})
         if result.int8 is not None:
             run.log_metrics({"export/int8_AP50_95": result.int8.int8_ap, "export/fp32_AP50_95": result.int8.fp32_ap,
                              "export/int8_ap_drop": result.int8.drop})
@@ -474,6 +516,32 @@ def _train_images(prepared: Path, n: int) -> list[Path]:
         raise ConfigError(f"INT8/TensorRT calibration needs a prepared dataset at {prepared} ({err}): run "
                           "yolox prepare first, or set export.int8: false") from None
     return [r.path for r in records[:n]]
+
+
+def evaluate_engine(params: PipelineParams, engine: Path, onnx_path: Path, size: int, prepared: Path
+                    ) -> EngineModel | None:
+    """AP50:95 of a TensorRT engine and of its ONNX model on the prepared val split (``eval.*``, the one
+    evaluator), or None (logged) without a prepared val split.
+
+    Raises:
+        ExportError: the engine cannot run here (another GPU or TensorRT version: its build config says).
+    """
+    from yolox.data.records import load_prepared, val_set_id
+    from yolox.evaluate.coco_eval import evaluate as coco_evaluate
+    from yolox.export.tensorrt import TensorRTBackend
+    from yolox.inference import OnnxBackend
+
+    try:
+        val = load_prepared(prepared, "val")
+    except (DataError, OSError) as err:
+        log.warning("TensorRT engine not evaluated: no prepared val split at %s (%s)", prepared, err)
+        return None
+    backend = TensorRTBackend(engine, onnx_path)
+    ap = coco_evaluate(backend, val, size, params.eval, progress=False).metrics["AP50_95"]
+    onnx_ap = coco_evaluate(OnnxBackend(onnx_path), val, size, params.eval, progress=False).metrics["AP50_95"]
+    log.info("TensorRT %s engine %s: AP50:95 %.4f (its ONNX model %.4f) on %d val images", backend.build["precision"],
+             engine.name, ap, onnx_ap, len(val.records))
+    return EngineModel(engine, dict(backend.build), ap, onnx_ap, val_set_id(val), len(val.records))
 
 
 def export_int8(params: PipelineParams, onnx_path: Path, size: int, prepared: Path) -> Int8Model:
@@ -524,11 +592,18 @@ def register(params: PipelineParams, exported: ExportedModel, evaluation: Evalua
         if exported.int8 is not None else {}
     serving = {"serving_variant": "end2end"} if exported.serving is not None or exported.variant == "end2end" \
         else {"serving_variant": exported.variant}
+    engine: dict[str, str] = {}
+    if (e := exported.engine_eval) is not None:     # the engine beside the ONNX: where it runs, what it scores
+        from yolox.export.tensorrt import build_config_tags
+
+        engine = {**build_config_tags(e.config), "tensorrt_engine": f"tensorrt/{e.path.name}",
+                  "tensorrt_AP50_95": f"{e.ap:.6f}", "tensorrt_onnx_AP50_95": f"{e.onnx_ap:.6f}",
+                  "tensorrt_val_set": e.val_set}
     mv = log_and_register(run_id, exported.onnx, params.tracking.registered_model, exported.sample_image,
                           {"data_version": data_version, "AP50_95": f"{evaluation.ap:.4f}",
                            "model": exported.meta.name, "input_size": str(exported.meta.input_size),
                            "export_check": exported.check, "export_max_abs_diff": f"{exported.max_abs_diff or 0:.3g}",
-                           "export_variant": exported.variant, **serving, **int8, **(lineage or {})},
+                           "export_variant": exported.variant, **serving, **int8, **engine, **(lineage or {})},
                           sp.conf_thresh, sp.nms_thresh, sp.max_det, alias=params.gate.challenger_alias,
                           budgets={k: getattr(sp, k) for k in BUDGETS},
                           end2end_path=exported.serving)
@@ -743,24 +818,23 @@ def _attach(params: PipelineParams, run_id: str | None) -> Any:
 
 
 def start_run(params: PipelineParams, prepared: PreparedData, extra_tags: dict[str, str] | None = None) -> str:
-    """Start the pipeline's MLflow run: named ``<UTC time> <model> <data version[:8]>`` (what differs first,
-    where the UI truncates last), tagged :data:`RUN_TAGS`, with the flattened params, the data counts and the
+    """Start the pipeline's MLflow run: named ``tracking.run_name``, else ``<model> <data version[:8]> <UTC
+    MMDD-HHMMSS>`` (:func:`yolox.tracking.run.default_run_name`), tagged :data:`RUN_TAGS`, with the flattened
+    params and, as params too, the data counts (``data/train_images`` ...: facts of the run, not curves), and the
     prepare report. Returns the run id.
 
     Raises:
         TrackingError: the tracking store cannot be reached.
     """
-    from yolox.tracking.run import MlflowRun, git_commit
+    from yolox.tracking.run import MlflowRun, default_run_name, git_commit
 
     version = prepared.data_version
-    name = params.tracking.run_name or f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())} {params.model.name} " \
-                                       f"{version[:8]}"
+    name = params.tracking.run_name or default_run_name(params.model.name, version)
     values = {"model": params.model.name, "input_size": str(params.model.input_size), "data_version": version,
               "data_source": params.data.source, "git_commit": git_commit(),
               "registered_model": params.tracking.registered_model, **lineage_of(params, prepared)}
     run = MlflowRun(params.tracking.experiment, name, {**{k: values[k] for k in RUN_TAGS}, **(extra_tags or {})})
-    run.log_params(params.flat())
-    run.log_metrics(prepared.counts())
+    run.log_params({**params.flat(), **prepared.counts()})
     run.log_artifact(prepared.report, "data")
     return run.run_id
 
@@ -781,6 +855,50 @@ def direct(stage: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
     return result
 
 
+def _tracking_lost(params: PipelineParams, err: BaseException, stage: str, run_dir: Path, run_id: str | None,
+                   force: bool, version: str | None = None) -> StageError:
+    """:func:`run_pipeline`'s failure handling when the tracking server or registry stopped answering in ``stage``
+    (``err``: the MLflow call that ran out of its bounded attempts). Ends MLflow run ``run_id`` FAILED with tags
+    ``failed_stage`` and ``failure`` through the training journal of ``run_dir`` (after the epoch metrics still
+    pending there: :func:`yolox.tracking.buffer.record_run_end`, one attempt of ``tracking.request_timeout_s``),
+    and returns the one line to raise: what happened, what ``run_dir`` keeps, and the commands that finish the job
+    when the server answers again (``yolox tracking flush``; then ``yolox gate`` of ``version`` when it was
+    registered, else the same ``yolox pipeline`` command, with ``--force`` when ``force``)."""
+    from yolox.tracking.buffer import JOURNAL_NAME, record_run_end
+    from yolox.tracking.store import redact, server_lost
+
+    untouched = "the champion alias was not touched"
+    lost = server_lost(err, during=f"stage {stage!r}", remedy=lambda var: untouched)
+    train_dir = Path(in_run_dir(params, run_dir).train.output_dir)
+    pending = 0
+    if run_id is not None:
+        tags = {"failed_stage": stage, "failure": redact(str(lost))}
+        pending = record_run_end(train_dir, run_id, "FAILED", tags, params.tracking.request_timeout_s)
+    kept = [f"{f.relative_to(run_dir)}{what}" for f, what in (
+        (train_dir / "last.pth", " (the trained checkpoint)"),
+        (Path(in_run_dir(params, run_dir).export.onnx_path), " (the exported model)")) if f.is_file()]
+    if pending:
+        kept.append(f"{(train_dir / JOURNAL_NAME).relative_to(run_dir)} ({pending} entries MLflow has not got: "
+                    f"{'the epoch metrics and ' if pending > 1 else ''}the run's end)")
+    if version is not None:
+        then = (f"yolox gate --candidate-version {version} --prepared {run_dir / 'data'} with the same --params "
+                f"(version {version} is registered as challenger)")
+    else:
+        then = (f"the same yolox pipeline command{' with --force' if force else ''} (a new run: it trains again"
+                + ("; if it ends skipped, the version was registered: run yolox gate with the same --params)"
+                   if stage == "register" else ")"))
+
+    def remedy(var: str) -> str:
+        where = f"; kept in {run_dir}: {', '.join(kept)}" if kept else ""
+        if pending:
+            return (f"{untouched}{where}; when it answers again (start it, or point {var} at a running one): "
+                    f"yolox tracking flush --out {train_dir}, then {then}")
+        done = f"; MLflow has run {run_id}'s metrics and its end (FAILED)" if run_id is not None else ""
+        return f"{untouched}{where}{done}; when it answers again: {then}"
+
+    return StageError(f"pipeline: {server_lost(err, during=f'stage {stage!r}', remedy=remedy)}")
+
+
 def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: dict[str, str] | None = None,
                  progress: bool = True, force: bool = False) -> PipelineResult | SkippedRun:
     """prepare -> (skip?) -> warm start -> train -> evaluate -> export -> register -> gate, in one MLflow run.
@@ -798,12 +916,18 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
     ``Exception``) ends the run ``KILLED`` with the same tags and goes on unchanged (the train stage saved a
     resumable checkpoint first: :class:`~yolox.errors.Interrupted`).
 
+    A tracking server (or registry) that stops answering mid-run fails the stage's next MLflow call within its
+    bound (:func:`yolox.tracking.store.bound_requests`); the run then ends at once (:func:`_tracking_lost`): its
+    end is journaled after the epoch metrics the journal kept and tried once, briefly, and the StageError is one
+    line saying what is kept in the run folder and the commands that finish the job when the server is back.
+
     Raises:
         StageError: a stage failed (its cause chained). PreflightError: a store is unusable at the start.
         TrackingError: the experiment cannot be created. Interrupted, KeyboardInterrupt: see above.
     """
+    from yolox.tracking.buffer import JOURNAL_NAME, record_run_end
     from yolox.tracking.run import MlflowRun
-    from yolox.tracking.store import ensure_experiment, preflight, redact
+    from yolox.tracking.store import ensure_experiment, preflight, redact, server_lost
 
     preflight(params)    # names checked, every MLflow call bounded, the stores checked: seconds, before any work
     ensure_experiment(params.tracking.experiment)
@@ -840,17 +964,27 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
         stage = "gate"
         decision = runner("gate", gate, params, registered.version, prepared.path, prepared.data_version, run_id)
     except BaseException as err:
-        reason = redact(f"{type(err).__name__}: {err}")      # MLflow's messages carry the URL, with any password
         interrupted = not isinstance(err, Exception)   # Ctrl-C, SIGTERM (Interrupted, Prefect's TerminationSignal)
+        if not interrupted and server_lost(err) is not None:   # the server is gone: no second wait for it
+            version = registered.version if stage == "gate" else None
+            raise _tracking_lost(params, err, stage, run_dir, run_id, force, version) from err
+        reason = redact(f"{type(err).__name__}: {err}")      # MLflow's messages carry the URL, with any password
+        status = "KILLED" if interrupted else "FAILED"
         log.error("stage %r %s: %s. The champion alias was not touched.", stage,
                   "interrupted" if interrupted else "failed", reason)
         if run_id is not None:
+            tags = {"failed_stage": stage, "failure": reason[:5000]}
             try:
                 run = MlflowRun.attach(run_id)
-                run.set_tags({"failed_stage": stage, "failure": reason[:5000]})
-                run.end("KILLED" if interrupted else "FAILED")
+                run.set_tags(tags)
+                run.end(status)
             except Exception as tracking_err:  # noqa: BLE001 - the tracking server may be the failure
-                log.warning("could not mark MLflow run %s FAILED: %s", run_id, tracking_err)
+                log.warning("could not mark MLflow run %s %s: %s", run_id, status, redact(str(tracking_err)))
+                if server_lost(tracking_err) is not None:      # journaled: the flush ends the run later
+                    folder = in_run_dir(params, run_dir).train.output_dir
+                    if record_run_end(folder, run_id, status, tags, params.tracking.request_timeout_s):
+                        log.warning("its end is kept in %s: send it with: yolox tracking flush --out %s",
+                                    Path(folder) / JOURNAL_NAME, folder)
         if isinstance(err, Exception) and not isinstance(err, StageError):
             raise StageError(f"pipeline: stage {stage!r} failed: {reason}") from err
         raise

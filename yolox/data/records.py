@@ -16,6 +16,7 @@ A prepared dataset on disk (written by :func:`yolox.data.prepare.prepare_dataset
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -202,3 +203,14 @@ def load_prepared(prepared_dir: str | Path, split: str) -> DetectionDataset:
     if not path.is_file():
         raise DataError(f"{path} not found: is {root} a prepared dataset? Run `yolox prepare` first.")
     return load_coco_json(path, root / "images")
+
+
+def val_set_id(dataset: DetectionDataset) -> str:
+    """Fingerprint of a val split: sha256 over class names, every image's file name, size, boxes and
+    labels, and the image bytes (``sha256:<16 hex>``). Same files -> same id, wherever they live."""
+    h = hashlib.sha256(json.dumps([dataset.names, dataset.category_ids]).encode())
+    for rec in sorted(dataset.records, key=lambda r: r.path.name):
+        h.update(json.dumps([rec.path.name, rec.width, rec.height, rec.boxes.round(3).tolist(),
+                             rec.labels.tolist()]).encode())
+        h.update(hashlib.sha256(Path(rec.path).read_bytes()).digest())
+    return "sha256:" + h.hexdigest()[:16]

@@ -30,9 +30,9 @@ from itertools import repeat
 
 import cv2
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from yolox.config import DataParams
+from yolox.console import progress as progress_bar
 from yolox.data.readers import (
     NOT_AN_IMAGE,
     UNKNOWN_CATEGORY,
@@ -112,8 +112,7 @@ def validate_images(
     workers = workers or min(8, os.cpu_count() or 1)
     result = ValidationResult([], [])
     chunks = [images[i:i + CHUNK_IMAGES] for i in range(0, len(images), CHUNK_IMAGES)]
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with _pool(len(images), workers) as pool, Progress(*columns) as progress:
+    with _pool(len(images), workers) as pool, progress_bar() as progress:   # on stderr: stdout is for results
         task = progress.add_task(description, total=len(images))
         for chunk in _map_chunks(pool, chunks, num_classes, params):
             for record, issues, clipped in chunk:

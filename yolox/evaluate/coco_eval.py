@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from rich.progress import Progress
 
 from yolox.config import EvalParams
+from yolox.console import progress as progress_bar
 from yolox.data.records import DetectionDataset
 from yolox.errors import DataError
 from yolox.files import write_text
@@ -97,7 +97,7 @@ def run_detection(backend: Backend, dataset: DetectionDataset, img_size: int, pa
     results: dict[int, Detections] = {}
     busy = 0.0
     records = dataset.records
-    with Progress(disable=not progress, transient=True) as bar:
+    with progress_bar(disable=not progress, transient=True) as bar:   # on stderr
         task = bar.add_task("evaluate", total=len(records))
         for start in range(0, len(records), params.batch_size):
             chunk = records[start:start + params.batch_size]

@@ -177,8 +177,11 @@ def confusion_matrix(dataset: DetectionDataset, detections: dict[int, Detections
         boxes, labels = det.boxes[keep], det.labels[keep]
         gt_labels = rec.labels
         matched = np.zeros(len(gt_labels), bool)
-        iou = (pairwise_iou_xyxy(torch.from_numpy(boxes).float(), torch.from_numpy(rec.boxes).float()).numpy()
-               if len(boxes) and len(gt_labels) else np.zeros((len(boxes), len(gt_labels))))
+        iou = np.zeros((len(boxes), len(gt_labels)))
+        if len(boxes) and len(gt_labels):   # torch.tensor copies: rec.boxes may be a read-only view of
+            # the dataset's shared arrays (torch.from_numpy of one warns: "NumPy array is not writable")
+            iou = pairwise_iou_xyxy(torch.tensor(boxes, dtype=torch.float32),
+                                    torch.tensor(rec.boxes, dtype=torch.float32)).numpy()
         for i, label in enumerate(labels.tolist()):
             cand = np.where(~matched & (iou[i] >= iou_thresh))[0] if len(gt_labels) else np.zeros(0, int)
             same = cand[gt_labels[cand] == label]

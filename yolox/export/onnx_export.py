@@ -45,8 +45,9 @@ OUTPUT_NOTE = {"raw": "x,y,logw,logh raw; obj, cls sigmoid",
 class ExportResult:
     """An exported model and how closely it matches PyTorch on real images.
 
-    ``max_abs_diff``: the largest |onnx - torch| over the compared outputs (raw: all raw outputs; decoded and
-    end2end: boxes and scores of the matched detections).
+    ``max_abs_diff``: the largest |onnx - torch| over the compared outputs (raw: all raw outputs, grid offsets,
+    log sizes and probabilities; decoded and end2end: the larger of the matched detections' box-corner difference,
+    in input pixels, and score difference).
     ``max_score_diff``, ``max_box_diff`` (input pixels) and ``unmatched`` (detections of one side without a
     counterpart of the same class on the other) for decoded and end2end, which compare detections.
     """
@@ -174,8 +175,9 @@ def check_onnx(model: YOLOX, onnx_path: str | Path, images: Sequence[Path], inpu
     opset = next((o.version for o in onnx.load(str(onnx_path)).opset_import if o.domain in ("", "ai.onnx")), -1)
     if variant == "raw":
         result = ExportResult(Path(onnx_path), worst, len(frames), opset, worst <= max_abs_diff)
-        log.info("ONNX check: max |onnx - torch| = %.3g over %d images (limit %.3g): %s", worst, len(frames),
-                 max_abs_diff, "passed" if result.passed else "FAILED")
+        log.info("ONNX check (raw): max |onnx - torch| = %.3g on the raw outputs (grid offsets, log sizes, "
+                 "probabilities) over %d images (limit %.3g): %s", worst, len(frames), max_abs_diff,
+                 "passed" if result.passed else "FAILED")
         return result
     worst = max(diff.max_score_diff, diff.max_box_diff)
     passed = diff.unmatched == 0 and diff.max_score_diff <= max_score_diff and diff.max_box_diff <= max_box_diff

@@ -41,8 +41,11 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
 
 
 def dynamic_axes(variant: str, dynamic_batch: bool, dynamic_hw: bool) -> dict[str, dict[int, str]] | None:
-    """``torch.onnx.export``'s ``dynamic_axes`` for ``variant``: batch on every tensor, height/width on the input
-    and the anchor axis on per-anchor outputs (raw, decoded) when ``dynamic_hw``."""
+    """``torch.onnx.export``'s ``dynamic_axes`` for ``variant``: ``batch`` on every tensor; with ``dynamic_hw``,
+    ``height``/``width`` on the input and ``anchors`` on per-anchor outputs (raw, decoded), and the last axis of
+    the decoded outputs named for what it holds (``xyxy``: 4 box corners; ``classes``: C), which the exporter
+    cannot infer through the decode on a dynamic grid (it would name them ``Concatboxes_dim_2``...). The end2end
+    outputs' axes besides the batch are fixed (1, K = ``max_det``, 4: :class:`End2EndModel`)."""
     axes: dict[str, dict[int, str]] = {"images": {}}
     for name in OUTPUTS[variant]:
         axes[name] = {}
@@ -54,6 +57,8 @@ def dynamic_axes(variant: str, dynamic_batch: bool, dynamic_hw: bool) -> dict[st
         if variant in ("raw", "decoded"):
             for name in OUTPUTS[variant]:
                 axes[name][1] = "anchors"
+        if variant == "decoded":
+            axes["boxes"][2], axes["scores"][2] = "xyxy", "classes"
     return axes if any(axes.values()) else None
 
 
@@ -127,9 +132,13 @@ class End2EndModel(nn.Module):
         out_boxes = torch.gather(box_pad, 1, index.unsqueeze(-1).expand(-1, -1, 4))
         out_labels = torch.gather(F.pad(label, (0, self.max_det)), 1, index)
         num_dets = valid.sum(dim=1, keepdim=True).to(torch.int64)
-        return (num_dets, torch.where(valid.unsqueeze(-1), out_boxes, torch.zeros_like(out_boxes)),
-                torch.where(valid, top, torch.zeros_like(top)),
-                torch.where(valid, out_labels, torch.full_like(out_labels, -1)))
+        # the fixed shapes said again (a no-op in PyTorch) so that the exported outputs are (batch, K, 4) and
+        # (batch, K): through Where the exporter loses K and names the axis 'Whereboxes_dim_1'
+        k = self.max_det
+        return (num_dets.reshape(-1, 1),
+                torch.where(valid.unsqueeze(-1), out_boxes, torch.zeros_like(out_boxes)).reshape(-1, k, 4),
+                torch.where(valid, top, torch.zeros_like(top)).reshape(-1, k),
+                torch.where(valid, out_labels, torch.full_like(out_labels, -1)).reshape(-1, k))
 
 
 def graph_for(variant: str, model: YOLOX, conf_thresh: float | None = None, nms_thresh: float | None = None,

@@ -15,12 +15,19 @@ the run once.
 At the end of training :meth:`MetricBuffer.close` waits up to ``tracking.flush_timeout_s``; what is still pending
 stays in the journal, and ``yolox tracking flush --out DIR`` (:func:`flush_journal`) sends it later, once.
 
+The end of a run goes the same way when the server is gone (:func:`record_run_end`: a pipeline whose tracking
+server stopped answering): its status (FAILED, KILLED) and tags (``failed_stage``, ``failure``) are a journal entry
+after the metrics, tried once with the short timeout, else sent by the same flush, so the run ends in MLflow with
+every epoch's metrics and the reason it failed.
+
 Journal lines::
 
     {"seq": 3, "store": "http://host:5000", "run_id": "...", "metrics": [{"key": "train/total_loss",
      "value": 4.2, "timestamp": 1764600000000, "step": 3}, ...]}
     {"ack": 3}                                       the run has entry 3's metrics
     {"ack": 3, "refused": "HTTP 404: ..."}           MLflow refused it for good (e.g. the run was deleted): reported
+    {"seq": 4, "store": "...", "run_id": "...", "metrics": [], "tags": {"failed_stage": "train", "failure": "..."},
+     "status": "FAILED", "end_time": 1764600060000}  the run's end (tags set, then status and end time)
 
 ``store`` is the tracking URI without credentials: entries are only sent to that store. A line that is not valid
 JSON (a write cut short by a crash) is reported and skipped; every other line counts.
@@ -60,14 +67,23 @@ _REFUSED_STATUS = {400, 404, 409, 413, 422}
 _REFUSED_CODES = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "INVALID_STATE"}
 
 
+RUN_END_STATUSES = ("FINISHED", "FAILED", "KILLED")
+"""The statuses a journaled run end may set."""
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One journaled ``log_batch``: metrics of one run (``timestamp`` in ms since the epoch, ``step`` the epoch)."""
+    """One journaled ``log_batch``: metrics of one run (``timestamp`` in ms since the epoch, ``step`` the
+    epoch), or the run's end: ``tags`` to set, then ``status`` (one of :data:`RUN_END_STATUSES`) at
+    ``end_time`` (ms)."""
 
     seq: int
     store: str
     run_id: str
     metrics: tuple[dict[str, Any], ...]
+    tags: tuple[tuple[str, str], ...] = ()
+    status: str | None = None
+    end_time: int | None = None
 
 
 @dataclass
@@ -109,8 +125,7 @@ class Journal:
                         if row.get("refused"):
                             state.refused[int(row["ack"])] = str(row["refused"])
                     else:
-                        state.entries.append(Entry(int(row["seq"]), str(row["store"]), str(row["run_id"]),
-                                                   tuple(_metric(m) for m in row["metrics"])))
+                        state.entries.append(_entry(row))
                 except (ValueError, KeyError, TypeError, AttributeError):
                     state.bad_lines.append(number)
         if state.bad_lines:
@@ -137,6 +152,28 @@ class Journal:
                 os.fsync(fh.fileno())
 
 
+def _entry(row: dict[str, Any]) -> Entry:
+    """A journal line's entry. Raises ValueError, KeyError, TypeError or AttributeError for a malformed one."""
+    status = row.get("status")
+    if status is not None and status not in RUN_END_STATUSES:
+        raise ValueError(f"status {status!r}")
+    tags = tuple((str(k), str(v)) for k, v in (row.get("tags") or {}).items())
+    end_time = None if row.get("end_time") is None else int(row["end_time"])
+    return Entry(int(row["seq"]), str(row["store"]), str(row["run_id"]), tuple(_metric(m) for m in row["metrics"]),
+                 tags, status, end_time)
+
+
+def _row(entry: Entry) -> dict[str, Any]:
+    """``entry`` as its journal line."""
+    row: dict[str, Any] = {"seq": entry.seq, "store": entry.store, "run_id": entry.run_id,
+                           "metrics": [_json_safe(m) for m in entry.metrics]}
+    if entry.tags:
+        row["tags"] = dict(entry.tags)
+    if entry.status is not None:
+        row.update(status=entry.status, end_time=entry.end_time)
+    return row
+
+
 def _metric(m: dict[str, Any]) -> dict[str, Any]:
     return {"key": str(m["key"]), "value": float(m["value"]), "timestamp": int(m["timestamp"]),
             "step": int(m["step"])}
@@ -155,15 +192,17 @@ class _Sender:
         self._client: Any = None
 
     def send(self, entry: Entry, check: bool) -> tuple[int, str | None]:
-        """Log ``entry``'s metrics into its run; with ``check``, only those the run does not have yet.
+        """Log ``entry``'s metrics into its run (with ``check``, only those the run does not have yet) with its
+        tags, then end the run when the entry says so (tags and status may be set twice: the same values).
         Returns (metrics sent, refusal reason or None). Raises :class:`_Unsent`."""
         metrics = list(entry.metrics)
-        if check:
+        if check and metrics:
             have = self._logged(entry.run_id, {m["key"] for m in metrics})
             metrics = [m for m in metrics if (m["key"], m["step"], m["timestamp"]) not in have]
-        if not metrics:
-            return 0, None
-        return len(metrics), self._log_batch(entry.run_id, metrics)
+        refused = self._log_batch(entry.run_id, metrics, entry.tags) if metrics or entry.tags else None
+        if refused is None and entry.status is not None:
+            refused = self._end_run(entry.run_id, entry.status, entry.end_time)
+        return len(metrics), refused
 
     # -- HTTP: MLflow's request function with this thread's timeout -----------------------------------------
 
@@ -185,14 +224,35 @@ class _Sender:
         except (ValueError, AttributeError):
             return f"HTTP {response.status_code}"
 
-    def _log_batch(self, run_id: str, metrics: list[dict[str, Any]]) -> str | None:
+    def _log_batch(self, run_id: str, metrics: list[dict[str, Any]], tags: tuple[tuple[str, str], ...] = ()
+                   ) -> str | None:
+        from mlflow.entities import RunTag
+
+        run_tags = [RunTag(k, v) for k, v in tags]
         if not self.http:
-            return self._client_call(lambda c: c.log_batch(run_id, metrics=[_entity(m) for m in metrics]))
+            return self._client_call(lambda c: c.log_batch(run_id, metrics=[_entity(m) for m in metrics],
+                                                           tags=run_tags))
         from mlflow.protos.service_pb2 import LogBatch
         from mlflow.utils.proto_json_utils import message_to_json
 
-        body = json.loads(message_to_json(LogBatch(run_id=run_id, metrics=[_entity(m).to_proto() for m in metrics])))
-        response = self._request("POST", "/api/2.0/mlflow/runs/log-batch", json=body)
+        body = json.loads(message_to_json(LogBatch(run_id=run_id, metrics=[_entity(m).to_proto() for m in metrics],
+                                                   tags=[t.to_proto() for t in run_tags])))
+        return self._post("/api/2.0/mlflow/runs/log-batch", body)
+
+    def _end_run(self, run_id: str, status: str, end_time: int | None) -> str | None:
+        if not self.http:
+            return self._client_call(lambda c: c.set_terminated(run_id, status, end_time))
+        from mlflow.entities import RunStatus
+        from mlflow.protos.service_pb2 import UpdateRun
+        from mlflow.utils.proto_json_utils import message_to_json
+
+        body = json.loads(message_to_json(UpdateRun(run_id=run_id, status=RunStatus.from_string(status),
+                                                    end_time=end_time)))
+        return self._post("/api/2.0/mlflow/runs/update", body)
+
+    def _post(self, endpoint: str, body: dict[str, Any]) -> str | None:
+        """POST ``body``: None when taken, the refusal when MLflow will never take it. Raises :class:`_Unsent`."""
+        response = self._request("POST", endpoint, json=body)
         if response.status_code == 200:
             return None
         if response.status_code in _REFUSED_STATUS:
@@ -258,10 +318,11 @@ class MetricBuffer:
         run_id: the MLflow run the metrics go to (None: only send what is pending, see :func:`flush_journal`).
         request_timeout: seconds one request to the store may take (``tracking.request_timeout_s``).
         uri: the tracking URI (default: :func:`yolox.tracking.store.tracking_uri`).
+        quiet: the server's state at debug level only (the caller reports the outcome itself).
     """
 
     def __init__(self, folder: str | Path, run_id: str | None, request_timeout: float,
-                 uri: str | None = None) -> None:
+                 uri: str | None = None, quiet: bool = False) -> None:
         self.journal = Journal(Path(folder) / JOURNAL_NAME)
         self.run_id = run_id
         self.uri = uri or tracking_uri()
@@ -278,12 +339,15 @@ class MetricBuffer:
         self.bad_lines = state.bad_lines
         self.sent_entries = self.sent_metrics = self.skipped_metrics = 0
         self.refused: dict[int, str] = {}
+        self.ended: list[tuple[str, str]] = []      # (run id, status) of the run ends MLflow took
         self.last_problem: str | None = None
         self._cond = threading.Condition()
-        self._closing = self._stop = self._wake = self._dead = False
+        self._closing = self._stop = self._wake = self._dead = self._fail_fast = False
+        self._say = log.debug if quiet else log.info
+        self._warn = log.debug if quiet else log.warning
         if self._pending:
-            log.info("%s: %d entries not yet in MLflow at %s: sending them first", self.journal.path,
-                     len(self._pending), self.store)
+            self._say("%s: %d entries not yet in MLflow at %s: sending them first", self.journal.path,
+                      len(self._pending), self.store)
         self._thread = threading.Thread(target=self._run, name="yolox-tracking-journal", daemon=True)
         self._thread.start()
 
@@ -304,25 +368,46 @@ class MetricBuffer:
         if not rows:
             return
         with self._cond:
-            self._seq += 1
-            entry = Entry(self._seq, self.store, self.run_id, rows)
-            self.journal.append({"seq": entry.seq, "store": entry.store, "run_id": entry.run_id,
-                                 "metrics": [_json_safe(m) for m in rows]})
             self._journaled |= {(self.run_id, m["key"], m["step"]) for m in rows}
-            self._pending.append(entry)
-            self._wake = True
-            self._cond.notify_all()
+            self._add(rows)
+
+    def end_run(self, status: str, tags: dict[str, str] | None = None) -> None:
+        """Journal the run's end after everything journaled before it: ``tags`` set, then ``status`` (one of
+        :data:`RUN_END_STATUSES`) with the end time now; returns at once (sent as the metrics are).
+
+        Raises:
+            TrackingError: no run id, or another status.
+        """
+        if self.run_id is None or status not in RUN_END_STATUSES:
+            raise TrackingError(f"MetricBuffer.end_run: needs a run id and one of {', '.join(RUN_END_STATUSES)} "
+                                f"(got run {self.run_id}, status {status!r})")
+        with self._cond:
+            self._add((), tuple((k, str(v)) for k, v in (tags or {}).items()), status, int(time.time() * 1000))
+
+    def _add(self, rows: tuple[dict[str, Any], ...], tags: tuple[tuple[str, str], ...] = (),
+             status: str | None = None, end_time: int | None = None) -> None:
+        """Journal and queue one entry of this run (the caller holds ``self._cond``)."""
+        assert self.run_id is not None
+        self._seq += 1
+        entry = Entry(self._seq, self.store, self.run_id, rows, tags, status, end_time)
+        self.journal.append(_row(entry))
+        self._pending.append(entry)
+        self._wake = True
+        self._cond.notify_all()
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         """The trainer's epoch callback (:data:`yolox.train.trainer.EpochCallback`): ``log_metrics`` at step ``epoch``."""
         self.log_metrics(metrics, step=epoch)
 
-    def close(self, timeout: float) -> int:
+    def close(self, timeout: float, fail_fast: bool = False, warn: bool = True) -> int:
         """Wait up to ``timeout`` seconds for the pending entries to reach MLflow, then stop the thread. Returns
-        how many are still pending; they stay in the journal, and a warning says how to send them later."""
+        how many are still pending; they stay in the journal, and a warning (unless not ``warn``) says how to send
+        them later. ``fail_fast``: stop at the first failed attempt too (a server known to be gone is not waited
+        for: one attempt of at most the request timeout)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             self._closing = self._wake = True
+            self._fail_fast = fail_fast
             self._cond.notify_all()
             self._cond.wait_for(lambda: not self._pending or self._dead, timeout=max(timeout, 0.0))
             self._stop = True
@@ -332,7 +417,7 @@ class MetricBuffer:
         if self._lock_fh is not None:
             self._lock_fh.close()
             self._lock_fh = None
-        if pending:
+        if pending and warn:
             runs = sorted({e.run_id for e in pending})
             steps = sorted({m["step"] for e in pending for m in e.metrics})
             log.warning("%d tracking entries (run %s, steps %s) not in MLflow at %s after %g s (%s): kept in %s; "
@@ -356,10 +441,15 @@ class MetricBuffer:
             except _Unsent as err:
                 self._uncertain.add(entry.seq)
                 self.last_problem = str(err)
+                with self._cond:
+                    if self._closing and self._fail_fast:   # one attempt was what close() allowed: give up
+                        self._dead = True
+                        self._cond.notify_all()
+                        return
                 if down_since is None:
                     down_since = time.monotonic()
-                    log.warning("MLflow at %s: %s; metrics are kept in %s and sent when it answers, training goes on",
-                                self.store, err, self.journal.path)
+                    self._warn("MLflow at %s: %s; metrics are kept in %s and sent when it answers, training "
+                               "goes on", self.store, err, self.journal.path)
                 delay = min(max(1.0, 2 * delay), _MAX_BACKOFF_S)
                 with self._cond:
                     wait = min(delay, _CLOSING_BACKOFF_S) if self._closing else delay
@@ -381,14 +471,16 @@ class MetricBuffer:
                 self.sent_entries += 1
                 self.sent_metrics += sent
                 self.skipped_metrics += len(entry.metrics) - sent
+                if entry.status is not None:
+                    self.ended.append((entry.run_id, entry.status))
             with self._cond:
                 self._pending.popleft()
                 self._uncertain.discard(entry.seq)
                 self._cond.notify_all()
                 left = len(self._pending)
             if down_since is not None:
-                log.info("MLflow at %s answers again after %.0f s: sending the %d pending entries", self.store,
-                         time.monotonic() - down_since, left + 1)
+                self._say("MLflow at %s answers again after %.0f s: sending the %d pending entries", self.store,
+                          time.monotonic() - down_since, left + 1)
                 down_since = None
             delay = 0.0
 
@@ -418,8 +510,9 @@ def _try_lock(path: Path) -> Any:
 @dataclass(frozen=True)
 class FlushResult:
     """What :func:`flush_journal` did: entries and metrics sent, metrics the run already had, entries still
-    pending (the store did not answer in time) or refused, unreadable lines skipped, and the stores other than
-    this one that pending entries belong to (left alone). ``found`` is False when there was no journal."""
+    pending (the store did not answer in time) or refused, unreadable lines skipped, the stores other than
+    this one that pending entries belong to (left alone), and the runs it ended (run id, status: a journaled run
+    end, :func:`record_run_end`). ``found`` is False when there was no journal."""
 
     journal: Path
     store: str
@@ -431,6 +524,7 @@ class FlushResult:
     refused: int = 0
     bad_lines: tuple[int, ...] = ()
     other_stores: tuple[str, ...] = ()
+    ended: tuple[tuple[str, str], ...] = ()
 
 
 def flush_journal(folder: str | Path, timeout: float, request_timeout: float) -> FlushResult:
@@ -462,4 +556,25 @@ def flush_journal(folder: str | Path, timeout: float, request_timeout: float) ->
         raise
     pending = buffer.close(timeout)
     return FlushResult(path, buffer.store, True, buffer.sent_entries, buffer.sent_metrics, buffer.skipped_metrics,
-                       pending, len(buffer.refused), tuple(buffer.bad_lines), tuple(buffer.other_stores))
+                       pending, len(buffer.refused), tuple(buffer.bad_lines), tuple(buffer.other_stores),
+                       tuple(buffer.ended))
+
+
+def record_run_end(folder: str | Path, run_id: str, status: str, tags: dict[str, str], request_timeout: float
+                   ) -> int:
+    """End MLflow run ``run_id`` (``tags`` set, then ``status``) through the journal of ``folder`` (a training
+    output folder), for a tracking server that stopped answering: the end is journaled after the metrics still
+    pending there, and sent with them in one attempt of at most ``request_timeout`` seconds (no retries, no
+    backoff): a dead server costs seconds, not another minute of retries. Returns how many entries are still
+    pending (0: MLflow has the metrics and the run's end); they stay in the journal for ``yolox tracking flush
+    --out folder`` (:func:`flush_journal`), and no warning is logged (the caller says it).
+
+    Raises:
+        TrackingError: ``status`` is not one of :data:`RUN_END_STATUSES`.
+    """
+    buffer = MetricBuffer(folder, run_id, request_timeout, quiet=True)
+    try:
+        buffer.end_run(status, tags)
+    finally:
+        left = buffer.close(request_timeout, fail_fast=True, warn=False)
+    return left

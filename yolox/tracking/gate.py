@@ -43,7 +43,6 @@ champion is still the one that was evaluated) and records the new best AP. :func
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -52,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from yolox.config import EvalParams, GateParams, PipelineParams, registry_reference
-from yolox.data.records import DetectionDataset
+from yolox.data.records import DetectionDataset, val_set_id
 from yolox.errors import CheckpointError, DataError, GateError
 
 log = logging.getLogger("yolox.gate")
@@ -203,6 +202,19 @@ class Decision:
                 out[f"gate/{who}_{METRIC}"] = ev.ap
         return out
 
+    def status_note(self) -> str:
+        """One plain sentence on what the gate did with the candidate, for the status line of its description
+        (:func:`yolox.tracking.registry.status_line`), in the past tense: it stays true after later moves."""
+        at = self.decided_at or "an unknown time"
+        champ = self.champion.version if self.champion else None
+        if self.promoted:
+            return f"Promoted by the gate at {at} " + (f"over version {champ}." if champ else "(the first champion).")
+        if self.promote:
+            return f"Passed the gate at {at} but was not promoted: {self.outcome.removeprefix('not promoted: ')}."
+        failed = ", ".join(r.name for r in self.failed)
+        return f"Rejected by the gate at {at} ({failed} failed" + (f"; champion was version {champ})." if champ
+                                                                     else "; no champion then).")
+
     def markdown(self) -> str:
         """The record as Markdown (Prefect artifact, model-version description, run note)."""
         def fmt(v: Any) -> str:
@@ -210,7 +222,7 @@ class Decision:
 
         cand, champ = self.candidate, self.champion
         lines = [f"## Gate: {self.decision.upper()} {self.model} version {cand.version}", "",
-                 f"{self.reason()}.", "", f"Outcome: **{self.outcome}**.", "",
+                 f"{self.reason()}.", "", f"Outcome at {self.decided_at or 'decision time'}: **{self.outcome}**.", "",
                  "| rule | threshold | value | result |", "|---|---|---|---|"]
         lines += [f"| {r.name} | {fmt(r.threshold)} | {fmt(r.value)} | {'pass' if r.passed else '**FAIL**'} |"
                   for r in self.rules]
@@ -385,17 +397,6 @@ def _per_class_rule(candidate: ModelEval, reference: ModelEval | None, params: G
                 f"{value:.4f}" + (f" ({worst})" if worst else ""))
 
 
-def val_set_id(dataset: DetectionDataset) -> str:
-    """Fingerprint of a val split: sha256 over class names, every image's file name, size, boxes and
-    labels, and the image bytes (``sha256:<16 hex>``). Same files -> same id, wherever they live."""
-    h = hashlib.sha256(json.dumps([dataset.names, dataset.category_ids]).encode())
-    for rec in sorted(dataset.records, key=lambda r: r.path.name):
-        h.update(json.dumps([rec.path.name, rec.width, rec.height, rec.boxes.round(3).tolist(),
-                             rec.labels.tolist()]).encode())
-        h.update(hashlib.sha256(Path(rec.path).read_bytes()).digest())
-    return "sha256:" + h.hexdigest()[:16]
-
-
 # --- around the decision: evaluate, record, apply ---------------------------------------------------
 
 
@@ -511,7 +512,9 @@ def _golden_eval(name: str, version: str, golden: DetectionDataset, params: Eval
 
 def record_decision(decision: Decision, artifact_file: str = "gate/decision.json") -> None:
     """Write the decision to MLflow: json artifact on ``decision.mlflow_run_id`` (when set), and on the
-    candidate version tags (``gate.*``) and its description (the Markdown table)."""
+    candidate version tags (``gate.*``) and its description: its status line (:meth:`Decision.status_note`), then
+    the Markdown record; the status lines of versions whose aliases moved meanwhile (the one the candidate took
+    ``challenger`` from) are rewritten too (:func:`yolox.tracking.registry.describe_version`)."""
     from yolox.tracking.registry import describe_version, set_version_tags
     from yolox.tracking.run import MlflowRun
 
@@ -519,7 +522,7 @@ def record_decision(decision: Decision, artifact_file: str = "gate/decision.json
         decision.decided_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if decision.candidate.version is not None:
         set_version_tags(decision.model, decision.candidate.version, decision.tags())
-        describe_version(decision.model, decision.candidate.version, decision.markdown())
+        describe_version(decision.model, decision.candidate.version, decision.markdown(), decision.status_note())
     if decision.mlflow_run_id:
         run = MlflowRun.attach(decision.mlflow_run_id)
         run.log_dict(decision.to_json(), artifact_file)

@@ -12,6 +12,12 @@ promotion gate, a recorded manual override, or a rollback.
   ``{"seq", "version", "previous", "how", "at", "by", "note"}``: an append-only log whose last event
   always names the current champion.
 
+**Descriptions.** A version's description starts with one plain sentence, its status line (:func:`status_line`:
+the aliases it holds now and the last move that touched it; the first line is what MLflow's versions list shows),
+followed by its gate record (Markdown, rendered on the version's page). Every alias move rewrites the status line of
+each version that gained or lost an alias: :func:`promote` and :func:`rollback` at once, a registration taking
+``challenger`` at the next write (the gate's record of the new version, :func:`sync_status`).
+
 **Concurrency.** An alias is single-valued, so two racing promotions always leave exactly one champion;
 what can go wrong is the history (two events numbered alike, or a ``previous_champion`` naming a version
 that was displaced in between) and a gate promoting against a champion that is no longer the one it
@@ -39,6 +45,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import socket
 import tempfile
 import time
@@ -141,8 +148,10 @@ def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, 
         TrackingError: the registry refused the operation; a file is not the run's own (nothing registered).
     """
     import mlflow
+    import numpy as np
     import pandas as pd
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, DataType, Schema
 
     from yolox.tracking.pyfunc import OUTPUT_COLUMNS, OUTPUT_DTYPES, YoloxOnnxModel, encode_image
 
@@ -158,11 +167,15 @@ def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, 
     pyfunc = YoloxOnnxModel(**{k: v for k, v in {"conf_thresh": conf_thresh, "nms_thresh": nms_thresh,
                                                    "max_det": max_det}.items() if v is not None}, **(budgets or {}))
     example = pd.DataFrame({"image": [encode_image(sample_image)]})
-    out_example = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(OUTPUT_COLUMNS, OUTPUT_DTYPES)})
-    signature = infer_signature(example, out_example, params=pyfunc.thresholds())
+    # the output schema declared, not inferred from an example: its integer columns (image, class_id) never
+    # miss a value, and inferring them makes MLflow warn that they might
+    inferred = infer_signature(example, None, params=pyfunc.thresholds())
+    outputs = Schema([ColSpec(DataType.from_numpy_type(np.dtype(t)), c)
+                      for c, t in zip(OUTPUT_COLUMNS, OUTPUT_DTYPES)])
+    signature = ModelSignature(inputs=inferred.inputs, outputs=outputs, params=inferred.params)
     tags = {**(extra_tags or {}), **{k: str(v) for k, v in pyfunc.thresholds().items()}}
     try:
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), _without_log_lines(_REGISTER_NOISE):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=pyfunc,
                 artifacts={"onnx": str(onnx_path), **({"end2end": str(end2end_path)} if end2end_path else {})},
@@ -173,7 +186,9 @@ def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, 
         if logged != {_ARTIFACT_FILE[k](onnx_path, end2end_path): v for k, v in sent.items()}:
             raise TrackingError(f"not registering {info.model_uri}: the files logged to run {run_id} ({logged}) are "
                                 f"not the ones this run exported ({sent}); nothing was registered")
-        mv = mlflow.register_model(info.model_uri, registered_model, tags={**tags, "onnx_sha256": sent["onnx"]})
+        with _without_log_lines(_REGISTER_NOISE):
+            mv = mlflow.register_model(info.model_uri, registered_model,
+                                       tags={**tags, "onnx_sha256": sent["onnx"]})
         client.set_registered_model_alias(registered_model, alias, mv.version)
     except TrackingError:
         raise
@@ -181,6 +196,34 @@ def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, 
         raise _wrap(f"registering {registered_model}", err) from err
     log.info("registered %s version %s as %s", registered_model, mv.version, alias)
     return RegisteredVersion(registered_model, str(mv.version), f"models:/{registered_model}/{mv.version}")
+
+
+_REGISTER_NOISE = {
+    "mlflow.pyfunc": ("Passing a Python object as `python_model` causes it to be serialized",   # CloudPickle
+                      "Validating input example against model signature"),
+    "mlflow.store.model_registry.abstract_store": ("Waiting up to ",),
+}
+"""What MLflow logs for every model :func:`log_and_register` logs and registers, which means nothing to a
+user here (by logger, the messages' beginnings): the pyfunc is this project's own class, pickled by the
+project itself; the input example is validated anyway (a failure is still logged and raised); the wait for a
+new version is bounded by MLflow. Every other record of those loggers passes."""
+
+
+@contextlib.contextmanager
+def _without_log_lines(starts_by_logger: dict[str, tuple[str, ...]]) -> Iterator[None]:
+    """Within: the records of each logger whose message starts with one of its beginnings are dropped."""
+    filters = []
+    for name, starts in starts_by_logger.items():
+        def keep(record: logging.LogRecord, starts: tuple[str, ...] = starts) -> bool:
+            return not record.getMessage().startswith(starts)
+
+        logging.getLogger(name).addFilter(keep)
+        filters.append((name, keep))
+    try:
+        yield
+    finally:
+        for name, keep in filters:
+            logging.getLogger(name).removeFilter(keep)
 
 
 _ARTIFACT_FILE = {"onnx": lambda onnx, e2e: Path(onnx).name, "end2end": lambda onnx, e2e: Path(e2e).name}
@@ -310,12 +353,110 @@ def set_registered_model_tag(name: str, key: str, value: str) -> None:
         raise _wrap(f"tagging registered model {name}", err) from err
 
 
-def describe_version(name: str, version: str, text: str) -> None:
-    """Set a version's description (Markdown, shown on its page in the MLflow UI)."""
+def describe_version(name: str, version: str, text: str, note: str | None = None) -> None:
+    """Set a version's description (Markdown, shown rendered on its page in the MLflow UI). With ``note`` (one
+    sentence on what just happened to it, e.g. the gate's verdict), the description starts with the version's
+    status line (:func:`status_line`: its aliases now, then ``note``) and ``text`` follows; the status lines of
+    the other versions whose aliases moved since they were last written are brought up to date too
+    (:func:`sync_status`).
+
+    Raises:
+        TrackingError: the registry refused, or cannot be reached.
+    """
+    client = _client()
     try:
-        _client().update_model_version(name, str(version), description=text)
+        if note is None:
+            client.update_model_version(name, str(version), description=text)
+            return
+        aliases = client.get_model_version(name, str(version)).aliases or []
+        client.update_model_version(name, str(version), description=f"{status_line(aliases, note)}\n\n{text}")
+        sync_status(client, name, {}, skip={str(version)})
     except Exception as err:
         raise _wrap(f"describing {name} version {version}", err) from err
+
+
+# --- status lines: a version's description says what it is now ---------------------------------------
+
+_OLD_STATUS_MARK = "> **Status:** "      # the status line's earlier form: replaced like the current one
+STATUS_ALIASES_TAG = "status.aliases"
+"""Registered-model tag: the alias holders (json ``{alias: version}``) when the status lines were last written, so
+that an alias moved elsewhere (a registration taking ``challenger``, a move by hand in the UI) is found at the next
+write and the lines of both versions concerned are rewritten (:func:`sync_status`)."""
+
+
+def status_line(aliases: list[str] | tuple[str, ...] | set[str], note: str) -> str:
+    """The first line of a version's description: one plain sentence, ``<its aliases>. <note>``, e.g. ``Champion
+    and challenger. Promoted by the gate at 2026-12-07T06:12:00Z over version 1.`` (``No alias.`` when it holds
+    none; champion first, then challenger, then others by name). MLflow's versions list shows a description's
+    first line unrendered and cut after about 30 characters: what the version is comes first."""
+    ordered = sorted(aliases, key=lambda a: (a != CHAMPION, a != CHALLENGER, a))
+    role = " and ".join(ordered) if ordered else "no alias"
+    return f"{role[:1].upper()}{role[1:]}. {note}"
+
+
+def _without_status(text: str, known: set[str]) -> str:
+    """A description without its status line: the first paragraph when it is one (:func:`status_line` of the
+    aliases ``known``, or the earlier ``> **Status:** ...`` form); a description written otherwise is kept whole."""
+    first, _, rest = text.partition("\n\n")
+    names = "|".join(re.escape(a) for a in sorted(known, key=len, reverse=True))
+    if text.startswith(_OLD_STATUS_MARK) or re.match(rf"(?i)(no alias|({names})( and ({names}))*)\. ", first):
+        return rest
+    return text
+
+
+def _mark_description(client: Any, name: str, version: str, note: str, known: set[str]) -> None:
+    """Put the status line of ``version`` (its aliases now, then ``note``) first in its description, in place of
+    an earlier status line (of the aliases ``known``); what followed (its gate record) stays."""
+    mv = client.get_model_version(name, str(version))
+    aliases = list(mv.aliases or [])
+    body = _without_status(mv.description or "", known | set(aliases))
+    line = status_line(aliases, note)
+    client.update_model_version(name, str(version), description=f"{line}\n\n{body}" if body else line)
+
+
+def sync_status(client: Any, name: str, notes: dict[str, str], at: str | None = None,
+                skip: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Rewrite the status line of each version in ``notes`` (``{version: note}``: the move just made) and of every
+    other version that gained or lost an alias since the lines were last written (:data:`STATUS_ALIASES_TAG`;
+    their note names the move, e.g. ``Version 3 took challenger (recorded <at>).``), except those in ``skip``
+    (written already); then record the holders. Versions deleted meanwhile are passed over. ``at``: UTC time of
+    the move (default now). Returns the versions rewritten.
+
+    Raises:
+        TrackingError: no such registered model. MlflowException: the registry refused a write.
+    """
+    import mlflow
+
+    at = at or _now()
+    model = _registered(client, name)
+    holders = {alias: str(v) for alias, v in (model.aliases or {}).items()}
+    try:
+        before = json.loads(model.tags.get(STATUS_ALIASES_TAG) or "{}")
+    except ValueError:
+        before = {}
+    known = {CHAMPION, CHALLENGER, *holders, *before}
+    moves: dict[str, list[str]] = {}
+    for alias in sorted(set(holders) | set(before)):
+        old, new = before.get(alias), holders.get(alias)
+        if old == new:
+            continue
+        if new is not None:
+            moves.setdefault(new, []).append(f"took {alias}" + (f" from version {old}" if old else ""))
+        if old is not None:
+            moves.setdefault(str(old), []).append(f"version {new} took {alias}" if new else f"lost {alias}")
+    done = []
+    for version in sorted((set(moves) | set(notes)) - set(skip), key=lambda v: int(v) if v.isdigit() else 0):
+        note = notes.get(version) or f"{'; '.join(moves[version])} (recorded {at})."
+        try:
+            _mark_description(client, name, version, note[0].upper() + note[1:], known)
+        except mlflow.exceptions.MlflowException as err:
+            if "RESOURCE_DOES_NOT_EXIST" not in str(err.error_code):
+                raise
+            continue
+        done.append(version)
+    if holders != before:
+        client.set_registered_model_tag(name, STATUS_ALIASES_TAG, json.dumps(holders, sort_keys=True))
+    return done
 
 
 # --- promotion --------------------------------------------------------------------------------------
@@ -447,11 +588,15 @@ def _verify(client: Any, name: str, alias: str, version: str) -> None:
 
 
 _ANY = object()
+_HOW = {"gate": "by the gate", "manual": "by hand"}
+"""How :func:`promote`'s ``how`` reads in a status line."""
 
 
 def promote(name: str, version: str, how: str = "manual", alias: str = CHAMPION, expected_champion: Any = _ANY,
             note: str = "", lock: str = "auto") -> Promotion:
-    """Give ``version`` the champion alias, recording the previous champion (see the module docstring).
+    """Give ``version`` the champion alias, recording the previous champion (see the module docstring). The status
+    lines of both versions' descriptions say so (:func:`sync_status`), e.g. ``Champion. Promoted by the gate at
+    <time> over version 1.`` and ``No alias. Was champion until <time>: version 2 replaced it (gate).``
 
     Args:
         how: ``gate`` (decided by the gate) or ``manual`` (an override, ``yolox promote --version``).
@@ -480,9 +625,12 @@ def promote(name: str, version: str, how: str = "manual", alias: str = CHAMPION,
             client.set_registered_model_alias(name, alias, version)
             event = _append(client, name, version, current, how, note)
             _verify(client, name, alias, version)
+            by = _HOW.get(how, f"({how})")
+            notes = {version: f"Promoted {by} at {event.at} " + (f"over version {current}." if current is not None
+                                                                  else f"(the first {alias}).")}
             if current is not None:
-                _mark_description(client, name, current, f"No longer {alias} since {event.at}: version {version} "
-                                  f"replaced it ({how}).")
+                notes[current] = f"Was {alias} until {event.at}: version {version} replaced it ({how})."
+            sync_status(client, name, notes, event.at)
     except (GateError, TrackingError):
         raise
     except Exception as err:
@@ -491,21 +639,9 @@ def promote(name: str, version: str, how: str = "manual", alias: str = CHAMPION,
     return event
 
 
-STATUS_MARK = "> **Status:** "
-"""Prefix of the status line :func:`promote` and :func:`rollback` put first in a version's description."""
-
-
-def _mark_description(client: Any, name: str, version: str, status: str) -> None:
-    """Put ``status`` as the first line of a version's description (replacing an earlier status line), so a
-    demoted version's page no longer reads as the champion's (its gate record stays below)."""
-    text = client.get_model_version(name, version).description or ""
-    if text.startswith(STATUS_MARK):
-        text = text.split("\n", 2)[2] if text.count("\n") >= 2 else ""
-    client.update_model_version(name, version, description=f"{STATUS_MARK}{status}\n\n{text}")
-
-
 def rollback(name: str, alias: str = CHAMPION, note: str = "", lock: str = "auto") -> Promotion:
-    """Move the champion alias back to the version recorded as ``previous_champion`` on the current one.
+    """Move the champion alias back to the version recorded as ``previous_champion`` on the current one, and
+    rewrite both versions' status lines (:func:`sync_status`).
 
     Raises:
         GateError: no champion, or it records no previous champion. TrackingError: the registry refused.
@@ -526,10 +662,9 @@ def rollback(name: str, alias: str = CHAMPION, note: str = "", lock: str = "auto
             client.set_registered_model_alias(name, alias, previous)
             event = _append(client, name, previous, current, "rollback", note)
             _verify(client, name, alias, previous)
-            _mark_description(client, name, current, f"No longer {alias} since {event.at}: rolled back to version "
-                              f"{previous}.")
-            _mark_description(client, name, previous, f"{alias.capitalize()} again since {event.at} (rollback from "
-                              f"version {current}).")
+            sync_status(client, name, {current: f"Was {alias} until {event.at}: rolled back to version {previous}.",
+                                       previous: f"Back since {event.at}: rolled back from version {current}."},
+                        event.at)
     except (GateError, TrackingError):
         raise
     except Exception as err:

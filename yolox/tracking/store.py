@@ -84,8 +84,18 @@ def redact(text: str) -> str:
     return _USERINFO.sub(r"\1***@", str(text))
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+"""The experiment tag in which MLflow 3 records what an experiment is for (its UI's experiment-type selector, and
+``mlflow.demo``, which tags its experiments ``genai_development``)."""
+TRAINING_KIND = "custom_model_development"
+"""The value of :data:`EXPERIMENT_KIND_TAG` for model training (shown as "Machine learning" in MLflow's UI; the
+other kinds it knows: ``genai_development``, ``finetuning``, ``classification``, ``regression``, ...)."""
+
+
 def ensure_experiment(name: str) -> str:
-    """The id of experiment ``name``, created if missing (with a local artifact folder when embedded).
+    """The id of experiment ``name``, created if missing (with a local artifact folder when embedded), recorded
+    as a model-training experiment (tag :data:`EXPERIMENT_KIND_TAG` = :data:`TRAINING_KIND`; also set on an
+    existing experiment that has no kind yet, and kept on one whose kind was chosen already).
 
     Raises:
         TrackingError: the tracking server cannot be reached (names the URI, without credentials).
@@ -97,16 +107,26 @@ def ensure_experiment(name: str) -> str:
         with first_use_lock(uri, registry_uri()):
             exp = mlflow.get_experiment_by_name(name)
             if exp is not None:
+                if not (exp.tags or {}).get(EXPERIMENT_KIND_TAG):
+                    mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
                 return exp.experiment_id
             location = None
             if uri.startswith("sqlite:"):
                 location = (Path.cwd().resolve() / "mlartifacts").as_uri()
-            return mlflow.create_experiment(name, artifact_location=location)
+            return mlflow.create_experiment(name, artifact_location=location,
+                                            tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
     except Exception as err:  # MLflow raises many types for an unreachable server
         if isinstance(err, TrackingError):
             raise
-        raise TrackingError(f"MLflow tracking store {redact(uri)} not usable: {type(err).__name__}: "
-                            f"{redact(str(err)[:300])}. Is the server up? Check MLFLOW_TRACKING_URI.") from err
+        lost = server_lost(err)       # the server stopped answering: one complete line, not its URL cut short
+        if lost is not None:
+            raise lost from err
+        detail = redact(str(err)).strip().splitlines()[0] if str(err).strip() else ""   # redacted before any cut
+        if len(detail) > 300:
+            detail = detail[:300].rsplit(" ", 1)[0] + " ..."
+        raise TrackingError(f"MLflow tracking store {redact(uri)} not usable: {type(err).__name__}"
+                            f"{': ' + detail.rstrip('.') if detail else ''}; check MLFLOW_TRACKING_URI and the "
+                            "server's log") from err
 
 
 @contextlib.contextmanager
@@ -250,11 +270,16 @@ def call_budget_s() -> float:
 _apply_bounds(_DEFAULT_HTTP_TIMEOUT_S)
 
 
-def server_lost(err: BaseException) -> TrackingError | None:
+def server_lost(err: BaseException, during: str | None = "the command",
+                remedy: Callable[[str], str] | None = None) -> TrackingError | None:
     """One line for an MLflow call that failed because the tracking server or registry stopped answering
     after the preflight passed (it died, hangs, or answers HTTP 5xx: MLflow's retries within
     :func:`bound_requests` ran out), naming the store (without credentials), what happened and what to do;
-    None when ``err`` is another failure (a refusal, a missing model: the caller's message says more)."""
+    None when ``err`` is another failure (a refusal, a missing model: the caller's message says more).
+
+    ``during``: when it happened (None: not said). ``remedy(var)``: what to do, given the environment variable
+    that names the store (``MLFLOW_TRACKING_URI`` or ``MLFLOW_REGISTRY_URI``); default: start the server or point
+    the variable at a running one, then run the command again."""
     import requests
     import urllib3
 
@@ -269,9 +294,11 @@ def server_lost(err: BaseException) -> TrackingError | None:
         uri, var = registry, "MLFLOW_REGISTRY_URI"
     problem = connection_problem(err, _env_number("MLFLOW_HTTP_REQUEST_TIMEOUT"))
     attempts = int(_env_number("MLFLOW_HTTP_REQUEST_MAX_RETRIES")) + 1
-    return TrackingError(f"MLflow at {redact(uri)} ({var}) stopped answering during the command: {problem} "
-                         f"({attempts} attempts, at most about {call_budget_s():.0f} s); start the server or "
-                         f"point {var} at a running one, then run the command again")
+    todo = remedy(var) if remedy is not None else (f"start the server or point {var} at a running one, then run "
+                                                    "the command again")
+    when = f" during {during}" if during else ""
+    return TrackingError(f"MLflow at {redact(uri)} ({var}) stopped answering{when}: {problem} ({attempts} "
+                         f"attempts, at most about {call_budget_s():.0f} s); {todo}")
 
 
 # --- names the registry accepts, checked before any request ----------------------------------------------

@@ -40,17 +40,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from yolox.assets import resolve_weights
 from yolox.config import PipelineParams
+from yolox.console import progress as progress_bar
 from yolox.data.records import load_prepared
 from yolox.errors import CheckpointError, ConfigError, Interrupted
 from yolox.files import write_text
@@ -294,8 +287,6 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
 
     strides = unwrap(model).strides
     seeds = {"loader": loader_seeds(tp.seed, ctx.rank, tp.workers), "world_size": ctx.world_size}
-    columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     stop = StopRequest()
 
     def stop_here(epoch: int, done: int, no_aug: bool, sums: dict[str, float]) -> None:
@@ -313,7 +304,9 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
         barrier(ctx)
         raise Interrupted(signum, ckpt_path, where)
 
-    with Progress(*columns, disable=not (progress and ctx.is_main)) as bar, stop, _last_checkpoint_named(ckpt_path):
+    # transient: each epoch's bar goes when the epoch ends (its log line stays)
+    with progress_bar(disable=not (progress and ctx.is_main), transient=True) as bar, stop, \
+            _last_checkpoint_named(ckpt_path):
         for epoch in range(start_epoch, tp.epochs):
             no_aug = epoch >= tp.epochs - tp.mosaic_off_epochs   # the lr floor is the schedule's (no_aug_epochs)
             first = min(skip, iters_per_epoch) if epoch == start_epoch else 0   # steps done before a resume
@@ -322,8 +315,7 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
             model.train()
             sums: dict[str, float] = dict(skipped_sums) if first else {}
             done = first
-            task = bar.add_task("train", total=iters_per_epoch, completed=first, epoch=epoch + 1, epochs=tp.epochs,
-                                losses="")
+            task = bar.add_task(f"epoch {epoch + 1}/{tp.epochs}", total=iters_per_epoch, completed=first)
             for images, targets, num_targets, _ids in itertools.islice(loader, iters_per_epoch - first):
                 stop_here(epoch, done, no_aug, sums)
                 for group in optimizer.param_groups:   # the authors' order: step k (from 0) at schedule(k)
@@ -339,8 +331,9 @@ def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Pa
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 done += 1
-                bar.update(task, advance=1, losses=f"loss {values['total_loss']:.3f} iou {values['iou_loss']:.3f} "
-                           f"obj {values['obj_loss']:.3f} cls {values['cls_loss']:.3f} size {images.shape[-1]}")
+                # the loss only (the epoch's log line has every term): the bar fits 80 columns
+                bar.update(task, advance=1,
+                           description=f"epoch {epoch + 1}/{tp.epochs} loss {values['total_loss']:.3f}")
             stop_here(epoch, done, no_aug, sums)      # every step of the epoch done, its end (eval, checkpoint) not
             bar.remove_task(task)
             metrics = {f"train/{k}": v / max(done, 1) for k, v in sums.items()}
