@@ -10,17 +10,12 @@ ONNX; models run at 128 px to stay fast. One workspace (module fixture) serves e
 from __future__ import annotations
 
 import base64
-import io
 import json
-import os
 import shutil
 import struct
-import sys
 import zlib
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import cv2
 import numpy as np
@@ -28,34 +23,13 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from cli_runner import yolox
 
 COCO_IMAGES = ("000000000009.jpg", "000000000025.jpg", "000000000030.jpg")  # food; giraffes; a vase
 VAL_IMAGES = ("000000000034.jpg", "000000000036.jpg", "000000000042.jpg")   # a zebra; a person; a dog
 SIZE_RULE = "must be a positive multiple of 32 (the model's largest stride)"
 RELEASES = ("yolox_darknet.pth, yolox_l.pth, yolox_m.pth, yolox_nano.onnx, yolox_nano.pth, yolox_s.pth, "
             "yolox_tiny.pth, yolox_x.pth")
-
-
-def yolox(*args: Any, cwd: Path | None = None) -> tuple[int, str]:
-    """Run the ``yolox`` entry point in this process: (exit code, everything printed)."""
-    from yolox import cli
-
-    out, err = io.StringIO(), io.StringIO()
-    argv, old_cwd, width = sys.argv, Path.cwd(), cli.console.width
-    sys.argv = ["yolox", *map(str, args)]
-    cli.console.width = 1000  # log lines unwrapped, whatever the terminal
-    code = 0
-    try:
-        if cwd:
-            os.chdir(cwd)
-        with redirect_stdout(out), redirect_stderr(err):
-            cli.run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv, cli.console.width = argv, width
-        os.chdir(old_cwd)
-    return code, out.getvalue() + err.getvalue()
 
 
 def error_line(output: str) -> str:

@@ -12,12 +12,10 @@ import base64
 import http.server
 import io
 import json
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,6 +25,7 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
+from cli_runner import yolox
 
 from yolox.config import PipelineParams, PredictParams, ServeParams, parse_params
 from yolox.errors import CheckpointError, ConfigError
@@ -36,28 +35,6 @@ pytestmark = pytest.mark.timeout(180)   # a download that would hang fails the t
 SIZE = 64
 NAMES = ["cat", "dog"]
 GIRAFFE, VASE = "000000000025.jpg", "000000000030.jpg"
-
-
-def yolox(*args: Any, cwd: Path | None = None) -> tuple[int, str]:
-    """Run the ``yolox`` entry point in this process: (exit code, everything printed)."""
-    from yolox import cli
-
-    out, err = io.StringIO(), io.StringIO()
-    argv, old_cwd, width = sys.argv, Path.cwd(), cli.console.width
-    sys.argv = ["yolox", *map(str, args)]
-    cli.console.width = 1000
-    code = 0
-    try:
-        if cwd:
-            os.chdir(cwd)
-        with redirect_stdout(out), redirect_stderr(err):
-            cli.run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv, cli.console.width = argv, width
-        os.chdir(old_cwd)
-    return code, out.getvalue() + err.getvalue()
 
 
 def error_lines(output: str) -> list[str]:

@@ -6,44 +6,18 @@ and bad; each case asserts its exact skip record (or its note) and that every go
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import shutil
-import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from cli_runner import yolox
 from media_sources import make_video, serve_folder
 
 IMAGES = ("000000000025.jpg", "000000000030.jpg", "000000000034.jpg", "000000000036.jpg")  # giraffes, vase, ...
-
-
-def yolox(*args: Any, cwd: Path | None = None) -> tuple[int, str]:
-    """Run the ``yolox`` entry point in this process: (exit code, everything printed)."""
-    from yolox import cli
-
-    out, err = io.StringIO(), io.StringIO()
-    argv, old_cwd, width = sys.argv, Path.cwd(), cli.console.width
-    sys.argv = ["yolox", *map(str, args)]
-    cli.console.width = 1000
-    code = 0
-    try:
-        if cwd:
-            os.chdir(cwd)
-        with redirect_stdout(out), redirect_stderr(err):
-            cli.run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv, cli.console.width = argv, width
-        os.chdir(old_cwd)
-    return code, out.getvalue() + err.getvalue()
 
 
 @pytest.fixture(scope="module")
