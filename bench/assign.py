@@ -45,11 +45,12 @@ BATCH = 8
 def crowded_inputs(dataset, size: int, seed: int = 0) -> tuple[tuple[torch.Tensor, ...], list[int]]:
     """SimOTA inputs for the ``BATCH`` images with the most boxes, and their box counts."""
     from yolox.assign import geometry_prior
-    from yolox.models.head import anchor_points
+    from yolox.models.table import STRIDES
+    from yolox.ops.decode import anchor_points
 
     records = sorted(dataset.records, key=lambda r: (-len(r.boxes), r.path.name))[:BATCH]
     g = torch.Generator().manual_seed(seed)
-    grid, stride = anchor_points((size, size))
+    grid, stride = anchor_points((size, size), STRIDES)
     A, G = grid.shape[0], max(len(r.boxes) for r in records)
     gt_boxes, gt_classes = torch.zeros(BATCH, G, 4), torch.zeros(BATCH, G, dtype=torch.long)
     gt_valid = torch.zeros(BATCH, G, dtype=torch.bool)

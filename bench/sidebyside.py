@@ -11,7 +11,8 @@ sides of a pair see the same state of a shared machine; only one side runs at an
 Per pair: the median of each side's block and their ratio (theirs / ours for times: how many times faster
 we are); over pairs: the median ratio, each side's median, and the 1-minute load average around each pair.
 
-Stdlib only: ``authors_worker.py`` imports this module in the authors' venv (for :func:`serve`).
+Stdlib only (as ``common.py``, for :func:`peer_paths`): ``authors_worker.py`` imports this module in the authors'
+venv (for :func:`serve`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
+
+from common import peer_env, peer_paths  # bench/common.py (stdlib only too)
 
 HERE = Path(__file__).resolve().parent
 REPLY = "@@reply "  # prefix of a worker's answer line (anything else a library prints is ignored)
@@ -98,16 +101,6 @@ class Worker:
         self.close()
 
 
-def peer_paths(peer: str | Path) -> tuple[Path, Path]:
-    """``(their python, their repository)`` under ``peer``; exits with a one-line message if absent."""
-    root = Path(peer).expanduser().resolve()
-    python, repo = root / "venv" / "bin" / "python", root / "yolox"
-    if not python.is_file() or not (repo / "yolox" / "exp").is_dir():
-        raise SystemExit(f"--peer {root}: expected {python} and their repository in {repo} "
-                         "(see ../shared/peer/README.md)")
-    return python, repo
-
-
 def ours_worker(script: str, *args: str) -> Worker:
     """Our side: ``bench/<script> --worker ...`` in this venv."""
     return Worker("ours", [sys.executable, str(HERE / script), "--worker", *args])
@@ -116,8 +109,7 @@ def ours_worker(script: str, *args: str) -> Worker:
 def authors_worker(peer: str | Path, task: str, *args: str) -> Worker:
     """Their side: ``bench/authors_worker.py <task> ...`` in their venv, their repository on PYTHONPATH."""
     python, repo = peer_paths(peer)
-    env = {**os.environ, "PYTHONPATH": str(repo)}
-    return Worker("theirs", [str(python), str(HERE / "authors_worker.py"), task, *args], env=env, cwd=repo)
+    return Worker("theirs", [str(python), str(HERE / "authors_worker.py"), task, *args], env=peer_env(repo), cwd=repo)
 
 
 @dataclass
@@ -173,6 +165,12 @@ def alternate(ours: Worker, theirs: Worker, pairs: int, request: dict[str, Any],
         if report is not None:
             report(i, pair)
     return result
+
+
+def blocks(worker: Worker, n: int, request: dict[str, Any]) -> list[float]:
+    """One side alone (no ``--peer``): ``n`` blocks of ``request`` (an op answering ``{"times": [...]}``), the
+    median of each."""
+    return [statistics.median(worker.call(**request)["times"]) for _ in range(n)]
 
 
 def print_pair(label: str, unit: str = "ms", scale: float = 1000.0) -> Callable[[int, Pair], None]:

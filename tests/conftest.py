@@ -81,14 +81,14 @@ def coco128_dataset(coco128_dir: Path):
     """coco128 built straight from its YOLO labels (not through yolox.data readers), all 128 images.
 
     Image ids 1..128 by sorted file name; boxes xyxy in original pixels (image size as cv2 decodes it);
-    category ids are the original COCO ids (yolox.data.coco_classes.COCO_CATEGORY_IDS).
+    category ids are the original COCO ids (yolox.models.coco_classes.COCO_CATEGORY_IDS).
     """
     import cv2
     import numpy as np
     import yaml
 
-    from yolox.data.coco_classes import COCO_CATEGORY_IDS
     from yolox.data.records import DetectionDataset, ImageRecord
+    from yolox.models.coco_classes import COCO_CATEGORY_IDS
 
     names_map = yaml.safe_load((coco128_dir / "dataset.yaml").read_text())["names"]
     names = [names_map[i] for i in range(len(names_map))]

@@ -20,8 +20,9 @@ from yolox.assign import (
     simota_assign_reference,
 )
 from yolox.data.records import DetectionDataset
-from yolox.models.head import anchor_points
+from yolox.models.table import STRIDES
 from yolox.ops.boxes import pairwise_iou_cxcywh
+from yolox.ops.decode import anchor_points
 
 SIZE = 416
 NUM_CLASSES = 80
@@ -57,7 +58,7 @@ def _batch_inputs(boxes: dict[str, tuple[np.ndarray, np.ndarray]], stems: list[s
     cell. Class and objectness logits are random.
     """
     g = torch.Generator().manual_seed(seed)
-    grid, stride = anchor_points((SIZE, SIZE))
+    grid, stride = anchor_points((SIZE, SIZE), STRIDES)
     A = grid.shape[0]
     B = len(stems)
     G = max(1, max(len(boxes[s][0]) for s in stems))
@@ -218,7 +219,7 @@ def _tiny(gts: list[tuple[int, list[float]]], preds: dict[int, list[float]],
           cls: dict[int, dict[int, float]] | None = None):
     """One image at 64x64. gts: [(class, cxcywh)]; preds: anchor -> cxcywh (others predict FAR);
     cls: anchor -> {class: logit} (others -4); objectness logits 0."""
-    grid, stride = anchor_points((H, H))
+    grid, stride = anchor_points((H, H), STRIDES)
     A = grid.shape[0]
     pred = torch.tensor(FAR).repeat(1, A, 1)
     for a, box in preds.items():
@@ -245,7 +246,7 @@ def _positives(a: Assignment) -> set[int]:
 
 
 def test_geometry_prior_strictly_within_one_and_a_half_strides() -> None:
-    grid, stride = anchor_points((H, H))
+    grid, stride = anchor_points((H, H), STRIDES)
     # cell (0, 0) of stride 8 has its centre at (4, 4); 1.5 strides = 12 px
     at_limit = geometry_prior(torch.tensor([[16.0, 4.0, 2.0, 2.0]]), grid, stride)[0]
     inside = geometry_prior(torch.tensor([[15.99, 4.0, 2.0, 2.0]]), grid, stride)[0]

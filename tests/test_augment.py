@@ -14,7 +14,6 @@ import yaml
 from yolox.config import AugmentParams
 from yolox.data.augment import TrainAugment, YoloxHSV, read_image, recipe_for_model
 from yolox.data.dataset import (
-    EvalDataset,
     MultiScaleBatchSampler,
     SampleKey,
     TrainDataset,
@@ -96,14 +95,6 @@ def test_letterbox_matches_hand_computation(coco128: DetectionDataset) -> None:
     assert t.shape == (2, 3, 416, 416) and t.dtype == torch.float32 and t.is_contiguous()
     for c in range(3):  # BGR kept, 0-255, no normalisation
         np.testing.assert_array_equal(t[1, c].numpy(), boxed[..., c].astype(np.float32))
-
-
-def test_eval_dataset_is_the_letterbox(coco128: DetectionDataset) -> None:
-    rec = coco128.records[3]
-    image, image_id, r, (h, w) = EvalDataset(_subset(coco128, [rec]), 416)[0]
-    expected, er = letterbox(cv2.imread(str(rec.path)), 416)
-    assert image_id == rec.image_id and r == er and (h, w) == (rec.height, rec.width)
-    np.testing.assert_array_equal(image.numpy(), to_input_tensor(expected)[0].numpy())
 
 
 # --- augmentation ------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def test_export_outside_a_project_and_set_without_params(tmp_path: Path, assets_
     assert (tmp_path / "a.onnx").is_file() and "check skipped" in proc.stderr + proc.stdout
     assert "no images at data/prepared/images" in " ".join((proc.stderr + proc.stdout).split())
     from yolox.export.onnx_export import read_metadata
-    from yolox.meta import meta_of_onnx
+    from yolox.models.meta import meta_of_onnx
 
     props = read_metadata(tmp_path / "a.onnx")
     meta = meta_of_onnx({k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items()})

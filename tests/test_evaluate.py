@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from yolox.config import EvalParams
-from yolox.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from yolox.data.records import DetectionDataset
 from yolox.errors import DataError
 from yolox.evaluate.coco_eval import METRIC_KEYS, EvalResult, evaluate
 from yolox.inference import OnnxBackend, TorchBackend, detect, load_backend
+from yolox.models.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
+from yolox.models.table import STRIDES
 from yolox.ops.decode import decode_outputs
 from yolox.ops.nms import batched_nms, nms, postprocess
 
@@ -164,7 +165,7 @@ def test_postprocess_best_class_score_and_threshold() -> None:
     assert det.labels.tolist() == [1, 0]
     assert det.scores == pytest.approx([0.72, 0.63])
     assert det.boxes[0].tolist() == pytest.approx([40, 40, 60, 60])
-    (det,) = postprocess(decoded, max_det=1)
+    (det,) = postprocess(decoded, conf_thresh=0.01, nms_thresh=0.65, max_det=1)
     assert len(det) == 1 and det.labels.tolist() == [1]
 
 
@@ -182,7 +183,7 @@ def test_decode_outputs_matches_the_reference_formula() -> None:
     raw[0, a8, :4] = torch.tensor([0.25, 0.75, math.log(2.0), 0.0])
     raw[0, a16, :4] = torch.tensor([0.0, 0.0, 0.0, math.log(0.5)])
     raw[0, a32, :4] = torch.tensor([-0.5, 1.5, math.log(3.0), math.log(1.5)])
-    out = decode_outputs(raw, (64, 96))
+    out = decode_outputs(raw, (64, 96), STRIDES)
     assert out.shape == raw.shape
     # cx = (x + col) * s, cy = (y + row) * s, w = exp(log w) * s -- no +0.5
     assert out[0, a8, :4].tolist() == pytest.approx([(0.25 + 2) * 8, (0.75 + 1) * 8, 16, 8])
@@ -190,7 +191,7 @@ def test_decode_outputs_matches_the_reference_formula() -> None:
     assert out[0, a32, :4].tolist() == pytest.approx([(-0.5 + 2) * 32, (1.5 + 1) * 32, 96, 48])
     assert out[0, 0, :4].tolist() == pytest.approx([0, 0, 8, 8])            # cell (0, 0): no +0.5
     assert torch.equal(out[..., 4:], raw[..., 4:])                          # passed through
-    assert decode_outputs(raw.double(), (64, 96)).dtype == torch.float64
+    assert decode_outputs(raw.double(), (64, 96), STRIDES).dtype == torch.float64
 
 
 class _StubBackend:

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from yolox.config import EvalParams
-from yolox.data.coco_classes import COCO_CLASSES
 from yolox.data.records import DetectionDataset
 from yolox.errors import ExportError
 from yolox.evaluate.coco_eval import evaluate
 from yolox.export.onnx_export import check_onnx, export_onnx, read_metadata
 from yolox.inference import OnnxBackend, TorchBackend, load_backend, preprocess
 from yolox.models import YOLOX, build_model, load_weights
+from yolox.models.coco_classes import COCO_CLASSES
 
 SIZE = 416
 

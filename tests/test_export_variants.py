@@ -15,12 +15,12 @@ import onnxruntime as ort
 import pytest
 
 from yolox.config import EvalParams, GateParams, PipelineParams, ServeParams
-from yolox.data.coco_classes import COCO_CLASSES
 from yolox.data.records import DetectionDataset
 from yolox.evaluate.coco_eval import evaluate
 from yolox.export.onnx_export import check_onnx, export_onnx
 from yolox.inference import OnnxBackend, TorchBackend, detect_batch, preprocess
 from yolox.models import YOLOX, build_model, load_weights
+from yolox.models.coco_classes import COCO_CLASSES
 
 SIZE = 416
 SERVE, EVAL = ServeParams(), EvalParams()

@@ -112,8 +112,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory, coco128_dir: Path, nano_pth: Pa
     w.random_onnx = root / "w" / "random.onnx"
     w.random_onnx.write_bytes(rng.bytes(3000))
     w.identity_onnx = _identity_onnx(root / "w" / "identity.onnx")
-    from yolox.meta import meta_for
     from yolox.models.checkpoint import read_state_dict
+    from yolox.models.meta import meta_for
 
     w.nano_meta_pth = root / "w" / "nano_with_meta.pth"  # this project's layout: weights + ModelMeta
     torch.save({"model": read_state_dict(nano_pth), "meta": meta_for("yolox-nano", [str(i) for i in range(80)],

@@ -525,7 +525,7 @@ def _flat_edit(key: str, value: str | None) -> Callable[[dict[str, str]], None]:
 
 META = "metadata 'yolox.meta'"
 META_CASES = {
-    # kind: (edit of the yolox.meta variants, message after "<file>: "; edit of legacy's flat keys, message)
+    # kind: (edit of the yolox.models.meta variants, message after "<file>: "; edit of legacy's flat keys, message)
     "not-json": ((_flat_edit("yolox.meta", "{names: [cat]"),
                   (f"{META} is not JSON (Expecting property name enclosed in double quotes at character 1): "
                   "'{names: [cat]'")),
@@ -632,7 +632,7 @@ def test_class_count_checked_against_the_graph(models: dict[str, Path], coco: Pa
 
 def test_checkpoint_meta_is_validated() -> None:
     """A checkpoint's meta (a dict in the file) is checked by the same rules, the message naming the source."""
-    from yolox.meta import meta_of_checkpoint
+    from yolox.models.meta import meta_of_checkpoint
 
     good = {"name": "yolox-nano", "input_size": 416, "names": ["cat"]}
     assert meta_of_checkpoint({"meta": good}).names == ("cat",)

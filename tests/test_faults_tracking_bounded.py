@@ -400,9 +400,9 @@ def test_benchmark_of_a_registered_alias_logs_to_a_finished_run(tmp_path: Path, 
     from mlflow import MlflowClient
 
     from yolox.benchmark import run_benchmark
-    from yolox.data.coco_classes import COCO_CLASSES
     from yolox.export.onnx_export import export_onnx
     from yolox.models import build_model, load_weights
+    from yolox.models.coco_classes import COCO_CLASSES
     from yolox.tracking.registry import log_and_register
     from yolox.tracking.run import MlflowRun
 

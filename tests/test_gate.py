@@ -150,9 +150,9 @@ def prepared(store: Path, coco128_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def onnx_models(store: Path, prepared: Path, nano_pth: Path) -> dict[str, Path]:
     """{"good": nano at 416 px, "worse": nano at 320 px}, both exported and checked against PyTorch."""
-    from yolox.data.coco_classes import COCO_CLASSES
     from yolox.export.onnx_export import check_onnx, export_onnx
     from yolox.models import build_model, load_weights
+    from yolox.models.coco_classes import COCO_CLASSES
 
     model = build_model("yolox-nano", 80)
     load_weights(model, nano_pth)

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from yolox.data.records import DetectionDataset, ImageRecord
 from yolox.losses import REG_WEIGHT, yolox_loss
 from yolox.models import build_model, load_weights
-from yolox.models.head import anchor_points
+from yolox.models.table import STRIDES
+from yolox.ops.decode import anchor_points
 from yolox.ops.letterbox import letterbox, to_input_tensor
 
 SIZE = 416
@@ -142,7 +143,7 @@ def test_gradients_flow(nano_pth: Path, real_batch) -> None:
 def _raw_for(boxes: dict[int, list[float]], size: int = 64, num_classes: int = 4) -> torch.Tensor:
     """Raw outputs (1, A, 5 + C) whose decoded boxes are ``boxes`` (anchor -> cxcywh) and a 1x1 box at
     (60, 60) elsewhere; objectness logits 0, class logits -4."""
-    grid, stride = anchor_points((size, size))
+    grid, stride = anchor_points((size, size), STRIDES)
     A = grid.shape[0]
     want = torch.tensor([60.0, 60.0, 1.0, 1.0]).repeat(A, 1)
     for a, b in boxes.items():

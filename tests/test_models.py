@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from yolox.errors import CheckpointError, ConfigError
-from yolox.models import VARIANTS, InferenceModel, build_model, get_variant, load_weights
+from yolox.models import MODELS, STRIDES, InferenceModel, build_model, load_weights, model_spec
 from yolox.models import checkpoint as checkpoint_module
 from yolox.models.checkpoint import read_state_dict
-from yolox.models.head import PRIOR_PROB, anchor_points
+from yolox.models.head import PRIOR_PROB
+from yolox.ops.decode import anchor_points
 from yolox.ops.letterbox import letterbox, to_input_tensor
 
 NANO_TENSORS = 642  # entries of the authors' yolox_nano.pth (README of the weights)
@@ -37,15 +38,15 @@ def flush_denormals():
 # ------------------------------------------------------------------------------------ the family
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("name", list(MODELS))
 def test_parameter_count_matches_authors_table(name: str) -> None:
     model = build_model(name)
     count_m = sum(p.numel() for p in model.parameters()) / 1e6
-    expected = VARIANTS[name].params_m
+    expected = MODELS[name].params_m
     assert abs(count_m - expected) / expected <= 0.01, f"{name}: {count_m:.3f} M vs authors' {expected} M"
 
 
-@pytest.mark.parametrize("name", [n for n in VARIANTS if n != "yolox-nano"])
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "yolox-nano"])
 def test_output_shape_small_input(name: str, flush_denormals: None) -> None:
     model = build_model(name).eval()
     with torch.inference_mode():
@@ -61,7 +62,7 @@ def test_nano_output_shape(size: int, anchors: int, flush_denormals: None) -> No
         out = model(torch.full((1, 3, size, size), 114.0))
     assert out.shape == (1, anchors, 85)
     assert anchors == _num_anchors(size)
-    assert anchor_points((size, size))[0].shape == (anchors, 2)
+    assert anchor_points((size, size), STRIDES)[0].shape == (anchors, 2)
 
 
 def test_fresh_head_biases_use_the_prior() -> None:
@@ -74,7 +75,7 @@ def test_fresh_head_biases_use_the_prior() -> None:
 
 def test_unknown_model_and_bad_class_count() -> None:
     with pytest.raises(ConfigError, match="yolox-huge"):
-        get_variant("yolox-huge")
+        model_spec("yolox-huge")
     with pytest.raises(ConfigError, match="num_classes"):
         build_model("yolox-nano", num_classes=0)
 

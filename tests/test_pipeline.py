@@ -38,9 +38,9 @@ def _register_champion(tmp_path: Path, nano_pth: Path, coco128_dir: Path) -> str
     store the pipeline will use (tmp_path/mlflow.db, artifacts in tmp_path/mlartifacts)."""
     import mlflow
 
-    from yolox.data.coco_classes import COCO_CLASSES
     from yolox.export.onnx_export import export_onnx
     from yolox.models import build_model, load_weights
+    from yolox.models.coco_classes import COCO_CLASSES
     from yolox.tracking.registry import log_and_register, promote
     from yolox.tracking.run import MlflowRun
 

@@ -17,8 +17,8 @@ import pytest
 from media_sources import make_video, read_frames, serve_folder
 
 from yolox.config import PipelineParams, PredictParams, ServeParams
-from yolox.data.coco_classes import COCO_CLASSES
 from yolox.inference import Backend, detect, load_backend
+from yolox.models.coco_classes import COCO_CLASSES
 from yolox.ops.nms import Detections
 from yolox.predict import class_color, draw, predict, text_color
 

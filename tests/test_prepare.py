@@ -16,11 +16,11 @@ from pycocotools.coco import COCO
 
 from yolox.config import DataParams
 from yolox.data import prepare as prepare_module
-from yolox.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from yolox.data.prepare import PrepareResult, prepare_dataset, seeded_split, split_of
 from yolox.data.readers import read_coco, read_yolo
 from yolox.data.records import ImageRecord, load_prepared
 from yolox.errors import AssetError, ConfigError, DataError
+from yolox.models.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 
 COCO128_IMAGES = 128
 COCO128_LABEL_LINES = 941  # all lines of labels/train2017/*.txt

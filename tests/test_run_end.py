@@ -367,13 +367,9 @@ def test_benchmark_reference_by_name_resolves_as_weights_do(nano_onnx: Path, coc
 
 
 def test_benchmark_reference_onnx_by_name(nano_onnx: Path, coco128_dir: Path, assets_dir: Path) -> None:
-    """The README's ``--reference yolox_nano.onnx``, resolved by name once yolox.assets lists that file."""
-    from yolox.assets import is_weights_name
+    """The README's ``--reference yolox_nano.onnx``, resolved by name as ``--weights`` is."""
     from yolox.benchmark import run_benchmark
 
-    if not is_weights_name("yolox_nano.onnx"):
-        pytest.skip("yolox/assets.py's WEIGHTS does not list the released yolox_nano.onnx, so the name "
-                    "cannot resolve (it fails in seconds: test_benchmark_model_arguments_checked_first)")
     result = run_benchmark(PipelineParams.model_validate(BENCH), str(nano_onnx), str(coco128_dir), "train",
                            "yolox-nano", reference="yolox_nano.onnx", max_images=2)
     assert result.rows[-1].path == str(assets_dir / "weights" / "yolox_nano.onnx")
@@ -405,7 +401,6 @@ def _unknown(option: str, name: str) -> str:
 
 def test_benchmark_model_arguments_checked_first(tmp_path: Path, nano_pth: Path, nothing_measured: None
                                                  ) -> None:
-    from yolox.assets import is_weights_name
     from yolox.benchmark import run_benchmark
 
     garbage = tmp_path / "garbage.onnx"
@@ -420,9 +415,6 @@ def test_benchmark_model_arguments_checked_first(tmp_path: Path, nano_pth: Path,
           "models:/NAME/VERSION or models:/NAME@ALIAS)")),
         ("missing.pth", None, AssetError, _unknown("--weights", "missing.pth")),
     ]
-    if not is_weights_name("yolox_nano.onnx"):   # the README's reference, until yolox.assets lists it
-        name = "yolox_nano.onnx"
-        cases.append((str(nano_pth), name, AssetError, _unknown("--reference", name)))
     params = PipelineParams.model_validate(BENCH)
     for weights, reference, kind, message in cases:
         t0 = time.monotonic()

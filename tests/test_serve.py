@@ -35,9 +35,9 @@ def registered(tmp_path_factory: pytest.TempPathFactory, coco128_dir: Path, nano
     """A SQLite store holding NAME version 1 (the exported nano ONNX) as champion; env restored after."""
     import mlflow
 
-    from yolox.data.coco_classes import COCO_CLASSES
     from yolox.export.onnx_export import export_onnx
     from yolox.models import build_model, load_weights
+    from yolox.models.coco_classes import COCO_CLASSES
     from yolox.tracking.registry import log_and_register, promote
     from yolox.tracking.run import MlflowRun
 

@@ -34,9 +34,9 @@ def models(nano_pth: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     """The authors' nano at 160 px: ``raw`` (dynamic batch, fixed side) and ``end2end`` (dynamic batch and
     side,
     the eval thresholds baked in: int64 labels among its outputs)."""
-    from yolox.data.coco_classes import COCO_CLASSES
     from yolox.export.onnx_export import export_onnx
     from yolox.models import build_model, load_weights
+    from yolox.models.coco_classes import COCO_CLASSES
 
     net = build_model("yolox-nano", 80)
     load_weights(net, nano_pth)

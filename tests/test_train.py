@@ -24,7 +24,8 @@ from yolox.config import DataParams, PipelineParams
 from yolox.data.prepare import link_or_copy, prepare_dataset
 from yolox.errors import ConfigError
 from yolox.models import build_model, load_weights
-from yolox.models.head import anchor_points
+from yolox.models.table import STRIDES
+from yolox.ops.decode import anchor_points
 from yolox.train.checkpoint import read_run_id
 from yolox.train.ema import ModelEMA
 from yolox.train.schedule import WarmupCosineSchedule
@@ -269,7 +270,7 @@ def test_crowded_batch_is_assigned_in_chunks(monkeypatch: pytest.MonkeyPatch, ca
     model = build_model("yolox-nano", 80).train()
     targets, counts = _crowded_targets(300)
     images = torch.rand(2, 3, SIZE, SIZE) * 255
-    A = anchor_points((SIZE, SIZE))[0].shape[0]
+    A = anchor_points((SIZE, SIZE), STRIDES)[0].shape[0]
     monkeypatch.setattr(assign_module, "MAX_COST_ENTRIES", 300 * A)           # room for one image
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
@@ -281,7 +282,7 @@ def test_crowded_batch_is_assigned_in_chunks(monkeypatch: pytest.MonkeyPatch, ca
     # the chunked assignment is the reference's
     with torch.no_grad():
         raw = model(images)
-    grid, stride = anchor_points((SIZE, SIZE))
+    grid, stride = anchor_points((SIZE, SIZE), STRIDES)
     boxes = torch.cat([(raw[..., :2] + grid) * stride[:, None], torch.exp(raw[..., 2:4]) * stride[:, None]], -1)
     inputs = (boxes, raw[..., 5:], raw[..., 4], targets[..., 1:5], targets[..., 0].long(),
               torch.ones(2, 300, dtype=torch.bool), grid, stride)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from yolox.errors import AssetError
 from yolox.files import atomic_path, write_text
+from yolox.models.table import MODELS
 
 _RELEASE = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0"
 
@@ -40,13 +41,8 @@ class WeightsAsset:
 WEIGHTS: dict[str, WeightsAsset] = {
     a.file: a
     for a in [
-        WeightsAsset("yolox_nano.pth", "yolox-nano", f"{_RELEASE}/yolox_nano.pth"),
-        WeightsAsset("yolox_tiny.pth", "yolox-tiny", f"{_RELEASE}/yolox_tiny.pth"),
-        WeightsAsset("yolox_s.pth", "yolox-s", f"{_RELEASE}/yolox_s.pth"),
-        WeightsAsset("yolox_m.pth", "yolox-m", f"{_RELEASE}/yolox_m.pth"),
-        WeightsAsset("yolox_l.pth", "yolox-l", f"{_RELEASE}/yolox_l.pth"),
-        WeightsAsset("yolox_x.pth", "yolox-x", f"{_RELEASE}/yolox_x.pth"),
-        WeightsAsset("yolox_darknet.pth", "yolox-darknet53", f"{_RELEASE}/yolox_darknet.pth"),
+        # one release checkpoint per model of the table (yolox.models.table.MODELS)
+        *(WeightsAsset(m.weights, m.name, f"{_RELEASE}/{m.weights}") for m in MODELS.values()),
         # the authors' ONNX release of nano (their demo's model; `yolox benchmark --reference yolox_nano.onnx`)
         WeightsAsset("yolox_nano.onnx", "yolox-nano", f"{_RELEASE}/yolox_nano.onnx"),
     ]
@@ -89,11 +85,6 @@ def _download(url: str, dest: Path, what: str) -> None:
                 f"cannot download {what} from {url}: {err}. Offline? Put it in a mirror folder and set "
                 f"YOLOX_ASSETS_DIR (currently {mirror!r}) - layout data/<name>/ and weights/<file>."
             ) from None
-
-
-def is_weights_name(value: str) -> bool:
-    """True when ``value`` is a release file name or a model name rather than a path."""
-    return value in WEIGHTS or value in _WEIGHTS_BY_MODEL
 
 
 def resolve_weights(value: str) -> Path:
@@ -195,7 +186,7 @@ def _write_coco_yaml_if_missing(root: Path) -> None:
     """The released coco128 zip has no dataset.yaml: write one with the 80 COCO class names (atomically)."""
     if (root / "dataset.yaml").exists():
         return
-    from yolox.data.coco_classes import COCO_CLASSES
+    from yolox.models.coco_classes import COCO_CLASSES
 
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(COCO_CLASSES))
     write_text(root / "dataset.yaml", f"path: .\ntrain: images/train2017\nnames:\n{names}\n")

@@ -89,7 +89,7 @@ def geometry_prior(gt_cxcywh: torch.Tensor, grid: torch.Tensor, stride: torch.Te
 
 def _level_layout(grid: torch.Tensor, stride: torch.Tensor) -> list[tuple[int, int, int]] | None:
     """``[(start, rows, cols), ...]`` per level when the anchor points are the row-major grids of
-    :func:`yolox.models.head.anchor_points`, else None (callers fall back to the dense prior)."""
+    :func:`yolox.ops.decode.anchor_points`, else None (callers fall back to the dense prior)."""
     counts = torch.unique_consecutive(stride, return_counts=True)[1]
     layout, start = [], 0
     for count in counts.tolist():
@@ -162,7 +162,7 @@ def simota_assign(pred_boxes: torch.Tensor, cls_logits: torch.Tensor, obj_logits
         pred_boxes: (B, A, 4) decoded predictions, cxcywh input pixels.
         cls_logits: (B, A, C) class logits. obj_logits: (B, A) objectness logits.
         gt_boxes: (B, G, 4) cxcywh input pixels, padded. gt_classes: (B, G) int64. gt_valid: (B, G) bool.
-        grid: (A, 2) cells (col, row); stride: (A,) pixels (from :func:`yolox.models.head.anchor_points`).
+        grid: (A, 2) cells (col, row); stride: (A,) pixels (from :func:`yolox.ops.decode.anchor_points`).
     Returns:
         :class:`Assignment`. Images without boxes get no positives.
     """

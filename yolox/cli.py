@@ -61,8 +61,8 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a para
 
 
 def _check_img_size(value: int | None) -> int | None:
-    """--img-size: the one size rule (yolox.meta.check_input_size), checked before any file is read."""
-    from yolox.meta import check_input_size
+    """--img-size: the one size rule (yolox.models.meta.check_input_size), checked before any file is read."""
+    from yolox.models.meta import check_input_size
 
     return value if value is None else check_input_size(value, name="--img-size")
 
@@ -254,7 +254,7 @@ def export(
     say). --conf in [0, 1], --nms in (0, 1] and --max-det >= 1 are checked before any work."""
     from yolox.config import with_options
     from yolox.errors import ExportError
-    from yolox.meta import VARIANTS
+    from yolox.models.meta import VARIANTS
     from yolox.pipeline import export as export_stage
 
     if variant is not None and variant not in VARIANTS:

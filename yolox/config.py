@@ -23,13 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from yolox.errors import ConfigError
 from yolox.files import regular_file_problem
-from yolox.meta import MAX_INPUT_SIZE, STRIDES, Variant
+from yolox.models.meta import MAX_INPUT_SIZE, Variant
+from yolox.models.table import STRIDES, ModelName
 
-_SIZE_STEP = max(STRIDES)  # input sizes are multiples of the largest stride (the rule: yolox.meta.check_input_size)
-
-ModelName = Literal[
-    "yolox-nano", "yolox-tiny", "yolox-s", "yolox-m", "yolox-l", "yolox-x", "yolox-darknet53"
-]
+_SIZE_STEP = max(STRIDES)  # input sizes are multiples of the largest stride (the rule: yolox.models.meta.check_input_size)
 
 
 CACHE_RAM_MB = 2048
@@ -411,7 +408,7 @@ class ExportParams(_Params):
     onnx_path: str = Field("models/model.onnx")
     tensorrt: bool = Field(False, description="Also build a TensorRT engine when a CUDA GPU is present.")
     variant: Variant = Field(
-        "raw", description="What the graph outputs (yolox.meta.Variant): 'raw' (B, A, 5 + C) undecoded, the "
+        "raw", description="What the graph outputs (yolox.models.meta.Variant): 'raw' (B, A, 5 + C) undecoded, the "
         "authors' layout; 'decoded' boxes xyxy input pixels + scores obj * cls; 'end2end' decode + class-aware "
         "NMS in the graph (num_dets, boxes, scores, labels), with the thresholds of the `thresholds` section.",
     )

@@ -3,7 +3,7 @@ the export check and serving: letterbox -> backend -> decode -> score filter -> 
 boxes mapped back to the original image by dividing by the letterbox scale (not clipped, as the authors; predict
 and serving ask :func:`detect` to clip them to the image).
 
-An exported model's variant (:data:`yolox.meta.Variant`, read from its metadata) says how much of that path is
+An exported model's variant (:data:`yolox.models.meta.Variant`, read from its metadata) says how much of that path is
 inside the graph: ``raw`` graphs are decoded and NMS'd here, ``decoded`` graphs only NMS'd here, ``end2end``
 graphs return the detections (their thresholds baked in; see :func:`detect_batch`).
 """
@@ -20,8 +20,9 @@ import torch
 
 from yolox.config import EVAL_DEFAULTS as EVAL
 from yolox.errors import CheckpointError, ConfigError
-from yolox.meta import ONNX_KEY, STRIDES, meta_of_onnx
 from yolox.models import InferenceModel, build_model, load_weights
+from yolox.models.meta import ONNX_KEY, meta_of_onnx
+from yolox.models.table import STRIDES
 from yolox.ops.boxes import clip_xyxy
 from yolox.ops.letterbox import letterbox_into
 from yolox.ops.nms import Detections, postprocess_raw, postprocess_scores
@@ -29,7 +30,7 @@ from yolox.ops.nms import Detections, postprocess_raw, postprocess_scores
 log = logging.getLogger("yolox.inference")
 
 OUTPUTS_READ: dict[str, int] = {"raw": 1, "decoded": 2, "end2end": 4}
-"""How many outputs :func:`detect_batch` reads from each variant's graph (:data:`yolox.meta.Variant`)."""
+"""How many outputs :func:`detect_batch` reads from each variant's graph (:data:`yolox.models.meta.Variant`)."""
 
 
 class Backend(Protocol):
@@ -89,7 +90,7 @@ class OnnxBackend:
     (the :class:`Backend` protocol) is for ``raw`` graphs only. ``threads`` and ``spinning``: see
     :func:`session_options`.
 
-    The metadata is read as user input (:func:`yolox.meta.meta_of_onnx`) and checked against the graph: the
+    The metadata is read as user input (:func:`yolox.models.meta.meta_of_onnx`) and checked against the graph: the
     variant's output count, the output names, the class count (at load when the graph's class axis is static,
     else at the first run), a fixed input side.
 
@@ -112,7 +113,7 @@ class OnnxBackend:
         self.path = Path(path)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.meta = meta_of_onnx(self.metadata, source=str(path))
-        """The model's :class:`~yolox.meta.ModelMeta`, or None for an ONNX file without it (the authors')."""
+        """The model's :class:`~yolox.models.meta.ModelMeta`, or None for an ONNX file without it (the authors')."""
         self.variant = self.meta.variant if self.meta is not None else "raw"
         self.output_names = [o.name for o in self.session.get_outputs()]
         inputs, out = self.session.get_inputs(), self.session.get_outputs()[0]

@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from yolox.assign import Assignment, simota_assign
-from yolox.meta import STRIDES
-from yolox.models.head import anchor_points
+from yolox.models.table import STRIDES
 from yolox.ops.boxes import iou_cxcywh
-from yolox.ops.decode import decode_boxes
+from yolox.ops.decode import anchor_points, decode_boxes
 
 REG_WEIGHT = 5.0
 

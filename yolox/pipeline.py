@@ -19,7 +19,7 @@ stage          what it does                                                 call
 :func:`run_pipeline` chains them; ``yolox pipeline`` calls it directly, the Prefect flow ``train-yolox``
 (``flows/train_yolox.py``) calls it with a runner that makes each stage a task (retries, caching, the UI),
 and ``dvc.yaml``'s stages run the CLI commands above. Nothing else composes stages or chooses a size,
-threshold or tag name: the input size comes from :func:`yolox.meta.input_size`, thresholds from
+threshold or tag name: the input size comes from :func:`yolox.models.meta.input_size`, thresholds from
 :mod:`yolox.config`, tag names from :data:`RUN_TAGS`.
 """
 
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from yolox.config import PipelineParams, registry_reference
 from yolox.errors import ConfigError, DataError, Interrupted, StageError
-from yolox.meta import ModelMeta
+from yolox.models.meta import ModelMeta
 
 if TYPE_CHECKING:
     from yolox.train.warm_start import StartWeights
@@ -697,9 +697,9 @@ def load_torch_model(weights: str | Path, model_name: str | None = None) -> tupl
         AssetError: not found. CheckpointError: unreadable or not fitting. ConfigError: no model name.
     """
     from yolox.assets import resolve_weights
-    from yolox.meta import meta_of_checkpoint
     from yolox.models import build_model, load_weights
     from yolox.models.checkpoint import torch_load
+    from yolox.models.meta import meta_of_checkpoint
 
     path = resolve_weights(str(weights))
     state = torch_load(path)
@@ -717,7 +717,7 @@ def load_model(weights: str | Path, model_name: str | None = None) -> tuple[Any,
     if str(weights).endswith(".onnx"):
         from yolox.assets import resolve_weights
         from yolox.inference import OnnxBackend
-        from yolox.meta import default_names, meta_for
+        from yolox.models.meta import default_names, meta_for
 
         backend = OnnxBackend(resolve_weights(str(weights)))
         meta = backend.meta or meta_for(model_name or "yolox-nano", default_names(backend.num_classes),
@@ -735,8 +735,8 @@ def _onnx_fixed_size(backend: Any) -> int | None:
 
 
 def model_input_size(meta: ModelMeta, override: int | None = None) -> int:
-    """:func:`yolox.meta.input_size` (the one size rule)."""
-    from yolox.meta import input_size
+    """:func:`yolox.models.meta.input_size` (the one size rule)."""
+    from yolox.models.meta import input_size
 
     return input_size(meta, override)
 

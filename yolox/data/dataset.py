@@ -44,15 +44,13 @@ from torch.utils.data import (
     DistributedSampler,
     RandomSampler,
     Sampler,
-    SequentialSampler,
 )
 
 from yolox.config import CACHE_RAM_MB, AugmentParams
-from yolox.data.augment import SMALL_MODELS, TrainAugment, read_image, recipe_for_model
+from yolox.data.augment import SMALL_MODELS, TrainAugment, recipe_for_model
 from yolox.data.records import DetectionDataset
 from yolox.errors import DataError
 from yolox.files import write_bytes
-from yolox.ops.letterbox import letterbox
 
 MULTISCALE_EVERY = 10
 """Iterations between two draws of the multi-scale input side (the authors' value)."""
@@ -425,50 +423,6 @@ def build_train_loader(dataset: DetectionDataset, params: AugmentParams, model_n
         pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker, persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(rs),
     )
-
-
-class EvalDataset(Dataset):
-    """Letterboxed images, no augmentation: ``(image (3, S, S) float32 BGR 0-255, image_id, r,
-    (h, w))`` where ``r`` is the letterbox scale (boxes / r -> original pixels) and (h, w) the
-    original size (pixels)."""
-
-    def __init__(self, dataset: DetectionDataset, input_size: int) -> None:
-        self.dataset = dataset
-        self.input_size = int(input_size)
-
-    def __len__(self) -> int:
-        return len(self.dataset.records)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, float, tuple[int, int]]:
-        rec = self.dataset.records[index]
-        img = read_image(rec.path)
-        boxed, r = letterbox(img, self.input_size)
-        return _chw_float(boxed), rec.image_id, r, (img.shape[0], img.shape[1])
-
-
-def eval_collate(batch: Sequence[tuple[torch.Tensor, int, float, tuple[int, int]]]
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(images (B, 3, S, S) float32, image_ids (B,) int64, ratios (B,) float64, sizes (B, 2) int64 [h, w])``."""
-    images, ids, ratios, sizes = zip(*batch)
-    return (torch.stack(images), torch.tensor(ids, dtype=torch.int64),
-            torch.tensor(ratios, dtype=torch.float64), torch.tensor(sizes, dtype=torch.int64))
-
-
-def build_val_loader(dataset: DetectionDataset, input_size: int, batch_size: int, workers: int = 0,
-                     rank: int = 0, world_size: int = 1, distributed: bool = False) -> DataLoader:
-    """The val loader: :class:`EvalDataset` in record order, :func:`eval_collate` batches.
-
-    With ``distributed``, each rank gets every ``world_size``-th image (a DistributedSampler without
-    shuffling; it repeats a few images to even out the ranks: deduplicate by image_id when merging).
-    """
-    eval_set = EvalDataset(dataset, input_size)
-    sampler: Sampler[int] = (
-        DistributedSampler(eval_set, num_replicas=world_size, rank=rank, shuffle=False)
-        if distributed else SequentialSampler(eval_set)
-    )
-    return DataLoader(eval_set, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      collate_fn=eval_collate, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=False)
 
 
 def _class_color(label: int) -> tuple[int, int, int]:

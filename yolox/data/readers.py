@@ -31,9 +31,9 @@ from typing import Any, Literal
 import yaml
 from PIL import Image, UnidentifiedImageError
 
-from yolox.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from yolox.errors import DataError
 from yolox.files import regular_file_problem
+from yolox.models.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 

@@ -1,13 +1,13 @@
 """ONNX export of YOLOX and its check against PyTorch.
 
 The exported graph takes ``images`` (B, 3, S, S) float32 BGR 0-255 (letterboxed, top-left, pad 114) and, by
-variant (:data:`yolox.meta.Variant`, :mod:`yolox.export.variants`), returns ``output`` (B, A, 5 + C) =
+variant (:data:`yolox.models.meta.Variant`, :mod:`yolox.export.variants`), returns ``output`` (B, A, 5 + C) =
 ``[x, y, log w, log h]`` raw grid offsets, sigmoid(objectness), sigmoid(classes) (``raw``: the layout of the
 authors' released ONNX, decoded by the same :func:`yolox.ops.decode.decode_outputs` as every other backend),
 ``boxes`` + ``scores`` (``decoded``) or ``num_dets``, ``boxes``, ``scores``, ``labels`` (``end2end``, NMS in the
 graph). ``decoded`` and ``end2end`` graphs take any H, W (multiples of 32) unless exported without dynamic_hw.
-The model metadata carries the :class:`yolox.meta.ModelMeta` (``yolox.meta``, JSON; its ``export`` says the
-variant, precision and baked thresholds) and flat keys (:meth:`yolox.meta.ModelMeta.onnx_props`): enough to
+The model metadata carries the :class:`yolox.models.meta.ModelMeta` (``yolox.models.meta``, JSON; its ``export`` says the
+variant, precision and baked thresholds) and flat keys (:meth:`yolox.models.meta.ModelMeta.onnx_props`): enough to
 run the model with ONNX Runtime alone.
 """
 
@@ -28,8 +28,8 @@ import torch
 from yolox.errors import ExportError
 from yolox.files import atomic_path
 from yolox.inference import OnnxBackend, TorchBackend, detect_batch, preprocess
-from yolox.meta import ExportFormat, ModelMeta
 from yolox.models import YOLOX
+from yolox.models.meta import ExportFormat, ModelMeta
 from yolox.ops.nms import Detections
 
 log = logging.getLogger("yolox.export")
@@ -67,8 +67,8 @@ def export_onnx(model: YOLOX, out_path: str | Path, input_size: int, names: Sequ
                 opset: int = 17, dynamic_batch: bool = True, simplify: bool = True, variant: str = "raw",
                 conf_thresh: float | None = None, nms_thresh: float | None = None, max_det: int | None = None,
                 dynamic_hw: bool | None = None) -> Path:
-    """Export ``model`` (eval mode, CPU, float32) to ONNX as ``variant`` (:data:`yolox.meta.Variant`) with its
-    :class:`~yolox.meta.ModelMeta` in the metadata; optionally slimmed by onnxslim.
+    """Export ``model`` (eval mode, CPU, float32) to ONNX as ``variant`` (:data:`yolox.models.meta.Variant`) with its
+    :class:`~yolox.models.meta.ModelMeta` in the metadata; optionally slimmed by onnxslim.
 
     Writes ``out_path`` atomically (:func:`yolox.files.atomic_path`): the graph is exported, given its metadata,
     slimmed and checked in a temp file beside it, renamed onto ``out_path`` only when complete; a failure, Ctrl-C
@@ -121,7 +121,7 @@ def export_onnx(model: YOLOX, out_path: str | Path, input_size: int, names: Sequ
 
 
 def write_metadata(graph: onnx.ModelProto, meta: ModelMeta) -> None:
-    """Replace ``graph``'s ``metadata_props`` with ``meta``'s (:meth:`~yolox.meta.ModelMeta.onnx_props`, plus
+    """Replace ``graph``'s ``metadata_props`` with ``meta``'s (:meth:`~yolox.models.meta.ModelMeta.onnx_props`, plus
     the one-line ``output`` note)."""
     props = {**meta.onnx_props(), "output": OUTPUT_NOTE[meta.variant]}
     del graph.metadata_props[:]

@@ -15,7 +15,7 @@ per channel (int8, symmetric), activations per tensor (uint8, asymmetric). What 
   within 0.01; everything but stem and dark2 quantized 0.371. The stem sees the unnormalised 0-255 image and
   its per-tensor activation ranges are too wide for 8 bits.
 
-The quantized model keeps the :class:`~yolox.meta.ModelMeta` of its source, with ``export.precision = "int8"``.
+The quantized model keeps the :class:`~yolox.models.meta.ModelMeta` of its source, with ``export.precision = "int8"``.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, calibration_image
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from yolox.export.onnx_export import with_precision, write_metadata
-    from yolox.meta import meta_of_onnx
+    from yolox.models.meta import meta_of_onnx
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     source = onnx.load(str(onnx_path))

@@ -1,4 +1,4 @@
-"""The graphs an export can end with (:data:`yolox.meta.Variant`), as PyTorch modules traced by the exporter.
+"""The graphs an export can end with (:data:`yolox.models.meta.Variant`), as PyTorch modules traced by the exporter.
 
 - ``raw``: :class:`yolox.models.InferenceModel` (the authors' layout, undecoded).
 - ``decoded``: :class:`DecodedModel`: the one decode (:func:`yolox.ops.decode.decode_outputs`) inside the graph,
@@ -37,7 +37,7 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "decoded": ("boxes", "scores"),
     "end2end": ("num_dets", "boxes", "scores", "labels"),
 }
-"""Output names of each variant, in order (see :data:`yolox.meta.Variant` for shapes and dtypes)."""
+"""Output names of each variant, in order (see :data:`yolox.models.meta.Variant` for shapes and dtypes)."""
 
 
 def dynamic_axes(variant: str, dynamic_batch: bool, dynamic_hw: bool) -> dict[str, dict[int, str]] | None:

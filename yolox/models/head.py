@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from yolox.meta import STRIDES
 from yolox.models.blocks import BaseConv, conv_type
+from yolox.models.table import STRIDES
 
 PRIOR_PROB = 0.01  # class and objectness biases start at -log((1 - p) / p) (REFERENCE.md)
 
@@ -51,16 +51,6 @@ class YOLOXHead(nn.Module):
         for conv in [*self.cls_preds, *self.obj_preds]:
             nn.init.constant_(conv.bias, bias)
 
-    def reset_class_predictors(self, num_classes: int) -> None:
-        """Replace the class predictors with freshly initialised ones for ``num_classes`` classes."""
-        self.num_classes = num_classes
-        device = self.cls_preds[0].weight.device
-        new = nn.ModuleList(nn.Conv2d(p.in_channels, num_classes, 1, 1, 0) for p in self.cls_preds).to(device)
-        bias = -math.log((1 - PRIOR_PROB) / PRIOR_PROB)
-        for conv in new:
-            nn.init.constant_(conv.bias, bias)
-        self.cls_preds = new
-
     def forward(self, features: tuple[torch.Tensor, ...]) -> torch.Tensor:
         outputs = []
         for k, x in enumerate(features):
@@ -71,21 +61,3 @@ class YOLOXHead(nn.Module):
             outputs.append(out.flatten(start_dim=2))
         return torch.cat(outputs, dim=2).permute(0, 2, 1)
 
-
-def anchor_points(input_hw: tuple[int, int], strides: tuple[int, ...] = STRIDES,
-                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grid cells of every level, in the head's prediction order.
-
-    Returns:
-        grid: (A, 2) integer cell indices ``(col, row)`` as ``dtype``.
-        stride: (A,) the stride of each anchor point (pixels), as ``dtype``.
-    """
-    grids, stride_list = [], []
-    h, w = input_hw
-    for s in strides:
-        ys, xs = torch.meshgrid(torch.arange(h // s, device=device), torch.arange(w // s, device=device),
-                                indexing="ij")
-        grids.append(torch.stack((xs, ys), 2).reshape(-1, 2))
-        stride_list.append(torch.full((grids[-1].shape[0],), s, device=device))
-    return torch.cat(grids).to(dtype), torch.cat(stride_list).to(dtype)

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from yolox.config import EVAL_DEFAULTS as EVAL
-from yolox.meta import STRIDES
 from yolox.ops.boxes import cxcywh_to_xyxy
 from yolox.ops.decode import cached_anchor_points, decode_boxes
 
@@ -71,9 +69,8 @@ def batched_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, 
     return nms((boxes_xyxy.astype(np.float64) - low) + offset, scores, iou_thresh)
 
 
-def postprocess(decoded: torch.Tensor, conf_thresh: float = EVAL.conf_thresh,
-                nms_thresh: float = EVAL.nms_thresh,
-                max_det: int | None = None) -> list[Detections]:
+def postprocess(decoded: torch.Tensor, conf_thresh: float, nms_thresh: float, max_det: int | None = None
+                ) -> list[Detections]:
     """Per image: best class per prediction, score = obj * cls_best, keep score >= conf_thresh,
     class-aware NMS, at most ``max_det`` by score.
 
@@ -89,10 +86,8 @@ def postprocess(decoded: torch.Tensor, conf_thresh: float = EVAL.conf_thresh,
     return select_detections(boxes, decoded[..., 4] * cls_conf, cls_idx, conf_thresh, nms_thresh, max_det)
 
 
-def postprocess_raw(outputs: torch.Tensor, input_hw: tuple[int, int], strides: tuple[int, ...] = STRIDES,
-                    conf_thresh: float = EVAL.conf_thresh, nms_thresh: float = EVAL.nms_thresh,
-                    max_det: int | None = None
-                    ) -> list[Detections]:
+def postprocess_raw(outputs: torch.Tensor, input_hw: tuple[int, int], strides: tuple[int, ...], conf_thresh: float,
+                    nms_thresh: float, max_det: int | None = None) -> list[Detections]:
     """:func:`postprocess` of :func:`~yolox.ops.decode.decode_outputs` of raw predictions, the same detections
     (the same float32 operations on the same values), decoding only the predictions that can pass.
 
@@ -128,8 +123,8 @@ def postprocess_raw(outputs: torch.Tensor, input_hw: tuple[int, int], strides: t
     return results
 
 
-def postprocess_scores(boxes_xyxy: torch.Tensor, scores: torch.Tensor, conf_thresh: float = EVAL.conf_thresh,
-                       nms_thresh: float = EVAL.nms_thresh, max_det: int | None = None) -> list[Detections]:
+def postprocess_scores(boxes_xyxy: torch.Tensor, scores: torch.Tensor, conf_thresh: float, nms_thresh: float,
+                       max_det: int | None = None) -> list[Detections]:
     """:func:`postprocess` of a ``decoded`` export's outputs: boxes (B, A, 4) xyxy input pixels, scores (B, A, C)
     = obj * cls (so the best class's score is obj * cls_best, as in :func:`postprocess`)."""
     best, label = scores.float().max(dim=-1)

@@ -11,7 +11,7 @@ and a request may override them, e.g. ``{"dataframe_split": ..., "params": {"con
 
 **Which graph answers.** Artifacts: ``onnx``, the exported model (``export.variant``: raw, decoded or end2end),
 and, when the export wrote one (``export.serve_end2end``), ``end2end``: the same network with decode and
-class-aware NMS in the graph and the serving thresholds baked in (:data:`yolox.meta.Variant`). A request is
+class-aware NMS in the graph and the serving thresholds baked in (:data:`yolox.models.meta.Variant`). A request is
 answered by an end2end graph (the ``end2end`` artifact, or ``onnx`` itself when it is end2end) whenever that
 graph can give exactly the asked detections, i.e. when it asks for
 
@@ -56,7 +56,7 @@ from PIL import Image, UnidentifiedImageError
 
 from yolox.config import ServeParams, with_options
 from yolox.errors import CheckpointError, ConfigError
-from yolox.meta import ONNX_KEY, meta_of_onnx
+from yolox.models.meta import ONNX_KEY, meta_of_onnx
 
 OUTPUT_COLUMNS = ["image", "x0", "y0", "x1", "y1", "score", "class_id", "class_name"]
 OUTPUT_DTYPES = ["int64", "float64", "float64", "float64", "float64", "float64", "int64", "str"]

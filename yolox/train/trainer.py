@@ -48,8 +48,8 @@ from yolox.data.records import load_prepared
 from yolox.errors import CheckpointError, ConfigError, Interrupted
 from yolox.files import write_text
 from yolox.losses import LossOutput, yolox_loss
-from yolox.meta import ModelMeta, meta_of_checkpoint
 from yolox.models import build_model, load_weights
+from yolox.models.meta import ModelMeta, meta_of_checkpoint
 from yolox.train.checkpoint import (
     check_output_dir,
     load_checkpoint,
@@ -486,7 +486,7 @@ def _evaluate(model: torch.nn.Module, val_set: Any, input_size: int, params: Pip
 
 def load_trained(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A model built and loaded from a checkpoint written by :func:`train` (its ``"model"`` weights),
-    and the checkpoint's metadata: ``meta`` (:class:`~yolox.meta.ModelMeta`), and ``model_name``,
+    and the checkpoint's metadata: ``meta`` (:class:`~yolox.models.meta.ModelMeta`), and ``model_name``,
     ``input_size``, ``names`` (the same facts, flat), ``params``, ``epoch``.
 
     Raises:

@@ -7,7 +7,7 @@ serving read it back with :func:`meta_of_checkpoint` / :func:`meta_of_onnx` inst
 
 The one input-size rule (:func:`input_size`): an explicit size (a ``--img-size`` flag, ``eval.img_size``)
 wins, else the model's own ``input_size``, i.e. the size it was trained at (for the authors' release files,
-the variant's size in :data:`yolox.models.VARIANTS`).
+the variant's size in :data:`yolox.models.table.MODELS`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from yolox.errors import CheckpointError, ConfigError
-
-STRIDES: tuple[int, ...] = (8, 16, 32)
-"""Strides (pixels) of the three output levels P3, P4, P5 of every YOLOX variant (REFERENCE.md)."""
+from yolox.models.coco_classes import COCO_CLASSES
+from yolox.models.table import STRIDES, model_spec
 
 ONNX_KEY = "yolox.meta"
 """The ONNX ``metadata_props`` key holding :meth:`ModelMeta.to_json`."""
@@ -228,9 +227,7 @@ def check_input_size(size: int, strides: Sequence[int] = STRIDES, name: str = "i
 
 def meta_for(name: str, names: Sequence[str], size: int | None = None) -> ModelMeta:
     """The meta of variant ``name`` trained on ``names`` at ``size`` (default: the variant's own size)."""
-    from yolox.models import get_variant
-
-    return ModelMeta(name, int(size or get_variant(name).input_size), tuple(names))
+    return ModelMeta(name, int(size or model_spec(name).input_size), tuple(names))
 
 
 def meta_of_checkpoint(state: Mapping[str, Any], model_name: str | None = None,
@@ -265,7 +262,7 @@ def meta_of_checkpoint(state: Mapping[str, Any], model_name: str | None = None,
 def meta_of_onnx(props: Mapping[str, str], fallback_name: str | None = None,
                  source: str = "ONNX metadata") -> ModelMeta | None:
     """The meta in an ONNX model's ``metadata_props`` (as a dict), or None when it has none (e.g. the
-    authors' released ONNX): callers then fall back to the variant table. The ``yolox.meta`` JSON when present
+    authors' released ONNX): callers then fall back to the variant table. The ``yolox.models.meta`` JSON when present
     (:meth:`ModelMeta.from_dict`), else the flat keys ``names`` (a JSON list of strings), ``input_size`` (an
     integer, pixels; default 416), ``strides`` (a JSON list) and ``model_name`` (or ``fallback_name``).
     ``source`` names the file in errors.
@@ -401,12 +398,8 @@ def _export_of(value: Any, bad: Callable[[str], CheckpointError]) -> ExportForma
 
 def default_names(num_classes: int) -> tuple[str, ...]:
     """The COCO names for 80 classes, else ``class_0 ... class_{n-1}``."""
-    from yolox.data.coco_classes import COCO_CLASSES
-
     return tuple(COCO_CLASSES) if num_classes == 80 else tuple(f"class_{i}" for i in range(num_classes))
 
 
 def _variant_size(name: str) -> int:
-    from yolox.models import get_variant
-
-    return get_variant(name).input_size
+    return model_spec(name).input_size
