@@ -96,7 +96,7 @@ def train_yolox(params_file: str = "params/default.yaml", overrides: list[str] |
     from prefect.runtime import flow_run
 
     from yolox.pipeline import run_pipeline
-    from yolox.tracking.gate import Decision
+    from yolox.registry.rules import Decision
     from yolox.tracking.store import bound_requests, check_registry_params
 
     _route_library_logs()
@@ -127,7 +127,7 @@ def train_yolox(params_file: str = "params/default.yaml", overrides: list[str] |
 def _report(result: Any, params_file: str, overrides: list[str] | None) -> list[Any]:
     """:func:`yolox.console.pipeline_report` of a flow run: its commands name the flow's params file and the
     overrides that choose the registry (``tracking.``, ``gate.``)."""
-    from yolox.tracking.gate import Decision
+    from yolox.registry.rules import Decision
 
     decision = None if result.skipped else Decision.from_json(result.decision)
     return pipeline_report(result, decision, registry_options(params_file, overrides))

@@ -11,18 +11,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import yolox.assign as assign_module
-from yolox.assign import (
+import yolox.train.assign as assign_module
+from yolox.data.records import DetectionDataset
+from yolox.models.table import STRIDES
+from yolox.ops.boxes import pairwise_iou_cxcywh
+from yolox.ops.decode import anchor_points
+from yolox.train.assign import (
     Assignment,
     class_cost,
     geometry_prior,
     simota_assign,
     simota_assign_reference,
 )
-from yolox.data.records import DetectionDataset
-from yolox.models.table import STRIDES
-from yolox.ops.boxes import pairwise_iou_cxcywh
-from yolox.ops.decode import anchor_points
 
 SIZE = 416
 NUM_CLASSES = 80

@@ -94,8 +94,8 @@ def test_a_second_prepare_waits_for_the_first_and_says_for_whom(tmp_path: Path,
     import threading
     import time
 
+    from yolox.data.stage import prepare
     from yolox.files import project_lock
-    from yolox.pipeline import prepare
 
     params = _prepare_params(tmp_path)
     lock = tmp_path / "data" / "prepared.lock"
@@ -111,7 +111,7 @@ def test_a_second_prepare_waits_for_the_first_and_says_for_whom(tmp_path: Path,
     held.wait(10)
     threading.Timer(1.5, release.set).start()
     t0 = time.monotonic()
-    with caplog.at_level("INFO", logger="yolox.pipeline"):
+    with caplog.at_level("INFO", logger="yolox.data"):
         result = prepare(params, snapshot=tmp_path / "run" / "data")
     waited = time.monotonic() - t0
     holder.join()
@@ -132,7 +132,7 @@ def test_a_lock_whose_holder_was_killed_is_free_at_once(tmp_path: Path) -> None:
     import signal
     import time
 
-    from yolox.pipeline import prepare
+    from yolox.data.stage import prepare
 
     lock = tmp_path / "data" / "prepared.lock"
     code = ("import sys, time; from yolox.files import project_lock\n"

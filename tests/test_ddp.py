@@ -101,6 +101,6 @@ def test_two_gloo_processes_end_with_identical_weights(prepared: Path, tmp_path:
 
 
 def _nano_named_parameters():
-    from yolox.models import build_model
+    from yolox.models.build import build_model
 
     return build_model("yolox-nano", 80).named_parameters()

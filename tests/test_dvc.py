@@ -116,6 +116,19 @@ def test_dvc_repro_twice(tmp_path: Path, coco128_dir: Path) -> None:
     status = yaml.safe_load(sh("dvc", "status", "--json")) or {}
     assert {"evaluate", "export", "train"} <= set(status) and not {"fetch", "prepare"} & set(status), status
     assert any("yolox/ops" in json.dumps(change) for change in status["evaluate"]), status["evaluate"]
+    nms.write_text(nms.read_text().removesuffix("\n# touched by tests/test_dvc.py\n"))
+    assert not (yaml.safe_load(sh("dvc", "status", "--json")) or {})
+
+    # deps follow the stages: the registry and the gate re-run no stage (they run after the DVC stages: the
+    # pipeline's register and gate); a model block re-runs what builds models, never prepare
+    for touched, expected in (("yolox/registry/gate.py", set()), ("yolox/registry/rules.py", set()),
+                              ("yolox/models/blocks.py", {"train", "evaluate", "export"})):
+        path = tmp_path / touched
+        text = path.read_text()
+        path.write_text(text + "\n# touched by tests/test_dvc.py\n")
+        status = yaml.safe_load(sh("dvc", "status", "--json")) or {}
+        path.write_text(text)
+        assert set(status) == expected, (touched, status)
 
     # plots: the Vega ones name their columns; the PNG ones render without a network (no CDN in the HTML)
     shown = json.loads(sh("dvc", "plots", "show", "--json", stdout_only=True))["data"]  # {"data": {plot id: ...}}

@@ -14,7 +14,7 @@ from yolox.config import EvalParams
 from yolox.data.records import DetectionDataset
 from yolox.errors import DataError
 from yolox.evaluate.coco_eval import METRIC_KEYS, EvalResult, evaluate
-from yolox.inference import OnnxBackend, TorchBackend, detect, load_backend
+from yolox.inference import OnnxBackend, TorchBackend, detect, load_model
 from yolox.models.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from yolox.models.table import STRIDES
 from yolox.ops.decode import decode_outputs
@@ -25,14 +25,14 @@ SIZE = 416
 
 @pytest.fixture(scope="module")
 def pth_result(nano_pth: Path, coco128_dataset: DetectionDataset) -> EvalResult:
-    backend = load_backend(nano_pth, "yolox-nano")
+    backend = load_model(nano_pth, "yolox-nano")[0]
     assert isinstance(backend, TorchBackend)
     return evaluate(backend, coco128_dataset, SIZE, EvalParams(), progress=False)
 
 
 @pytest.fixture(scope="module")
 def onnx_result(nano_onnx: Path, coco128_dataset: DetectionDataset) -> EvalResult:
-    backend = load_backend(nano_onnx)
+    backend = load_model(nano_onnx)[0]
     assert isinstance(backend, OnnxBackend) and backend.fixed_batch == 1
     return evaluate(backend, coco128_dataset, SIZE, EvalParams(), progress=False)
 
@@ -99,7 +99,7 @@ def test_eval_result_write(pth_result: EvalResult, tmp_path: Path) -> None:
 def test_class_count_mismatch_is_a_data_error(nano_onnx: Path, coco128_dataset: DetectionDataset) -> None:
     three = DetectionDataset(["a", "b", "c"], [1, 2, 3], coco128_dataset.records[:2])
     with pytest.raises(DataError, match="80 classes"):
-        evaluate(load_backend(nano_onnx), three, SIZE, progress=False)
+        evaluate(load_model(nano_onnx)[0], three, SIZE, progress=False)
 
 
 # ------------------------------------------------------------------------------------ NMS

@@ -16,9 +16,11 @@ from yolox.data.records import DetectionDataset
 from yolox.errors import ExportError
 from yolox.evaluate.coco_eval import evaluate
 from yolox.export.onnx_export import check_onnx, export_onnx, read_metadata
-from yolox.inference import OnnxBackend, TorchBackend, load_backend, preprocess
-from yolox.models import YOLOX, build_model, load_weights
+from yolox.inference import OnnxBackend, TorchBackend, load_model, preprocess
+from yolox.models.build import build_model
+from yolox.models.checkpoint import load_weights
 from yolox.models.coco_classes import COCO_CLASSES
+from yolox.models.yolox import YOLOX
 
 SIZE = 416
 
@@ -97,7 +99,7 @@ def test_exported_model_has_the_checkpoint_ap(nano_model: YOLOX, exported: Path,
     ds = coco128_dataset
     subset = DetectionDataset(ds.names, ds.category_ids, ds.records[:32])
     assert sum(len(r.labels) for r in subset.records) > 100
-    onnx_backend = load_backend(exported)
+    onnx_backend = load_model(exported)[0]
     assert isinstance(onnx_backend, OnnxBackend)
     ap_onnx = evaluate(onnx_backend, subset, SIZE, EvalParams(), progress=False).metrics["AP50_95"]
     ap_pth = evaluate(TorchBackend(nano_model), subset, SIZE, EvalParams(), progress=False).metrics["AP50_95"]

@@ -19,8 +19,10 @@ from yolox.data.records import DetectionDataset
 from yolox.evaluate.coco_eval import evaluate
 from yolox.export.onnx_export import check_onnx, export_onnx
 from yolox.inference import OnnxBackend, TorchBackend, detect_batch, preprocess
-from yolox.models import YOLOX, build_model, load_weights
+from yolox.models.build import build_model
+from yolox.models.checkpoint import load_weights
 from yolox.models.coco_classes import COCO_CLASSES
+from yolox.models.yolox import YOLOX
 
 SIZE = 416
 SERVE, EVAL = ServeParams(), EvalParams()
@@ -135,7 +137,7 @@ def test_variants_match_pytorch_and_take_any_size(nano: YOLOX, exports: dict[str
 
 @pytest.mark.slow
 def test_eval_gives_the_same_ap_for_every_variant(exports: dict[str, Path], coco128_dataset: DetectionDataset) -> None:
-    from yolox.pipeline import load_model
+    from yolox.inference import load_model
 
     ds = coco128_dataset
     subset = DetectionDataset(ds.names, ds.category_ids, ds.records[:48])
@@ -154,7 +156,7 @@ def test_eval_gives_the_same_ap_for_every_variant(exports: dict[str, Path], coco
 
 @pytest.fixture(scope="module")
 def prepared(coco128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from yolox.pipeline import prepare
+    from yolox.data.stage import prepare
 
     params = PipelineParams.model_validate({"data": {"source": str(coco128_dir / "dataset.yaml")}})
     return prepare(params, tmp_path_factory.mktemp("prep") / "prepared").path
@@ -162,8 +164,8 @@ def prepared(coco128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.mark.slow
 def test_int8_ap_drop_is_measured_and_gated(exports: dict[str, Path], prepared: Path) -> None:
-    from yolox.pipeline import export_int8
-    from yolox.tracking.gate import ModelEval, decide
+    from yolox.export.stage import export_int8
+    from yolox.registry.rules import ModelEval, decide
 
     params = PipelineParams.model_validate({"export": {"int8_calibration_images": 8}})
     good = export_int8(params, exports["raw"], SIZE, prepared)
@@ -189,7 +191,7 @@ def test_int8_ap_drop_is_measured_and_gated(exports: dict[str, Path], prepared: 
 
 
 def test_latency_rule() -> None:
-    from yolox.tracking.gate import ModelEval, decide
+    from yolox.registry.rules import ModelEval, decide
 
     cand = ModelEval("2", {"AP50_95": 0.4, "AP50": 0.6}, "sha256:x")
     assert "max_p90_ms" not in [r.name for r in decide("m", cand, None, True, GateParams(), p90_ms=900.0).rules]
@@ -204,7 +206,7 @@ def test_latency_rule() -> None:
 
 
 def test_benchmark_rows_and_reference_ratio(nano_pth: Path, nano_onnx: Path, prepared: Path, tmp_path: Path) -> None:
-    from yolox.benchmark import run_benchmark, to_json_line
+    from yolox.export.benchmark import run_benchmark, to_json_line
     from yolox.export.tensorrt import tensorrt_unavailable_reason
 
     params = PipelineParams.model_validate({"export": {"benchmark_warmup": 0, "benchmark_repeats": 2,

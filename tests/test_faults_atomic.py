@@ -35,7 +35,7 @@ PARTIAL = b"half-written: this must never be found at the final path"
 
 @pytest.fixture(scope="module")
 def nano() -> torch.nn.Module:
-    from yolox.models import build_model
+    from yolox.models.build import build_model
 
     torch.manual_seed(0)
     return build_model("yolox-nano", num_classes=2).eval()

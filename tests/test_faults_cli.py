@@ -527,7 +527,7 @@ def test_predict_folder_summary_and_detections(ws: SimpleNamespace) -> None:
 
 @pytest.fixture(scope="module")
 def served(ws: SimpleNamespace):
-    from yolox.tracking.pyfunc import YoloxOnnxModel
+    from yolox.serve.pyfunc import YoloxOnnxModel
 
     model = YoloxOnnxModel()
     model.load_context(SimpleNamespace(artifacts={"onnx": str(ws.onnx128)}))

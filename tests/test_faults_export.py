@@ -23,7 +23,7 @@ SIDE = 128
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from yolox.export.onnx_export import export_onnx
-    from yolox.models import build_model
+    from yolox.models.build import build_model
 
     torch.manual_seed(0)
     model = build_model("yolox-nano", num_classes=2).eval()

@@ -54,7 +54,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, coco128_dir: Path) -> dict[
 
     from yolox.export.onnx_export import export_onnx
     from yolox.export.quantize import quantize_int8
-    from yolox.models import build_model
+    from yolox.models.build import build_model
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("models")
@@ -167,7 +167,7 @@ def test_interrupted_video_keeps_the_previous_output(models: dict[str, Path], ph
     """An annotated video is written into a temp file and renamed when complete: a run stopped in the middle of
     it (Ctrl-C) leaves the previous run's video byte-identical and no partial or temp file."""
     from yolox.inference import OnnxBackend
-    from yolox.predict import predict
+    from yolox.serve.predict import predict
 
     backend = OnnxBackend(models["raw"])
     out = photos.parent / "out"
@@ -280,7 +280,7 @@ DOWNLOAD_CASES = {
 def test_download_is_bounded(site: str, tmp_path: Path, kind: str) -> None:
     """Each bad URL is the exact skip record, returned within the deadline (1 s; each wait at most 2 s) plus a
     little, with nothing left in the download folder."""
-    from yolox.predict import download
+    from yolox.serve.predict import download
 
     path, reason, detail = DOWNLOAD_CASES[kind]
     start = time.monotonic()
@@ -292,7 +292,7 @@ def test_download_is_bounded(site: str, tmp_path: Path, kind: str) -> None:
 
 def test_download_follows_a_redirect_to_http(site: str, tmp_path: Path, coco: Path) -> None:
     """A relative and an absolute redirect to http are followed; the file is named after the final URL."""
-    from yolox.predict import download
+    from yolox.serve.predict import download
 
     for url in (f"{site}/to?/files/a.jpg", f"{site}/to?{site}/to?/files/a.jpg"):
         got = download(url, tmp_path, LIMITS)
@@ -333,7 +333,7 @@ def huge_jpeg(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 def _served(models: dict[str, Path], **budgets: int) -> Any:
-    from yolox.tracking.pyfunc import YoloxOnnxModel
+    from yolox.serve.pyfunc import YoloxOnnxModel
 
     model = YoloxOnnxModel(**budgets)
     model.load_context(SimpleNamespace(artifacts={"onnx": str(models["raw"])}))
@@ -353,7 +353,7 @@ def test_serving_refuses_huge_images_before_decoding(models: dict[str, Path], hu
                                                      no_decoding: None) -> None:
     """40 rows of 12000 x 12000 JPEGs with the default budgets: 413 naming the row, its size and the pixel limit,
     without decoding any (which would need 17 GB)."""
-    from yolox.tracking.pyfunc import RequestTooLarge
+    from yolox.serve.pyfunc import RequestTooLarge
 
     model = _served(models)
     with pytest.raises(RequestTooLarge) as err:
@@ -379,7 +379,7 @@ SERVE_CASES = {
 
 @pytest.mark.parametrize("kind", [pytest.param(k, id=f"serve-{k}") for k in SERVE_CASES])
 def test_serving_budget(models: dict[str, Path], coco: Path, kind: str, no_decoding: None) -> None:
-    from yolox.tracking.pyfunc import RequestTooLarge
+    from yolox.serve.pyfunc import RequestTooLarge
 
     budgets, rows, message = SERVE_CASES[kind]
     files = [p.read_bytes() for p in rows(coco)]
@@ -419,7 +419,7 @@ def test_serving_budgets_are_params() -> None:
                                           "max_image_pixels": 50_000_000, "max_request_bytes": 100 * 2**20,
                                           "batch_size": 8}
     assert "(pixels" in fields["max_image_pixels"].description and "(bytes" in fields["max_request_bytes"].description
-    from yolox.tracking.pyfunc import YoloxOnnxModel
+    from yolox.serve.pyfunc import YoloxOnnxModel
 
     with pytest.raises(ConfigError, match=r"^max_rows 0: must be greater than or equal to 1 \(serve.max_rows\)$"):
         YoloxOnnxModel(max_rows=0)

@@ -5,7 +5,7 @@ away, and what the metrics journal does with what it could not send.
   one exact line (PreflightError; the CLI prints it as ``error: ...`` and exits 1) and nothing is prepared.
   Servers are a closed loopback port, an unresolvable ``.invalid`` host, and a tiny ``http.server`` stand-in
   (tests/mlflow_stub.py) answering 500, 403 or too late.
-- The journal (``yolox.tracking.buffer``): a server that dies mid-run leaves the entries pending with one
+- The journal (``yolox.tracking.journal``): a server that dies mid-run leaves the entries pending with one
   warning saying how to flush; a truncated last line loses nothing before it; ``yolox tracking flush`` with no
   journal, no folder, or another store's entries.
 - Credentials in MLFLOW_TRACKING_URI reach the server but never the messages, logs or journal.
@@ -26,7 +26,7 @@ from mlflow_stub import MlflowStub, closed_port
 
 from yolox.config import PipelineParams
 from yolox.errors import PreflightError, TrackingError
-from yolox.tracking.buffer import JOURNAL_NAME, MetricBuffer, flush_journal
+from yolox.tracking.journal import JOURNAL_NAME, MetricBuffer, flush_journal
 
 REPO = Path(__file__).resolve().parents[1]
 YOLOX = str(Path(sys.executable).parent / "yolox")

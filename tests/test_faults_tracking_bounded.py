@@ -216,7 +216,7 @@ def test_benchmark_preflights_whenever_it_reaches_the_server(weights: str, refer
                                                              bounds_env: pytest.MonkeyPatch) -> None:
     """``run_benchmark`` (what ``yolox benchmark`` calls): a registered version given as weights by alias, a
     registered reference, a run to log to: the preflight, before the dataset is read."""
-    from yolox.benchmark import run_benchmark
+    from yolox.export.benchmark import run_benchmark
 
     bounds_env.setenv("MLFLOW_TRACKING_URI", server.uri)
     params = PipelineParams.model_validate({"tracking": {"preflight_timeout_s": 1}})
@@ -375,7 +375,7 @@ def test_registry_arguments_checked_before_any_request(args: list[str], line: st
 @pytest.mark.parametrize("server", ["hang"], indirect=True)
 def test_benchmark_arguments_checked_before_any_request(server: FakeServer,
                                                         bounds_env: pytest.MonkeyPatch) -> None:
-    from yolox.benchmark import run_benchmark
+    from yolox.export.benchmark import run_benchmark
 
     bounds_env.setenv("MLFLOW_TRACKING_URI", server.uri)
     params = PipelineParams()
@@ -399,11 +399,12 @@ def test_benchmark_of_a_registered_alias_logs_to_a_finished_run(tmp_path: Path, 
     registered ONNX, and ``--run-id`` of a finished run adds the figures and leaves it FINISHED."""
     from mlflow import MlflowClient
 
-    from yolox.benchmark import run_benchmark
+    from yolox.export.benchmark import run_benchmark
     from yolox.export.onnx_export import export_onnx
-    from yolox.models import build_model, load_weights
+    from yolox.models.build import build_model
+    from yolox.models.checkpoint import load_weights
     from yolox.models.coco_classes import COCO_CLASSES
-    from yolox.tracking.registry import log_and_register
+    from yolox.registry.versions import log_and_register, registered_onnx
     from yolox.tracking.run import MlflowRun
 
     bounds_env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -418,7 +419,7 @@ def test_benchmark_of_a_registered_alias_logs_to_a_finished_run(tmp_path: Path, 
     params = PipelineParams.model_validate({"export": {"benchmark_warmup": 0, "benchmark_repeats": 2,
                                                        "benchmark_batch": 1}})
     result = run_benchmark(params, "models:/bench-model@challenger", str(coco128_dir), "train", max_images=2,
-                           run_id=run.run_id)
+                           run_id=run.run_id, registered_onnx=registered_onnx)
     assert [(r.format, r.status) for r in result.rows] == [("onnx-raw", "ok")] and result.img_size == 160
     assert version == "1"
     logged = MlflowClient().get_run(run.run_id)

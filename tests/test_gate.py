@@ -21,7 +21,7 @@ import yaml
 
 from yolox.config import GateParams, PipelineParams
 from yolox.errors import GateError
-from yolox.tracking.gate import Decision, ModelEval, decide
+from yolox.registry.rules import Decision, ModelEval, decide
 
 EXPERIMENT = "gate-tests"
 YOLOX = str(Path(sys.executable).parent / "yolox")
@@ -151,7 +151,8 @@ def prepared(store: Path, coco128_dir: Path) -> Path:
 def onnx_models(store: Path, prepared: Path, nano_pth: Path) -> dict[str, Path]:
     """{"good": nano at 416 px, "worse": nano at 320 px}, both exported and checked against PyTorch."""
     from yolox.export.onnx_export import check_onnx, export_onnx
-    from yolox.models import build_model, load_weights
+    from yolox.models.build import build_model
+    from yolox.models.checkpoint import load_weights
     from yolox.models.coco_classes import COCO_CLASSES
 
     model = build_model("yolox-nano", 80)
@@ -173,7 +174,7 @@ def _params(store: Path, prepared: Path, name: str, **gate: float) -> PipelinePa
 
 
 def _register(name: str, onnx: Path, prepared: Path) -> str:
-    from yolox.tracking.registry import log_and_register
+    from yolox.registry.versions import log_and_register
     from yolox.tracking.run import MlflowRun
 
     run = MlflowRun(EXPERIMENT, f"{name}-{onnx.stem}", {"model": "yolox-nano"})
@@ -192,7 +193,7 @@ def _champion(name: str) -> str | None:
 
 def _assert_consistent_history(name: str) -> list:
     """The history is 1..n, each event's previous is the event before it, and it ends at the champion."""
-    from yolox.tracking.registry import champion_history
+    from yolox.registry.versions import champion_history
 
     history = champion_history(name)
     assert [e.seq for e in history] == list(range(1, len(history) + 1))
@@ -205,8 +206,8 @@ def _assert_consistent_history(name: str) -> list:
 def test_first_model_is_promoted_if_above_floor(store: Path, prepared: Path, onnx_models: dict[str, Path]) -> None:
     import mlflow
 
-    from yolox.tracking.gate import run_gate
-    from yolox.tracking.registry import version_info
+    from yolox.registry.gate import run_gate
+    from yolox.registry.versions import version_info
 
     v1 = _register("first", onnx_models["good"], prepared)
     decision = run_gate(_params(store, prepared, "first"))
@@ -227,8 +228,8 @@ def test_first_model_is_promoted_if_above_floor(store: Path, prepared: Path, onn
 
 
 def test_worse_rejected_better_promoted(store: Path, prepared: Path, onnx_models: dict[str, Path]) -> None:
-    from yolox.tracking.gate import run_gate
-    from yolox.tracking.registry import promote, version_info
+    from yolox.registry.gate import run_gate
+    from yolox.registry.versions import promote, version_info
 
     params = _params(store, prepared, "gated")
     v1 = _register("gated", onnx_models["good"], prepared)
@@ -256,7 +257,7 @@ def test_worse_rejected_better_promoted(store: Path, prepared: Path, onnx_models
 
 
 def test_rollback(store: Path, prepared: Path, onnx_models: dict[str, Path]) -> None:
-    from yolox.tracking.registry import promote, rollback, version_info
+    from yolox.registry.versions import promote, rollback, version_info
 
     v1 = _register("rb", onnx_models["good"], prepared)
     v2 = _register("rb", onnx_models["worse"], prepared)
@@ -279,7 +280,7 @@ def test_rollback(store: Path, prepared: Path, onnx_models: dict[str, Path]) -> 
 
 
 def test_gate_cli_exits_nonzero_on_rejection(store: Path, prepared: Path, onnx_models: dict[str, Path]) -> None:
-    from yolox.tracking.registry import promote
+    from yolox.registry.versions import promote
 
     v1 = _register("cli", onnx_models["good"], prepared)
     promote("cli", v1, "manual")
@@ -305,7 +306,7 @@ RACER = r"""
 import json, os, sys, time
 from pathlib import Path
 from yolox.errors import YoloxError
-from yolox.tracking.registry import champion_history, promote
+from yolox.registry.versions import champion_history, promote
 sync, me, ops = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 for k, op in enumerate(ops):
     champion_history(op["name"])  # connected and warm before the start signal
@@ -329,7 +330,7 @@ def test_racing_promotions_leave_one_champion(store: Path, prepared: Path, onnx_
     against the same champion with the file lock (SQLite store), the same with the lease (the fallback for
     a tracking server), then two manual overrides. Exactly one gate promotion may win each round (the other
     compared against a champion that is gone), and the history stays one chain ending at the champion."""
-    from yolox.tracking.registry import promote, version_info
+    from yolox.registry.versions import promote, version_info
 
     name = "race"
     v = [_register(name, onnx_models["good"], prepared) for _ in range(5)]

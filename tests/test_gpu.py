@@ -76,7 +76,8 @@ def test_amp_training_steps_are_finite_and_close_to_fp32(prepared: Path, nano_pt
     """Two steps of the trainer's ``train_step`` on one real batch of 8, from the authors' nano weights, with
     CUDA AMP (autocast float16 + GradScaler) and without: every loss finite, AMP's first within 2 % of FP32's
     (same weights), its second within 10 %; the convolutions ran in float16."""
-    from yolox.models import build_model, load_weights
+    from yolox.models.build import build_model
+    from yolox.models.checkpoint import load_weights
     from yolox.train.distributed import select_device
     from yolox.train.optim import build_optimizer
     from yolox.train.trainer import loss_values, prepare_for_training, train_step
@@ -209,7 +210,8 @@ def engines(nano_pth: Path, prepared: Path, tmp_path_factory: pytest.TempPathFac
     from yolox.data.records import load_prepared
     from yolox.export.onnx_export import export_onnx
     from yolox.export.tensorrt import build_engine, profile_needs
-    from yolox.models import build_model, load_weights
+    from yolox.models.build import build_model
+    from yolox.models.checkpoint import load_weights
     from yolox.models.coco_classes import COCO_CLASSES
 
     folder = tmp_path_factory.mktemp("engines")
@@ -259,7 +261,7 @@ def test_benchmark_has_a_tensorrt_row_with_latency(nano_pth: Path, prepared: Pat
     """``yolox benchmark`` with a throughput batch of 2 (the issue's case: AP is measured in batches of 8):
     the ``tensorrt`` row has its AP (within 0.01 of the end2end ONNX model's), latency and throughput."""
     _needs_tensorrt()
-    from yolox.benchmark import run_benchmark
+    from yolox.export.benchmark import run_benchmark
 
     ep = {"benchmark_warmup": 3, "benchmark_repeats": 20, "benchmark_batch": 2,
           "tensorrt_timing_cache": str(tmp_path / "timing.cache")}

@@ -35,7 +35,8 @@ from yolox.data.prepare import prepare_dataset
 from yolox.data.records import load_prepared
 from yolox.evaluate.coco_eval import evaluate
 from yolox.inference import TorchBackend
-from yolox.models import build_model, load_weights
+from yolox.models.build import build_model
+from yolox.models.checkpoint import load_weights
 from yolox.train.trainer import train
 
 IMAGES, SIZE, BATCH, EPOCHS = 20, 416, 8, 24

@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from yolox.data.records import DetectionDataset, ImageRecord
-from yolox.losses import REG_WEIGHT, yolox_loss
-from yolox.models import build_model, load_weights
+from yolox.models.build import build_model
+from yolox.models.checkpoint import load_weights
 from yolox.models.table import STRIDES
 from yolox.ops.decode import anchor_points
 from yolox.ops.letterbox import letterbox, to_input_tensor
+from yolox.train.losses import REG_WEIGHT, yolox_loss
 
 SIZE = 416
 MAX_LABELS = 120  # targets are padded like the training collate (AugmentParams.max_labels)

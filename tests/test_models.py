@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from yolox.errors import CheckpointError, ConfigError
-from yolox.models import MODELS, STRIDES, InferenceModel, build_model, load_weights, model_spec
 from yolox.models import checkpoint as checkpoint_module
-from yolox.models.checkpoint import read_state_dict
+from yolox.models.build import build_model
+from yolox.models.checkpoint import load_weights, read_state_dict
 from yolox.models.head import PRIOR_PROB
+from yolox.models.table import MODELS, STRIDES, model_spec
+from yolox.models.yolox import InferenceModel
 from yolox.ops.decode import anchor_points
 from yolox.ops.letterbox import letterbox, to_input_tensor
 

@@ -30,7 +30,8 @@ import yaml
 from test_ddp import _free_port, _nano_named_parameters
 from test_train import checkpoint, prepare_subset, tiny_params
 
-from yolox.train.launch import result_from_checkpoint, torchrun_command, worker_args, write_launch_params
+from yolox.train.launch import result_from_checkpoint, write_launch_params
+from yolox.train.torchrun import torchrun_command, worker_args
 
 EXPERIMENT = "multinode-test"
 PARK_AT_STEP = 3  # epoch 2 (2 iterations each), after the epoch-1 checkpoint
@@ -87,12 +88,12 @@ def prepared(coco128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="module")
 def reference(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """1 node x 2 processes through the pipeline's train stage (``yolox.pipeline.train`` ->
+    """1 node x 2 processes through the pipeline's train stage (``yolox.train.stage.train`` ->
     ``launch_training``), logging into an MLflow run: the weights the other runs must end with."""
     from mlflow.tracking import MlflowClient
 
-    from yolox.pipeline import train as train_stage
     from yolox.tracking.run import MlflowRun
+    from yolox.train.stage import train as train_stage
 
     root = tmp_path_factory.mktemp("one-node")
     out, uri = root / "out", f"sqlite:///{root / 'mlflow.db'}"

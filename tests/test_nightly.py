@@ -16,7 +16,7 @@ import torch
 
 from yolox.config import PipelineParams, parse_params
 from yolox.errors import ConfigError, TrackingError
-from yolox.models import build_model
+from yolox.models.build import build_model
 from yolox.models.checkpoint import load_weights
 
 
@@ -154,7 +154,7 @@ def _val_names(prepared: Path) -> set[str]:
 
 
 def test_warm_start_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from yolox.train.warm_start import resolve_start_weights
+    from yolox.registry.warm_start import resolve_start_weights
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

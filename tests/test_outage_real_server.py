@@ -112,7 +112,7 @@ def test_run_end_through_the_journal(tmp_path: Path, no_mlflow_env: pytest.Monke
 
     from mlflow import MlflowClient
 
-    from yolox.tracking.buffer import JOURNAL_NAME, MetricBuffer, record_run_end
+    from yolox.tracking.journal import JOURNAL_NAME, MetricBuffer, record_run_end
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     no_mlflow_env.setenv("MLFLOW_TRACKING_URI", uri)

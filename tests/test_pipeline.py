@@ -39,9 +39,10 @@ def _register_champion(tmp_path: Path, nano_pth: Path, coco128_dir: Path) -> str
     import mlflow
 
     from yolox.export.onnx_export import export_onnx
-    from yolox.models import build_model, load_weights
+    from yolox.models.build import build_model
+    from yolox.models.checkpoint import load_weights
     from yolox.models.coco_classes import COCO_CLASSES
-    from yolox.tracking.registry import log_and_register, promote
+    from yolox.registry.versions import log_and_register, promote
     from yolox.tracking.run import MlflowRun
 
     old = os.environ.get("MLFLOW_TRACKING_URI")
@@ -167,7 +168,7 @@ def test_pipeline_end_to_end(tmp_path: Path, coco128_dir: Path, nano_pth: Path) 
     # the registered pyfunc answers with detections in original-image pixels
     import pandas as pd
 
-    from yolox.tracking.pyfunc import encode_image
+    from yolox.serve.pyfunc import encode_image
 
     model = mlflow.pyfunc.load_model("models:/yolox-e2e@challenger")
     image = min((coco128_dir / "images" / "train2017").glob("*.jpg"))

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import pytest
 
 from yolox.config import PredictParams
-from yolox.predict import download
+from yolox.serve.predict import download
 
 pytestmark = pytest.mark.timeout(60)   # a download that would hang fails the test instead
 

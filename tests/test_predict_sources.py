@@ -17,10 +17,11 @@ import pytest
 from media_sources import make_video, read_frames, serve_folder
 
 from yolox.config import PipelineParams, PredictParams, ServeParams
-from yolox.inference import Backend, detect, load_backend
+from yolox.inference import Backend, detect, load_model
 from yolox.models.coco_classes import COCO_CLASSES
+from yolox.ops.draw import class_color, draw, text_color
 from yolox.ops.nms import Detections
-from yolox.predict import class_color, draw, predict, text_color
+from yolox.serve.predict import predict
 
 SIDE = 256
 NAMES = list(COCO_CLASSES)
@@ -30,7 +31,7 @@ FRAMES = ("000000000025.jpg", "000000000036.jpg", "000000000042.jpg", "000000000
 
 @pytest.fixture(scope="module")
 def backend(nano_pth: Path) -> Backend:
-    return load_backend(nano_pth, "yolox-nano")
+    return load_model(nano_pth, "yolox-nano")[0]
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,7 @@ def test_served_end2end_equals_predict_on_raw(nano_pth: Path, coco: Path, tmp_pa
     is served by the end2end graph, filtered."""
     import mlflow
 
-    from yolox.pipeline import export
+    from yolox.export.stage import export
 
     images = tmp_path / "images"
     images.mkdir()
@@ -193,8 +194,8 @@ def test_served_end2end_equals_predict_on_raw(nano_pth: Path, coco: Path, tmp_pa
 def _serve_and_compare(nano_pth: Path, exported, images: Path, tmp_path: Path) -> None:
     import mlflow
 
-    from yolox.tracking.pyfunc import encode_image
-    from yolox.tracking.registry import load_version_model, log_and_register
+    from yolox.registry.versions import load_version_model, log_and_register
+    from yolox.serve.pyfunc import encode_image
     from yolox.tracking.run import MlflowRun
 
     mlflow.create_experiment("e2e", artifact_location=(tmp_path / "artifacts").as_uri())
@@ -207,7 +208,7 @@ def _serve_and_compare(nano_pth: Path, exported, images: Path, tmp_path: Path) -
 
     def predicted(conf: float = SERVE.conf_thresh, nms: float = SERVE.nms_thresh) -> dict[str, list[dict]]:
         out = tmp_path / f"predict-{conf}-{nms}"
-        result = predict(load_backend(exported.onnx), images, out, NAMES, 416, conf, nms)
+        result = predict(load_model(exported.onnx)[0], images, out, NAMES, 416, conf, nms)
         return {Path(r["image"]).name: r["detections"] for r in json.loads(result.json_path.read_text())["images"]}
 
     def compare(rows: pd.DataFrame, expected: dict[str, list[dict]]) -> int:
@@ -234,7 +235,7 @@ def _serve_and_compare(nano_pth: Path, exported, images: Path, tmp_path: Path) -
 
     from mlflow.exceptions import MlflowException
 
-    from yolox.tracking.pyfunc import YoloxOnnxModel
+    from yolox.serve.pyfunc import YoloxOnnxModel
 
     only = YoloxOnnxModel()
     only.load_context(SimpleNamespace(artifacts={"onnx": str(exported.serving)}))

@@ -46,7 +46,7 @@ def _description(client, version: str) -> tuple[str, str]:
 
 
 def test_every_alias_move_rewrites_the_status_of_each_version_it_touches(client, tmp_path: Path) -> None:
-    from yolox.tracking.registry import describe_version, promote, rollback
+    from yolox.registry.versions import describe_version, promote, rollback
 
     record = "## Gate: REJECT yolox-status version {v}\n\n| rule | threshold | value | result |\n|---|---|---|---|\n"
     v1 = _register(client, tmp_path)
@@ -96,7 +96,7 @@ def test_a_move_made_elsewhere_is_found_at_the_next_write(client, tmp_path: Path
     """An alias moved by hand (the UI) between two writes: both versions' lines are rewritten at the next one; a
     description in the earlier form (``> **Status:** ...``) loses that line, a person's own description stays below
     the status line (once, however often it is rewritten), and a deleted version is passed over."""
-    from yolox.tracking.registry import promote, sync_status
+    from yolox.registry.versions import promote, sync_status
 
     v1, v2, v3 = (str(client.create_model_version(MODEL, str(tmp_path / "model")).version) for _ in range(3))
     promote(MODEL, v1, "manual")
@@ -122,7 +122,7 @@ def test_the_gate_says_in_one_past_tense_sentence_what_it_did() -> None:
     failed and the champion compared with, and says nothing in the present tense that a later move would falsify
     (the decision's own outcome, ``version 2 stays challenger``, is kept in the record below, dated)."""
     from yolox.config import GateParams
-    from yolox.tracking.gate import ModelEval, decide
+    from yolox.registry.rules import ModelEval, decide
 
     def ev(version: str, ap: float) -> ModelEval:
         return ModelEval(version, {"AP50_95": ap, "AP50": ap + 0.2}, "sha256:aaaa", "d.dir", 26)

@@ -207,7 +207,7 @@ RUN_DIR = Path("runs/pipeline/20261207-101010-abcdef12")
 
 
 def _evaluated(version: str | None, ap: float):
-    from yolox.tracking.gate import ModelEval
+    from yolox.registry.rules import ModelEval
 
     return ModelEval(version, {"AP50_95": ap, "AP50": ap + 0.2}, "sha256:0123456789abcdef", "d1", 17)
 
@@ -222,7 +222,8 @@ def _result(decision, promoted: bool) -> SimpleNamespace:
 def test_report_of_a_rejected_candidate_names_the_commands() -> None:
     from yolox.config import GateParams
     from yolox.console import pipeline_report, registry_options, report_text
-    from yolox.tracking.gate import apply_decision, decide
+    from yolox.registry.gate import apply_decision
+    from yolox.registry.rules import decide
 
     gp = GateParams(max_regression=0.01)
     decision = decide("m", _evaluated("2", 0.30), _evaluated("1", 0.45), True, gp)
@@ -354,7 +355,7 @@ BENCH = {"export": {"benchmark_warmup": 0, "benchmark_repeats": 2, "benchmark_ba
 
 def test_benchmark_reference_by_name_resolves_as_weights_do(nano_onnx: Path, coco128_dir: Path,
                                                             assets_dir: Path) -> None:
-    from yolox.benchmark import run_benchmark
+    from yolox.export.benchmark import run_benchmark
 
     params = PipelineParams.model_validate(BENCH)
     result = run_benchmark(params, str(nano_onnx), str(coco128_dir), "train", "yolox-nano",
@@ -368,7 +369,7 @@ def test_benchmark_reference_by_name_resolves_as_weights_do(nano_onnx: Path, coc
 
 def test_benchmark_reference_onnx_by_name(nano_onnx: Path, coco128_dir: Path, assets_dir: Path) -> None:
     """The README's ``--reference yolox_nano.onnx``, resolved by name as ``--weights`` is."""
-    from yolox.benchmark import run_benchmark
+    from yolox.export.benchmark import run_benchmark
 
     result = run_benchmark(PipelineParams.model_validate(BENCH), str(nano_onnx), str(coco128_dir), "train",
                            "yolox-nano", reference="yolox_nano.onnx", max_images=2)
@@ -378,7 +379,7 @@ def test_benchmark_reference_onnx_by_name(nano_onnx: Path, coco128_dir: Path, as
 @pytest.fixture()
 def nothing_measured(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fails the test if the benchmark reads the dataset, exports or measures anything."""
-    import yolox.benchmark as bench
+    import yolox.export.benchmark as bench
     from yolox.data import prepare
 
     def forbidden(what: str):
@@ -401,7 +402,7 @@ def _unknown(option: str, name: str) -> str:
 
 def test_benchmark_model_arguments_checked_first(tmp_path: Path, nano_pth: Path, nothing_measured: None
                                                  ) -> None:
-    from yolox.benchmark import run_benchmark
+    from yolox.export.benchmark import run_benchmark
 
     garbage = tmp_path / "garbage.onnx"
     garbage.write_text("not a model")

@@ -36,9 +36,10 @@ def registered(tmp_path_factory: pytest.TempPathFactory, coco128_dir: Path, nano
     import mlflow
 
     from yolox.export.onnx_export import export_onnx
-    from yolox.models import build_model, load_weights
+    from yolox.models.build import build_model
+    from yolox.models.checkpoint import load_weights
     from yolox.models.coco_classes import COCO_CLASSES
-    from yolox.tracking.registry import log_and_register, promote
+    from yolox.registry.versions import log_and_register, promote
     from yolox.tracking.run import MlflowRun
 
     root = tmp_path_factory.mktemp("serve")
@@ -130,8 +131,8 @@ def _compare(served: list[dict], predicted: list[dict]) -> None:
 
 def test_pyfunc_thresholds_are_predicts() -> None:
     from yolox.cli import predict as predict_command
-    from yolox.predict import predict
-    from yolox.tracking.pyfunc import YoloxOnnxModel
+    from yolox.serve.predict import predict
+    from yolox.serve.pyfunc import YoloxOnnxModel
 
     defaults = inspect.signature(predict).parameters
     served = YoloxOnnxModel().thresholds()
@@ -149,7 +150,7 @@ def test_served_champion_answers_like_yolox_predict(server: str, registered: dic
     from mlflow import MlflowClient
 
     from yolox.inference import OnnxBackend, detect
-    from yolox.tracking.pyfunc import encode_image
+    from yolox.serve.pyfunc import encode_image
 
     # the registered model carries its signature (with the thresholds), an input example and metadata
     mv = MlflowClient().get_model_version_by_alias(NAME, "champion")
@@ -205,7 +206,7 @@ def test_served_champion_answers_413_over_a_budget(server: str, registered: dict
 
     from PIL import Image
 
-    from yolox.tracking.pyfunc import encode_image
+    from yolox.serve.pyfunc import encode_image
 
     small = encode_image(registered["images"] / "000000000009.jpg")
     buf = io.BytesIO()

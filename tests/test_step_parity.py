@@ -21,7 +21,7 @@ import cv2
 import pytest
 import torch
 
-from yolox.models import build_model
+from yolox.models.build import build_model
 from yolox.models.checkpoint import read_state_dict
 from yolox.ops.letterbox import letterbox, to_input_tensor
 from yolox.train.optim import build_optimizer

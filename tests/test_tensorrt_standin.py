@@ -35,7 +35,8 @@ def models(nano_pth: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     side,
     the eval thresholds baked in: int64 labels among its outputs)."""
     from yolox.export.onnx_export import export_onnx
-    from yolox.models import build_model, load_weights
+    from yolox.models.build import build_model
+    from yolox.models.checkpoint import load_weights
     from yolox.models.coco_classes import COCO_CLASSES
 
     net = build_model("yolox-nano", 80)

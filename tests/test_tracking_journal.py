@@ -1,4 +1,4 @@
-"""The training metrics journal (yolox/tracking/buffer.py) against a stand-in server that records every metric
+"""The training metrics journal (yolox/tracking/journal.py) against a stand-in server that records every metric
 it is sent (tests/mlflow_stub.py, no deduplication of its own), and against a real SQLite store:
 
 - while the server is down, log_metrics keeps journaling (nothing reaches the server, nothing is lost);
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from mlflow_stub import MlflowStub
 
-from yolox.tracking.buffer import JOURNAL_NAME, MetricBuffer, flush_journal
+from yolox.tracking.journal import JOURNAL_NAME, MetricBuffer, flush_journal
 
 RUN = "fedcba9876543210fedcba9876543210"
 KEYS = ("train/total_loss", "train/lr")

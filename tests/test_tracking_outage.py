@@ -2,7 +2,7 @@
 same port with the same backend (issue 11): training goes on while the server is gone (epochs keep completing,
 their metrics wait in the journal), and at the end every epoch's metrics are in the run exactly once.
 
-The training is the pipeline's train stage (``yolox.pipeline.train``, in-process launcher) in a subprocess:
+The training is the pipeline's train stage (``yolox.train.stage.train``, in-process launcher) in a subprocess:
 yolox-nano at 128 px from scratch on 8 coco128 images, 1 iteration of batch 2 per epoch, evaluation at the last
 epoch only, one torch thread (about a second an epoch here). The test waits for an epoch to reach the server
 (or for epoch 6), SIGKILLs it and starts it again at once; the epochs that complete before the new server answers
@@ -35,7 +35,7 @@ KILL_BY_EPOCH = 6   # kill once MLflow has an epoch, or at this epoch if its ans
 TRAINER = textwrap.dedent('''
     import logging, sys
     from yolox.config import load_params
-    from yolox.pipeline import train
+    from yolox.train.stage import train
 
     logging.basicConfig(level=logging.INFO, format="%(created).3f %(name)s %(levelname)s %(message)s")
     for noisy in ("alembic", "mlflow", "urllib3", "httpx"):

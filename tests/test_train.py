@@ -18,18 +18,20 @@ from typing import Any
 import pytest
 import torch
 
-import yolox.assign as assign_module
-from yolox.assign import simota_assign, simota_assign_reference
+import yolox.train.assign as assign_module
 from yolox.config import DataParams, PipelineParams
 from yolox.data.prepare import link_or_copy, prepare_dataset
 from yolox.errors import ConfigError
-from yolox.models import build_model, load_weights
+from yolox.inference import load_torch_model
+from yolox.models.build import build_model
+from yolox.models.checkpoint import load_weights
 from yolox.models.table import STRIDES
 from yolox.ops.decode import anchor_points
+from yolox.train.assign import simota_assign, simota_assign_reference
 from yolox.train.checkpoint import read_run_id
 from yolox.train.ema import ModelEMA
 from yolox.train.schedule import WarmupCosineSchedule
-from yolox.train.trainer import freeze_parameters, load_trained, train, train_step
+from yolox.train.trainer import freeze_parameters, train, train_step
 
 SIZE = 128
 STEM = "backbone.backbone.stem"
@@ -195,9 +197,9 @@ def test_ema_weights_are_the_checkpoint_model(run_a: dict[str, Any], prepared: P
     state = run_a["state"]
     floats = [k for k, v in state["model"].items() if v.dtype.is_floating_point]
     assert sum(not torch.equal(state["model"][k], state["model_raw"][k]) for k in floats) > 100
-    loaded, meta = load_trained(run_a["result"].checkpoint)
+    loaded, meta = load_torch_model(run_a["result"].checkpoint)   # the one loader: the EMA weights, and the meta
     assert_same_weights({k: v for k, v in loaded.state_dict().items()}, state["model"])
-    assert meta["model_name"] == "yolox-nano" and meta["input_size"] == SIZE
+    assert meta.name == "yolox-nano" and meta.input_size == SIZE
 
     # One optimizer step from known weights: "model" = d * initial + (1 - d) * raw, d = decay(1).
     params = tiny_params(epochs=1, warmup_epochs=0, no_aug_epochs=0, max_iters_per_epoch=1)

@@ -16,7 +16,7 @@ from torch import nn
 
 from yolox.config import PipelineParams, apply_override, flatten, load_params, parse_params
 from yolox.errors import CheckpointError, ConfigError
-from yolox.models import build_model
+from yolox.models.build import build_model
 from yolox.train import checkpoint as ckpt_module
 from yolox.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from yolox.train.ema import ModelEMA

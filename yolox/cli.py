@@ -156,7 +156,7 @@ def prepare(
     set_: SetOpt = None,
 ) -> None:
     """Validate a dataset and write it as a clean, versioned COCO-format dataset with a report."""
-    from yolox.pipeline import prepare as prepare_stage
+    from yolox.data.stage import prepare as prepare_stage
 
     p = _params(params, set_)
     p = p.model_copy(update={"data": p.data.model_copy(
@@ -184,10 +184,11 @@ def train(
 
     With train.distributed.launcher 'torchrun' this starts this machine's torchrun agent (run the same
     command on every node), with 'kubernetes' it submits a PyTorchJob and watches it."""
-    from yolox.pipeline import train as train_stage
+    from yolox.registry.warm_start import start_weights
+    from yolox.train.stage import train as train_stage
 
     p = _params(params, set_)
-    result = train_stage(p, prepared, out, resume=resume)
+    result = train_stage(start_weights(p, out), prepared, out, resume=resume)
     if result.history:
         console.print(f"trained {result.epochs} epochs in {result.seconds:.0f} s: {result.checkpoint}")
 
@@ -208,7 +209,7 @@ def eval_(
 ) -> None:
     """COCO AP (pycocotools) of a .pth or .onnx model on a dataset; writes metrics.json."""
     from yolox.config import registry_reference
-    from yolox.pipeline import evaluate
+    from yolox.evaluate.stage import evaluate
 
     if weights and (weights.startswith("models:/") or (registry_reference(weights) and not Path(weights).exists())):
         raise ConfigError(f"--weights {weights}: yolox eval takes a .pth or .onnx file, not a registered version; "
@@ -254,8 +255,8 @@ def export(
     say). --conf in [0, 1], --nms in (0, 1] and --max-det >= 1 are checked before any work."""
     from yolox.config import with_options
     from yolox.errors import ExportError
+    from yolox.export.stage import export as export_stage
     from yolox.models.meta import VARIANTS
-    from yolox.pipeline import export as export_stage
 
     if variant is not None and variant not in VARIANTS:
         raise ConfigError(f"--variant {variant!r}: must be one of {', '.join(VARIANTS)}")
@@ -318,13 +319,14 @@ def benchmark(
 ) -> None:
     """AP, latency (batch 1), throughput (batch export.benchmark_batch) and size of every format of a model;
     a table on stderr, one JSON line on stdout."""
-    from yolox.benchmark import run_benchmark, to_json_line
+    from yolox.export.benchmark import run_benchmark, to_json_line
+    from yolox.registry.versions import registered_onnx
 
     p = _params(params, set_)
     fmts = [f.strip() for f in formats.split(",") if f.strip()] if formats else None
     with _server_calls():   # a models:/ URI or --run-id: the preflight first (run_benchmark)
         result = run_benchmark(p, weights, data, split, model, img_size, reference, fmts, out, max_images,
-                               run_id)
+                               run_id, registered_onnx)
     Console(stderr=True, width=max(console.width, 150)).print(result.table())
     console.print(f"machine: {result.machine} (latency depends on the machine and its load: compare rows of one run)",
                   highlight=False)
@@ -350,9 +352,9 @@ def predict(
     """Detect objects in images, videos and URLs: drawn boxes and a JSON of detections (boxes clipped to the
     image). Nothing is written over an input (an --out that would is refused before any work)."""
     from yolox.config import with_options
-    from yolox.pipeline import load_model, model_input_size
-    from yolox.predict import check_outputs
-    from yolox.predict import predict as run_predict
+    from yolox.inference import load_model, model_input_size
+    from yolox.serve.predict import check_outputs
+    from yolox.serve.predict import predict as run_predict
 
     p = _params(params, set_)
     serve = with_options(p.serve, {"conf_thresh": ("--conf", conf), "nms_thresh": ("--nms", nms)})
@@ -379,7 +381,7 @@ def gate(
 ) -> None:
     """Gate a candidate against the champion (both evaluated on the prepared val set); promote it if it passes, exit 1 if not."""
     from yolox.errors import GateError
-    from yolox.pipeline import gate as gate_stage
+    from yolox.registry.stage import gate as gate_stage
     from yolox.tracking.store import check_version
 
     p = _params(params, set_)
@@ -407,9 +409,9 @@ def promote(
     reason: Annotated[str, typer.Option(help="Why (recorded in the promotion history).")] = "",
 ) -> None:
     """Move the champion alias by hand: --version N (recorded as promotion=manual) or --rollback."""
-    from yolox.tracking.registry import champion_history
-    from yolox.tracking.registry import promote as do_promote
-    from yolox.tracking.registry import rollback as do_rollback
+    from yolox.registry.versions import champion_history
+    from yolox.registry.versions import promote as do_promote
+    from yolox.registry.versions import rollback as do_rollback
     from yolox.tracking.store import check_version
 
     p = _params(params, set_)
@@ -449,7 +451,7 @@ def pipeline(params: ParamsOpt = Path("params/default.yaml"), set_: SetOpt = Non
     decision, where the model is and the next command. stdout stays empty, or holds only the JSON summary
     with --json."""
     from yolox.pipeline import run_pipeline
-    from yolox.tracking.gate import Decision
+    from yolox.registry.rules import Decision
 
     if json_out is not None and json_out.is_dir():
         raise ConfigError(f"--json-out {json_out} is a folder: give the .json file to write")
@@ -481,7 +483,7 @@ def tracking_flush(
     in order, each once, and the run's end when a pipeline journaled it (its server stopped answering: the run
     is then marked FAILED with its reason); exit 1 if some are still pending."""
     from yolox.errors import TrackingError
-    from yolox.tracking.buffer import flush_journal
+    from yolox.tracking.journal import flush_journal
 
     p = _params(params, set_)
     folder = out or Path(p.train.output_dir)

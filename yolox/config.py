@@ -106,7 +106,7 @@ class ModelParams(_Params):
         description="Checkpoint to start from: a release file name (e.g. 'yolox_nano.pth', resolved "
         "through YOLOX_ASSETS_DIR or the download cache), a path, a version of tracking.registered_model "
         "('champion', '@<alias>' or 'version <N>': its training checkpoint, the warm start of a nightly "
-        "retrain; yolox.train.warm_start), or null to train from scratch.",
+        "retrain; yolox.registry.warm_start), or null to train from scratch.",
     )
     fallback_weights: str | None = Field(
         None,

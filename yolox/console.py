@@ -83,7 +83,7 @@ def _ap(value: float | None) -> str:
 
 
 def decision_table(decision: Any) -> Table:
-    """The gate's decision (a :class:`yolox.tracking.gate.Decision`) as a table for an 80-column terminal.
+    """The gate's decision (a :class:`yolox.registry.rules.Decision`) as a table for an 80-column terminal.
 
     The title compares the candidate's AP50:95 with the champion's (else the base weights'; and the golden
     set's when configured); then one row per rule: its name, pass or FAIL, and the gate's own sentence
@@ -129,7 +129,7 @@ def pipeline_report(result: Any, decision: Any, params_args: Sequence[str]) -> l
     """How a pipeline run ended, for a person, as renderables for :data:`console`.
 
     ``result``: what :func:`yolox.pipeline.run_pipeline` returned; ``decision``: its gate decision (a
-    :class:`yolox.tracking.gate.Decision`), None for a skipped run. A skipped run is one line saying why and
+    :class:`yolox.registry.rules.Decision`), None for a skipped run. A skipped run is one line saying why and
     how to train anyway (``--force``). Otherwise: the :func:`decision_table`, then one line each for the
     decision, the outcome, where the model is (registered name, version and alias; the run folder; the ONNX
     file) and the next command: serve ``@champion`` when promoted, else try ``@challenger`` or promote it by

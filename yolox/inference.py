@@ -18,11 +18,22 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from yolox.assets import resolve_weights
 from yolox.config import EVAL_DEFAULTS as EVAL
 from yolox.errors import CheckpointError, ConfigError
-from yolox.models import InferenceModel, build_model, load_weights
-from yolox.models.meta import ONNX_KEY, meta_of_onnx
+from yolox.models.build import build_model
+from yolox.models.checkpoint import load_weights, torch_load
+from yolox.models.meta import (
+    ONNX_KEY,
+    ModelMeta,
+    default_names,
+    input_size,
+    meta_for,
+    meta_of_checkpoint,
+    meta_of_onnx,
+)
 from yolox.models.table import STRIDES
+from yolox.models.yolox import InferenceModel
 from yolox.ops.boxes import clip_xyxy
 from yolox.ops.letterbox import letterbox_into
 from yolox.ops.nms import Detections, postprocess_raw, postprocess_scores
@@ -46,7 +57,7 @@ class Backend(Protocol):
 class TorchBackend:
     """A YOLOX model in eval mode, on ``device``, without gradients.
 
-    With ``fuse=True`` (for a model the backend owns: :func:`load_backend`, ``yolox predict``/``eval`` on a
+    With ``fuse=True`` (for a model the backend owns: :func:`load_model`, ``yolox predict``/``eval`` on a
     ``.pth``) the model is changed in place for inference: every Conv -> BatchNorm pair is folded into one conv
     (:func:`fuse_conv_bn`) and the weights are stored channels-last (NHWC), which the CPU convolution kernels
     (oneDNN) run faster, depthwise convs above all: the nano at 416 px, 1 thread, 56 ms instead of 76 ms per
@@ -237,34 +248,6 @@ def _shapes(nodes: Sequence) -> str:
     return ", ".join(f"{n.name!r} {tuple(n.shape)}" for n in nodes)
 
 
-def load_backend(weights: str | Path, model_name: str | None = None, num_classes: int | None = None,
-                 device: str = "cpu") -> Backend:
-    """A backend for a ``.onnx`` file (ONNX Runtime) or a ``.pth`` checkpoint (PyTorch).
-
-    For a ``.pth``, ``model_name`` is required; ``num_classes`` defaults to the checkpoint's own
-    (read from its class predictor).
-
-    Raises:
-        ConfigError: ``.pth`` without a model name. CheckpointError: unreadable or mismatched weights.
-    """
-    path = Path(weights)
-    if path.suffix == ".onnx":
-        return OnnxBackend(path)
-    if model_name is None:
-        raise ConfigError(f"{path}: a .pth checkpoint needs --model (e.g. yolox-nano)")
-    from yolox.models.checkpoint import read_state_dict
-
-    state = read_state_dict(path)
-    ckpt_classes = state.get("head.cls_preds.0.weight")
-    nc = num_classes or (int(ckpt_classes.shape[0]) if ckpt_classes is not None else 80)
-    model = build_model(model_name, nc)
-    report = load_weights(model, path)
-    if report.reinitialised:
-        raise CheckpointError(f"{path} has {int(ckpt_classes.shape[0])} classes, the dataset {nc}: "
-                              "evaluate a checkpoint trained on this dataset's classes")
-    return TorchBackend(model, device, fuse=True)
-
-
 def preprocess(images: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, list[float]]:
     """The letterbox of BGR uint8 images (H, W, 3) as one (B, 3, size, size) float32 batch (BGR 0-255, channels
     first; :func:`~yolox.ops.letterbox.letterbox_into`, each image straight into its slot); returns it and the
@@ -330,3 +313,49 @@ def detect(backend: Backend, images: Sequence[np.ndarray], size: int, conf_thres
         if clip:
             clip_xyxy(d.boxes, img.shape[0], img.shape[1])
     return dets
+
+
+# --- model files: the one place that opens a model file (.pth or .onnx) with its facts -----------------------
+
+
+def load_torch_model(weights: str | Path, model_name: str | None = None) -> tuple[Any, ModelMeta]:
+    """A YOLOX model in eval mode and its :class:`ModelMeta`, from a checkpoint of this project (its meta and
+    EMA weights) or of the authors (``model_name`` required; class count from the class predictor).
+
+    Raises:
+        AssetError: not found. CheckpointError: unreadable or not fitting. ConfigError: no model name.
+    """
+
+    path = resolve_weights(str(weights))
+    state = torch_load(path)
+    meta = meta_of_checkpoint(state if isinstance(state, dict) else {}, model_name, source=str(path))
+    if model_name and model_name != meta.name:
+        raise ConfigError(f"{path} is a {meta.name} checkpoint, not {model_name}: drop --model or fix it")
+    model = build_model(meta.name, meta.num_classes)
+    load_weights(model, path)
+    return model.eval(), meta
+
+
+def load_model(weights: str | Path, model_name: str | None = None) -> tuple[Any, ModelMeta]:
+    """An inference backend (ONNX Runtime for ``.onnx``, PyTorch for ``.pth``) and the model's meta (for an
+    ONNX without one, e.g. the authors' release: the variant table's, with ``model_name`` or yolox-nano)."""
+    if str(weights).endswith(".onnx"):
+    
+        backend = OnnxBackend(resolve_weights(str(weights)))
+        meta = backend.meta or meta_for(model_name or "yolox-nano", default_names(backend.num_classes),
+                                        _onnx_fixed_size(backend))
+        return backend, meta
+
+    net, meta = load_torch_model(weights, model_name)
+    return TorchBackend(net, fuse=True), meta
+
+
+def _onnx_fixed_size(backend: Any) -> int | None:
+    shape = backend.session.get_inputs()[0].shape
+    return int(shape[2]) if isinstance(shape[2], int) else None
+
+
+def model_input_size(meta: ModelMeta, override: int | None = None) -> int:
+    """:func:`yolox.models.meta.input_size` (the one size rule)."""
+
+    return input_size(meta, override)

@@ -23,9 +23,9 @@ from pathlib import Path
 PACKAGE_ROOT = Path(__file__).resolve().parent
 """The ``yolox`` package folder."""
 
-STAGE_FUNCTIONS = {"prepare": ("prepare", "prepare"), "train": ("train", "train"),
-                   "evaluate": ("eval_", "evaluate"), "export": ("export", "export")}
-"""DVC stage -> (its ``yolox`` CLI command function in :mod:`yolox.cli`, its function in :mod:`yolox.pipeline`)."""
+STAGE_FUNCTIONS = {"prepare": ("yolox.data.stage", "prepare"), "train": ("yolox.train.stage", "train"),
+                   "evaluate": ("yolox.evaluate.stage", "evaluate"), "export": ("yolox.export.stage", "export")}
+"""DVC stage -> (its stage module, its function there): what ``yolox <stage>`` runs after reading its params."""
 
 
 def data_version(path: str | Path) -> str:
@@ -164,6 +164,17 @@ def _function_imports(module: str, function: str) -> set[str]:
     return _imports(top + [defs[n] for n in sorted(used)], module)
 
 
+def _module_level_imports(module: str) -> set[str]:
+    """Imports that run when ``module`` is imported: its module-level statements (not the bodies of its functions
+    and classes, not ``if TYPE_CHECKING:``)."""
+    path = _module_file(module)
+    assert path is not None
+    tree = ast.parse(path.read_text())
+    top = [n for n in tree.body if n.__class__ not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+           and not _type_checking_only(n)]
+    return _imports(top, module)
+
+
 def _closure(seeds: set[str]) -> set[str]:
     """Every project module reached from ``seeds`` (packages' ``__init__`` included: importing ``a.b.c``
     runs ``a/__init__.py`` and ``a/b/__init__.py``)."""
@@ -180,12 +191,14 @@ def _closure(seeds: set[str]) -> set[str]:
 
 
 def stage_code(stage: str) -> list[Path]:
-    """The project source files DVC stage ``stage`` (``prepare``, ``train``, ``evaluate``, ``export``) runs:
-    ``yolox/cli.py`` (its command), ``yolox/pipeline.py`` (its stage function) and the transitive closure of
-    the ``yolox`` modules they import, sorted. Raises KeyError for an unknown stage."""
-    command, function = STAGE_FUNCTIONS[stage]
-    seeds = _function_imports("yolox.cli", command) | _function_imports("yolox.pipeline", function)
-    modules = _closure(seeds - {"yolox.cli", "yolox.pipeline"}) | {"yolox.cli", "yolox.pipeline", "yolox"}
+    """The project source files DVC stage ``stage`` (``prepare``, ``train``, ``evaluate``, ``export``) runs, sorted:
+    its stage function (:data:`STAGE_FUNCTIONS`) with the transitive closure of the ``yolox`` modules it imports, and
+    ``yolox/cli.py`` with what it imports at module level (the command's glue reads params and calls the stage
+    function). The other stages' packages are not deps: editing the registry or the gate leaves ``prepare`` and
+    ``train`` cached. Raises KeyError for an unknown stage."""
+    module, function = STAGE_FUNCTIONS[stage]
+    seeds = _function_imports(module, function) | _module_level_imports("yolox.cli")
+    modules = _closure(seeds) | {module, "yolox.cli", "yolox"}
     return sorted({_module_file(m) for m in modules if _module_file(m) is not None})
 
 

@@ -129,7 +129,7 @@ def detection_grid(dataset: DetectionDataset, detections: dict[int, Detections],
     """The first ``n`` val images (by image id) with ground truth (thin white) and detections with
     score >= ``score_thresh`` (coloured, labelled, as ``yolox predict`` draws them), each image resized
     to ``width`` pixels."""
-    from yolox.predict import draw
+    from yolox.ops.draw import draw
 
     records = sorted(dataset.records, key=lambda r: r.image_id)[:n]
     rows = max(1, -(-len(records) // cols))

@@ -28,8 +28,8 @@ import torch
 from yolox.errors import ExportError
 from yolox.files import atomic_path
 from yolox.inference import OnnxBackend, TorchBackend, detect_batch, preprocess
-from yolox.models import YOLOX
 from yolox.models.meta import ExportFormat, ModelMeta
+from yolox.models.yolox import YOLOX
 from yolox.ops.nms import Detections
 
 log = logging.getLogger("yolox.export")

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolox.models import YOLOX, InferenceModel
+from yolox.models.yolox import YOLOX, InferenceModel
 from yolox.ops.boxes import cxcywh_to_xyxy
 from yolox.ops.decode import decode_outputs
 from yolox.ops.nms import batched_nms

@@ -1,18 +1,5 @@
-"""YOLOX models: the model table, the factory, checkpoint loading and the model-file metadata contract."""
-
-from yolox.models.build import build_model
-from yolox.models.checkpoint import LoadReport, load_weights
-from yolox.models.table import MODELS, STRIDES, ModelSpec, model_spec
-from yolox.models.yolox import YOLOX, InferenceModel
-
-__all__ = [
-    "MODELS",
-    "STRIDES",
-    "YOLOX",
-    "InferenceModel",
-    "LoadReport",
-    "ModelSpec",
-    "build_model",
-    "load_weights",
-    "model_spec",
-]
+"""YOLOX models: the model table (:mod:`~yolox.models.table`), the network (:mod:`~yolox.models.blocks`,
+:mod:`~yolox.models.backbones`, :mod:`~yolox.models.head`, :mod:`~yolox.models.yolox`), the factory
+(:mod:`~yolox.models.build`), checkpoint loading (:mod:`~yolox.models.checkpoint`) and the metadata a model file
+carries (:mod:`~yolox.models.meta`). Import from the submodules: this package imports none of them, so reading the
+model table (``prepare`` does) does not import the network."""

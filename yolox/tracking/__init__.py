@@ -1,4 +1,5 @@
-"""MLflow: the tracking store, runs, logging, the model registry and the pyfunc model.
-
-The rest of the project reaches MLflow only through this package.
+"""MLflow plumbing: the tracking store and its bounded requests (:mod:`~yolox.tracking.store`), runs
+(:mod:`~yolox.tracking.run`) and the journal that keeps epoch metrics when the server is away
+(:mod:`~yolox.tracking.journal`). The registry and the gate live in :mod:`yolox.registry`, serving in
+:mod:`yolox.serve`.
 """

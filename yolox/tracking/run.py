@@ -157,3 +157,11 @@ class MlflowRun:
     def end(self, status: str = "FINISHED") -> None:
         """Mark the run FINISHED, FAILED or KILLED."""
         self.client.set_terminated(self.run_id, status=status)
+
+
+def attach(params: Any, run_id: str | None) -> Any:
+    """The MLflow run ``run_id`` of ``params.tracking.experiment`` to log to, or None without a run id (a stage
+    called outside a pipeline run logs nothing)."""
+    if not run_id:
+        return None
+    return MlflowRun(params.tracking.experiment, run_id=run_id)

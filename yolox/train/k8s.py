@@ -2,7 +2,7 @@
 operator's elastic mode) generated from params, submitted, watched until it ends, its pods' logs streamed.
 
 The job (``pytorchjob_manifest``): ``nodes`` worker pods (replica type ``Worker``, ``restartPolicy:
-OnFailure``), each running this project's torchrun command (:func:`yolox.train.launch.torchrun_command`:
+OnFailure``), each running this project's torchrun command (:func:`yolox.train.torchrun.torchrun_command`:
 c10d rendezvous at ``<job>-worker-0:29400``, ``--max-restarts``) with ``nproc_per_node`` workers
 (:mod:`yolox.train.worker`, the params inline as JSON); ``elasticPolicy`` tells the operator the same
 (c10d, min = max = ``nodes``, ``maxRestarts``). Every pod mounts the ReadWriteMany claim ``work_pvc`` at
@@ -86,7 +86,7 @@ def pytorchjob_manifest(params: PipelineParams, prepared_dir: str | Path, output
     from kubeflow.training import models as kf
     from kubernetes import client as k
 
-    from yolox.train.launch import TORCHRUN, WORKER, torchrun_command
+    from yolox.train.torchrun import TORCHRUN, WORKER, torchrun_command
 
     dp, kp = params.train.distributed, params.train.distributed.kubernetes
     for what, path in (("prepared dataset", prepared_dir), ("train.output_dir", output_dir)):
@@ -272,7 +272,7 @@ def run_pytorchjob(params: PipelineParams, prepared_dir: str | Path, output_dir:
     """
     from kubernetes.client.exceptions import ApiException
 
-    from yolox.train.launch import clear_run_state
+    from yolox.train.torchrun import clear_run_state
 
     kp = params.train.distributed.kubernetes
     say = on_output or (lambda line: log.info("%s", line))

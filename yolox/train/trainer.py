@@ -47,9 +47,9 @@ from yolox.console import progress as progress_bar
 from yolox.data.records import load_prepared
 from yolox.errors import CheckpointError, ConfigError, Interrupted
 from yolox.files import write_text
-from yolox.losses import LossOutput, yolox_loss
-from yolox.models import build_model, load_weights
-from yolox.models.meta import ModelMeta, meta_of_checkpoint
+from yolox.models.build import build_model
+from yolox.models.checkpoint import load_weights
+from yolox.models.meta import ModelMeta
 from yolox.train.checkpoint import (
     check_output_dir,
     load_checkpoint,
@@ -62,6 +62,7 @@ from yolox.train.checkpoint import (
 from yolox.train.distributed import DistContext, barrier, cleanup, init_distributed
 from yolox.train.ema import ModelEMA, unwrap
 from yolox.train.interrupt import StopRequest
+from yolox.train.losses import LossOutput, yolox_loss
 from yolox.train.optim import build_optimizer
 from yolox.train.schedule import WarmupCosineSchedule
 
@@ -482,23 +483,3 @@ def _evaluate(model: torch.nn.Module, val_set: Any, input_size: int, params: Pip
                       progress=False)
     model.train(was_training)
     return {f"val/{k}": v for k, v in result.metrics.items()}
-
-
-def load_trained(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """A model built and loaded from a checkpoint written by :func:`train` (its ``"model"`` weights),
-    and the checkpoint's metadata: ``meta`` (:class:`~yolox.models.meta.ModelMeta`), and ``model_name``,
-    ``input_size``, ``names`` (the same facts, flat), ``params``, ``epoch``.
-
-    Raises:
-        CheckpointError: not a checkpoint of this project.
-    """
-    from yolox.models.checkpoint import torch_load
-
-    state = torch_load(Path(path)) if Path(path).is_file() else None
-    if not isinstance(state, dict) or "model_name" not in state:
-        raise CheckpointError(f"{path}: not a training checkpoint of this project (no model_name)")
-    meta = meta_of_checkpoint(state, source=str(path))
-    model = build_model(meta.name, meta.num_classes)
-    model.load_state_dict(state["model"])
-    return model.eval(), {"meta": meta, "model_name": meta.name, "input_size": meta.input_size,
-                          "names": list(meta.names), "params": state.get("params", {}), "epoch": state.get("epoch")}

@@ -10,9 +10,9 @@ after one of them died, or Kubernetes replaces a pod, every worker of the new ro
 last checkpoint, which gives the weights of an uninterrupted run. (Which workers count as restarted
 differs per node: an agent whose own worker failed counts a restart, the others only see the
 rendezvous change; the checkpoint is what they agree on.) A launch that is not a resume removes an
-old ``last.pth`` and ``run.json`` first (:func:`yolox.train.launch.clear_run_state`). Rank 0 logs each epoch's metrics into the MLflow run ``--run-id`` (the
+old ``last.pth`` and ``run.json`` first (:func:`yolox.train.torchrun.clear_run_state`). Rank 0 logs each epoch's metrics into the MLflow run ``--run-id`` (the
 pipeline's run; epochs already logged before a restart are not logged twice: ``run.json``'s
-``reported_epoch``) through the journal ``<out>/tracking-journal.jsonl`` (:mod:`yolox.tracking.buffer`): a dead
+``reported_epoch``) through the journal ``<out>/tracking-journal.jsonl`` (:mod:`yolox.tracking.journal`): a dead
 or slow tracking server never holds the job up, and a restarted rank 0 sends what its predecessor left pending.
 
 Stopped with SIGTERM (the agent passes on the one it got, e.g. from ``yolox train`` interrupted: see
@@ -28,6 +28,11 @@ import logging
 import os
 import sys
 from pathlib import Path
+
+from yolox.config import load_params, parse_params
+from yolox.errors import Interrupted, YoloxError
+from yolox.tracking.journal import epoch_journal
+from yolox.train.trainer import train
 
 log = logging.getLogger("yolox.train")
 
@@ -53,9 +58,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run one worker; returns its exit status (0: trained; 1: a user error, printed on one line; 130 or
     143: interrupted by SIGINT or SIGTERM, after rank 0 saved a checkpoint)."""
-    from yolox.config import load_params, parse_params
-    from yolox.errors import Interrupted, YoloxError
-    from yolox.train.trainer import train
 
     args = parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
@@ -71,17 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         attempt, checkpoint = restart_count(), Path(args.out) / "last.pth"
         if attempt and rank == 0:
             log.info("elastic restart %d: resuming from %s", attempt, checkpoint)
-        journal = None
-        if args.run_id and rank == 0:
-            from yolox.tracking.buffer import MetricBuffer
-
-            journal = MetricBuffer(args.out, args.run_id, params.tracking.request_timeout_s)
-        try:
+        tp = params.tracking
+        with epoch_journal(args.out, args.run_id if rank == 0 else None, tp.request_timeout_s,
+                           tp.flush_timeout_s) as journal:
             train(params, args.prepared, args.out, resume=attempt > 0 or checkpoint.is_file(),
                   on_epoch_end=journal, progress=False, run_id=args.run_id)
-        finally:
-            if journal is not None:
-                journal.close(params.tracking.flush_timeout_s if sys.exc_info()[0] is None else 0)
     except YoloxError as err:
         print(f"rank {rank}: error: {err}", file=sys.stderr, flush=True)
         return 1

@@ -48,6 +48,8 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -578,3 +580,22 @@ def record_run_end(folder: str | Path, run_id: str, status: str, tags: dict[str,
     finally:
         left = buffer.close(request_timeout, fail_fast=True, warn=False)
     return left
+
+
+@contextmanager
+def epoch_journal(out_dir: str | Path, run_id: str | None, request_timeout_s: float, flush_timeout_s: float
+                  ) -> Iterator[MetricBuffer | None]:
+    """The journal a training process sends its epoch metrics through (a :class:`MetricBuffer` on
+    ``<out_dir>/tracking-journal.jsonl`` for run ``run_id``; None without a run id), closed at the end: after a
+    finished block it waits up to ``flush_timeout_s`` seconds for the server; after an exception it does not wait
+    (what is pending stays in the journal: a retry or ``yolox tracking flush`` sends it). Used by the train stage in
+    this process and by a launched job's rank 0."""
+    journal = MetricBuffer(out_dir, run_id, request_timeout_s) if run_id else None
+    try:
+        yield journal
+    except BaseException:
+        if journal is not None:
+            journal.close(0)
+        raise
+    if journal is not None:
+        journal.close(flush_timeout_s)

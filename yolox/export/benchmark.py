@@ -27,7 +27,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,8 @@ def _size_mb(path: str | Path | None) -> float | None:
 def run_benchmark(params: PipelineParams, weights: str, data: str | None = None, split: str = "val",
                   model_name: str | None = None, img_size: int | None = None, reference: str | None = None,
                   formats: Sequence[str] | None = None, out_dir: str | Path | None = None,
-                  max_images: int | None = None, run_id: str | None = None) -> BenchmarkResult:
+                  max_images: int | None = None, run_id: str | None = None,
+                  registered_onnx: Callable[[str, str], str] | None = None) -> BenchmarkResult:
     """Benchmark ``weights``: a ``.pth`` (every format of :data:`FORMATS` available here, exported into
     ``out_dir``, default a temporary folder), an exported ``.onnx`` (that file), or a registered version
     ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` (its ONNX model); plus the ``reference`` (an ONNX
@@ -158,6 +159,9 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
         formats: a subset of :data:`FORMATS` (``.pth`` only). max_images: evaluate the first N images only.
         run_id: also log the rows as metrics ``benchmark/<format>/<figure>`` and ``benchmark/benchmark.json``
             to that (existing) run; its status is left as it is.
+        registered_onnx: ``(uri, option) -> local ONNX file`` of a registered version
+            (:func:`yolox.registry.versions.registered_onnx`, what ``yolox benchmark`` passes); without it a
+            ``models:/`` argument is a ConfigError. Passed in: the registry sits above the export stage.
 
     Raises:
         ConfigError: unknown format, formats asked of an ONNX file, a malformed ``models:/`` URI or run id,
@@ -183,10 +187,10 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
     if registered or run_id is not None:
         preflight(params)
     # every model argument found, the reference opened, before any work (names resolved as --weights are)
-    model_file = model_argument(weights, "--weights")
+    model_file = model_argument(weights, "--weights", registered_onnx)
     ref = None
     if reference:
-        ref_file = model_argument(reference, "--reference")
+        ref_file = model_argument(reference, "--reference", registered_onnx)
         ref = ("reference", _opened(ref_file, model_name, "--reference"), ref_file)
     source = str(data or params.data.prepared_dir)
     dataset = load_dataset(source, split)
@@ -238,8 +242,7 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
 def _candidates(params: PipelineParams, weights: str, model_name: str | None, img_size: int | None,
                 formats: Sequence[str] | None, out: Path, source: str, dataset: Any) -> tuple[list, str, int]:
     """``[(format, backend factory, file)]``, the model name and the input size."""
-    from yolox.inference import OnnxBackend, TorchBackend
-    from yolox.pipeline import load_model, load_torch_model, model_input_size
+    from yolox.inference import OnnxBackend, TorchBackend, load_model, load_torch_model, model_input_size
 
     if not weights.endswith(".pth"):
         backend, meta = load_model(weights, model_name)
@@ -292,7 +295,7 @@ MODEL_SUFFIXES = (".pth", ".onnx")
 """What a model argument of ``yolox benchmark`` may be, besides a registered version: a checkpoint, ONNX."""
 
 
-def model_argument(value: str, arg: str) -> str:
+def model_argument(value: str, arg: str, registered_onnx: Callable[[str, str], str] | None = None) -> str:
     """The local file of a model argument given as option ``arg``: a registered version
     (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``: its ONNX, downloaded), a path, or a released file name
     resolved as ``--weights`` is (:func:`yolox.assets.resolve_weights`: the mirror ``YOLOX_ASSETS_DIR``, then
@@ -306,6 +309,8 @@ def model_argument(value: str, arg: str) -> str:
     from yolox.errors import AssetError
 
     if value.startswith("models:/"):
+        if registered_onnx is None:
+            raise ConfigError(f"{arg} {value}: a registered version needs the registry: run `yolox benchmark`")
         return registered_onnx(value, arg)
     try:
         path = resolve_weights(value)
@@ -318,38 +323,16 @@ def model_argument(value: str, arg: str) -> str:
 
 
 def _opened(path: str, model_name: str | None, arg: str) -> Any:
-    """The inference backend of ``path`` (:func:`yolox.pipeline.load_model`), opened now: an unloadable file
+    """The inference backend of ``path`` (:func:`yolox.inference.load_model`), opened now: an unloadable file
     is an error before any measuring (the message names ``arg``). Returns a factory for :func:`_accuracy`."""
     from yolox.errors import CheckpointError
-    from yolox.pipeline import load_model
+    from yolox.inference import load_model
 
     try:
         backend, _ = load_model(path, model_name)
     except (CheckpointError, ConfigError) as err:
         raise type(err)(f"{arg}: {err}") from None
     return lambda: backend
-
-
-def registered_onnx(uri: str, arg: str) -> str:
-    """The local ONNX file of the registered version ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``
-    (downloaded by MLflow), ``uri`` given as option ``arg``.
-
-    Raises:
-        ConfigError: a malformed URI (names ``arg``). TrackingError: no such model, version or alias holder.
-    """
-    from yolox.errors import TrackingError
-    from yolox.tracking.registry import alias_version, load_version_model
-    from yolox.tracking.store import parse_models_uri
-
-    name, kind, value = parse_models_uri(uri, arg)
-    if kind == "alias":
-        holder = alias_version(name, value)
-        if holder is None:
-            raise TrackingError(f"{arg} {uri}: no version of registered model {name!r} holds the alias "
-                                f"{value!r} (or there is no such model): see its aliases on the Models page "
-                                "of the MLflow UI")
-        value = str(holder.version)
-    return str(load_version_model(name, value).backend.path)
 
 
 def _int8(params: PipelineParams, raw: Path, size: int, source: str, dataset: Any) -> Path:

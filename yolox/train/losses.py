@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from yolox.assign import Assignment, simota_assign
 from yolox.models.table import STRIDES
 from yolox.ops.boxes import iou_cxcywh
 from yolox.ops.decode import anchor_points, decode_boxes
+from yolox.train.assign import Assignment, simota_assign
 
 REG_WEIGHT = 5.0
 

@@ -3,7 +3,7 @@
 ``model.weights`` is a release name (``yolox_nano.pth``), a path, null (from scratch), or a version of the
 registered model (``tracking.registered_model``): ``champion``, ``@<alias>`` or ``version <N>``
 (:func:`yolox.config.registry_reference`). A registry version resolves to its training checkpoint, the one its
-pipeline run logged (:func:`yolox.tracking.registry.training_checkpoint`), downloaded next to the run's
+pipeline run logged (:func:`yolox.registry.versions.training_checkpoint`), downloaded next to the run's
 checkpoints: the nightly retrain fine-tunes the production model on all the data so far, instead of starting
 from the authors' COCO weights every night. Its class names travel in the checkpoint, so a class list that
 grew keeps the known classes' predictors (:func:`yolox.models.checkpoint.load_weights`).
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from yolox.config import PipelineParams, registry_reference
 from yolox.errors import ConfigError
+from yolox.tracking.run import attach
 
 log = logging.getLogger("yolox.train")
 
@@ -51,7 +52,7 @@ def resolve_start_weights(params: PipelineParams, dest_dir: str | Path) -> Start
         ConfigError: an alias no version holds and no ``model.fallback_weights``.
         TrackingError: the registry cannot be read, the version does not exist, or it has no training checkpoint.
     """
-    from yolox.tracking.registry import alias_version, training_checkpoint
+    from yolox.registry.versions import alias_version, training_checkpoint
 
     mp, name = params.model, params.tracking.registered_model
     ref = registry_reference(mp.weights)
@@ -74,3 +75,40 @@ def resolve_start_weights(params: PipelineParams, dest_dir: str | Path) -> Start
     path = training_checkpoint(name, version, dest_dir)
     log.info("warm start from %s: %s", label, path)
     return StartWeights(str(path), label, version)
+
+
+def warm_start(params: PipelineParams, run_id: str | None = None, out_dir: str | Path | None = None
+               ) -> StartWeights:
+    """Resolve ``model.weights`` (:func:`yolox.registry.warm_start.resolve_start_weights`: a registered version's
+    training checkpoint, downloaded into ``<out_dir>/warm-start``, default ``train.output_dir``) and tag the run
+    with where training starts.
+
+    Raises:
+        ConfigError: an alias no version holds, without ``model.fallback_weights``. TrackingError: see there.
+    """
+    from yolox.registry.warm_start import resolve_start_weights
+
+    start = resolve_start_weights(params, Path(out_dir or params.train.output_dir) / "warm-start")
+    run = attach(params, run_id)
+    if run is not None:
+        run.set_tags(start.tags())
+    return start
+
+
+def with_start_weights(params: PipelineParams, start: StartWeights) -> PipelineParams:
+    """``params`` with ``model.weights`` replaced by the resolved start (a file path), for the stages after."""
+    return params.model_copy(update={"model": params.model.model_copy(update={"weights": start.weights})})
+
+
+def start_weights(params: PipelineParams, out_dir: str | Path | None = None, run_id: str | None = None
+                  ) -> PipelineParams:
+    """``params`` ready for the train stage: a ``model.weights`` naming a registered version (``champion``,
+    ``@alias``, ``version N``) replaced by that version's training checkpoint (:func:`warm_start`, downloaded into
+    ``<out_dir>/warm-start``); other weights unchanged. What ``yolox train`` runs before training.
+
+    Raises:
+        ConfigError, TrackingError: see :func:`resolve_start_weights`.
+    """
+    if registry_reference(params.model.weights) is None:
+        return params
+    return with_start_weights(params, warm_start(params, run_id, out_dir))

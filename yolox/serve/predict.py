@@ -24,7 +24,6 @@ listed in the JSON beside the detections of every good item.
 
 from __future__ import annotations
 
-import colorsys
 import contextlib
 import logging
 import mimetypes
@@ -37,7 +36,6 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
@@ -48,16 +46,16 @@ import requests
 import urllib3
 
 from yolox.config import PredictParams, ServeParams, with_options
+from yolox.data.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, no_images, source_files
 from yolox.errors import ConfigError, DataError
 from yolox.files import atomic_path, regular_file_problem, same_file, write_json
 from yolox.inference import Backend, detect
+from yolox.ops.draw import draw
 from yolox.ops.nms import Detections
 
 log = logging.getLogger("yolox.predict")
 
 SERVE = ServeParams()  # the default thresholds (yolox.config owns them)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"}
 URL_SCHEMES = ("http", "https")
 PREDICTIONS_JSON = "predictions.json"
 VIDEO_CODECS = {".avi": "MJPG"}
@@ -89,89 +87,9 @@ class PredictResult:
     frames: int = 0
 
 
-def list_images(source: str | Path) -> list[Path]:
-    """The image files of ``source`` (one image, or a folder and its sub-folders, sorted). Raises DataError if
-    none."""
-    files, _, _ = _source_files(Path(source))
-    if not files:
-        raise DataError(_no_images(Path(source)))
-    return files
-
-
-def _source_files(source: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path], list[Path]]:
-    """(image files, video files, other files) of a file or a folder tree, sorted; files under ``exclude`` left
-    out. A file given by name is an image unless its extension is a video's. A FIFO, socket or device (never
-    opened: reading one would block) is an "other" file, so it is reported, whatever its name."""
-    if source.is_file():
-        return ([], [source], []) if source.suffix.lower() in VIDEO_SUFFIXES else ([source], [], [])
-    if not source.is_dir():
-        return ([], [], [source]) if source.exists() else ([], [], [])
-    entries = [p for p in source.rglob("*") if not p.is_dir() and p.exists()
-               and not (exclude and exclude in p.resolve().parents)]
-    special = sorted(p for p in entries if not p.is_file())
-    files = sorted(p for p in entries if p.is_file())
-    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES], \
-        [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES], \
-        sorted([*special, *(p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES)])
-
-
-def _no_images(source: Path) -> str:
-    if not source.exists():
-        return f"{source}: no such file or folder"
-    return f"no images at {source} (expected an image file or a folder of {sorted(IMAGE_SUFFIXES)})"
-
-
 def is_url(source: str | Path) -> bool:
     """Whether ``source`` is written as a URL (``scheme://...``), whatever its scheme."""
     return isinstance(source, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", source) is not None
-
-
-# --- drawing ----------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1024)
-def class_color(label: int) -> tuple[int, int, int]:
-    """The BGR colour of class ``label``: hues spread by the golden ratio (neighbouring classes differ), bright and
-    saturated."""
-    r, g, b = colorsys.hsv_to_rgb((int(label) * 0.618033988749895) % 1.0, 0.75, 0.95)
-    return int(b * 255), int(g * 255), int(r * 255)
-
-
-def text_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Black or white, whichever contrasts more with the background ``bgr`` (its relative luminance)."""
-    b, g, r = bgr
-    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
-
-
-def label_style(height: int, width: int) -> tuple[float, int, int]:
-    """(font scale, text thickness, box thickness) for an image of ``height`` x ``width`` pixels: the label text
-    is about 2.5 % of the shorter side high (at least ~8 px), lines thicken with the image."""
-    short = min(height, width)
-    scale = max(0.35, short / 800)
-    return scale, max(1, round(scale * 1.6)), max(1, round(short / 300))
-
-
-def draw(img: np.ndarray, det: Detections, names: list[str]) -> np.ndarray:
-    """A copy of ``img`` (BGR uint8 (H, W, 3)) with each detection's box and its label ``"<class name> <score>"``:
-    text in black or white (:func:`text_color`) on a filled background of the class colour, above the box (inside
-    it at the top edge of the image), kept inside the image; font and lines scaled to the image
-    (:func:`label_style`). Boxes are xyxy in the image's pixels."""
-    out = img.copy()
-    h, w = out.shape[:2]
-    scale, thick, line = label_style(h, w)
-    font, pad = cv2.FONT_HERSHEY_SIMPLEX, max(1, round(2 * scale))
-    for box, score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist()):
-        color = class_color(label)
-        x0, y0, x1, y1 = (round(v) for v in box)
-        cv2.rectangle(out, (x0, y0), (x1, y1), color, line)
-        text = f"{names[label]} {score:.2f}"
-        (tw, th), base = cv2.getTextSize(text, font, scale, thick)
-        bw, bh = tw + 2 * pad, th + base + 2 * pad
-        lx = min(max(x0, 0), max(w - bw, 0))
-        ly = y0 - bh if y0 - bh >= 0 else min(max(y0, 0), max(h - bh, 0))
-        cv2.rectangle(out, (lx, ly), (lx + bw - 1, ly + bh - 1), color, cv2.FILLED)
-        cv2.putText(out, text, (lx + pad, ly + pad + th), font, scale, text_color(color), thick, cv2.LINE_AA)
-    return out
 
 
 # --- reading sources -----------------------------------------------------------------------------------------
@@ -501,7 +419,7 @@ def check_outputs(sources: str | Path | Sequence[str | Path], out_dir: str | Pat
         if root.is_dir() and same_file(root, out_dir):
             raise ConfigError(f"--out {out_dir} is the source folder {root}: the drawn copies would be written over "
                               f"its images; give another folder for --out (e.g. {out_dir / 'predicted'})")
-        images, videos, _ = _source_files(root, out_dir.resolve())
+        images, videos, _ = source_files(root, out_dir.resolve())
         for items, video in ((images, False), (videos, True)):
             for f in items:
                 drawn = out_dir / _Outputs.natural(_relative(f, root), video)
@@ -653,9 +571,9 @@ def predict(backend: Backend, source: str | Path | Sequence[str | Path], out_dir
     for s in sources:
         if is_url(str(s)):
             continue
-        found = _source_files(Path(s), out_dir.resolve())
+        found = source_files(Path(s), out_dir.resolve())
         if not Path(s).exists() or (len(sources) == 1 and not any(found)):
-            raise DataError(_no_images(Path(s)))
+            raise DataError(no_images(Path(s)))
         local.append((Path(s), found))
     inputs = check_outputs(sources, out_dir)
     serve = with_options(SERVE, {"conf_thresh": ("conf_thresh", conf_thresh), "nms_thresh": ("nms_thresh", nms_thresh),

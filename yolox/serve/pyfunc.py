@@ -291,7 +291,7 @@ def decode_image(row: int, data: bytes) -> np.ndarray:
     """
     import cv2
 
-    from yolox.predict import opencv_reason
+    from yolox.serve.predict import opencv_reason
 
     where = f"row {row}: 'image'"
     try:

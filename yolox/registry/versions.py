@@ -136,7 +136,7 @@ def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, 
     ``conf_thresh``, ``nms_thresh``, ``max_det`` whose defaults are the serving thresholds, those of
     ``yolox predict`` unless given) and an input example (``sample_image``). ``end2end_path``: an end2end graph
     of the same network logged beside it (artifact ``end2end``), which the pyfunc serves from. ``budgets``: the
-    request budgets the served model enforces (:data:`yolox.tracking.pyfunc.BUDGETS`, from ``serve.*``; default
+    request budgets the served model enforces (:data:`yolox.serve.pyfunc.BUDGETS`, from ``serve.*``; default
     :class:`~yolox.config.ServeParams`'s).
 
     Only what the run produced is registered, checked by content hash: ``onnx_path`` must hash to the run's
@@ -153,7 +153,7 @@ def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, 
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, DataType, Schema
 
-    from yolox.tracking.pyfunc import OUTPUT_COLUMNS, OUTPUT_DTYPES, YoloxOnnxModel, encode_image
+    from yolox.serve.pyfunc import OUTPUT_COLUMNS, OUTPUT_DTYPES, YoloxOnnxModel, encode_image
 
     client = _client()
     sent = {"onnx": sha256_file(onnx_path), **({"end2end": sha256_file(end2end_path)} if end2end_path else {})}
@@ -674,7 +674,7 @@ def rollback(name: str, alias: str = CHAMPION, note: str = "", lock: str = "auto
 
 
 TRAINING_CHECKPOINT = "checkpoint/last.pth"
-"""Where a pipeline run logs its training checkpoint (artifact path in the run; :func:`yolox.pipeline.train`)."""
+"""Where a pipeline run logs its training checkpoint (artifact path in the run; :func:`yolox.train.stage.train`)."""
 
 
 def training_checkpoint(name: str, version: str, dest_dir: str | Path) -> Path:
@@ -707,3 +707,24 @@ def training_checkpoint(name: str, version: str, dest_dir: str | Path) -> Path:
                                 "run? Set model.weights to a checkpoint file instead") from None
         os.replace(local, target)
     return target
+
+
+def registered_onnx(uri: str, arg: str) -> str:
+    """The local ONNX file of the registered version ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``
+    (downloaded by MLflow), ``uri`` given as option ``arg``.
+
+    Raises:
+        ConfigError: a malformed URI (names ``arg``). TrackingError: no such model, version or alias holder.
+    """
+    from yolox.errors import TrackingError
+    from yolox.tracking.store import parse_models_uri
+
+    name, kind, value = parse_models_uri(uri, arg)
+    if kind == "alias":
+        holder = alias_version(name, value)
+        if holder is None:
+            raise TrackingError(f"{arg} {uri}: no version of registered model {name!r} holds the alias "
+                                f"{value!r} (or there is no such model): see its aliases on the Models page "
+                                "of the MLflow UI")
+        value = str(holder.version)
+    return str(load_version_model(name, value).backend.path)

@@ -1,0 +1,1 @@
+"""Serving: the MLflow pyfunc the registry serves, and ``yolox predict`` on files, folders, URLs and videos."""
