@@ -1,4 +1,4 @@
-"""Benchmark: SimOTA time per batch, ours (:func:`yolox.assign.simota_assign`, batched) beside the authors'
+"""Benchmark: SimOTA time per batch, ours (:func:`yolox.train.assign.simota_assign`, batched) beside the authors'
 per-image ``YOLOXHead.get_assignments`` loop (``--peer``), on the 8 most crowded coco128 images.
 
 Inputs as in training at ``--size`` (default 416, 3549 anchor points, 80 classes): the images' real
@@ -6,7 +6,7 @@ boxes letterboxed to the input, and random predictions near them: every anchor p
 geometry prior predicts a jittered copy of one of those boxes (centre +- 15 % of the size, size x
 exp(N(0, 0.25))), the others a random box around their cell; class and objectness logits random. Saved
 once; both sides load the same file. Before timing, ours is checked against our plain per-image reference
-(:func:`yolox.assign.simota_assign_reference`, identical assignment required) and, with ``--peer``, against
+(:func:`yolox.train.assign.simota_assign_reference`, identical assignment required) and, with ``--peer``, against
 the authors' assignment (positives and matched boxes compared; ties in cost may be broken differently).
 
 With ``--peer PATH`` (``PATH/yolox``, ``PATH/venv``: ``../shared/peer/README.md``) the two sides run in
@@ -35,8 +35,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from data import default_data_dir, read_yolo_dataset  # bench/data.py
-from sidebyside import alternate, authors_worker, ours_worker, print_pair
+from common import add_common_args, missing_dataset, parse_args, read_yolo_dataset
+from sidebyside import alternate, authors_worker, blocks, ours_worker, print_pair
 
 NUM_CLASSES = 80
 BATCH = 8
@@ -44,9 +44,9 @@ BATCH = 8
 
 def crowded_inputs(dataset, size: int, seed: int = 0) -> tuple[tuple[torch.Tensor, ...], list[int]]:
     """SimOTA inputs for the ``BATCH`` images with the most boxes, and their box counts."""
-    from yolox.assign import geometry_prior
     from yolox.models.table import STRIDES
     from yolox.ops.decode import anchor_points
+    from yolox.train.assign import geometry_prior
 
     records = sorted(dataset.records, key=lambda r: (-len(r.boxes), r.path.name))[:BATCH]
     g = torch.Generator().manual_seed(seed)
@@ -93,7 +93,7 @@ def worker(a: argparse.Namespace) -> None:
     """Our side (a worker process): :func:`simota_assign` on the saved inputs."""
     from sidebyside import serve
 
-    from yolox.assign import simota_assign
+    from yolox.train.assign import simota_assign
 
     torch.set_num_threads(a.threads)
     inputs = load_inputs(a.inputs)
@@ -127,25 +127,21 @@ def median_ms(fn, inputs, repeats: int, warmup: int = 2) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=default_data_dir(), help="YOLO dataset folder (coco128)")
-    ap.add_argument("--peer", type=Path, default=None, help="the authors' code: PATH/yolox and PATH/venv")
+    add_common_args(ap, data=True, peer="optional", pairs=True, threads=2)
     ap.add_argument("--size", type=int, default=416, help="input side (pixels)")
-    ap.add_argument("--pairs", type=int, default=6, help="alternated blocks per side (median over pairs)")
     ap.add_argument("--repeats", type=int, default=10, help="timed calls per block (median)")
     ap.add_argument("--reference-repeats", type=int, default=3, help="timed calls of our per-image reference")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--inputs", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)
     if args.worker:
         worker(args)
         return 0
-    if not (args.data / "dataset.yaml").is_file():
-        print(f"{args.data}/dataset.yaml not found: pass --data or set YOLOX_ASSETS_DIR", file=sys.stderr)
+    if missing_dataset(args.data):
         return 2
 
-    from yolox.assign import simota_assign, simota_assign_reference
+    from yolox.train.assign import simota_assign, simota_assign_reference
 
     torch.set_num_threads(args.threads)
     inputs, counts = crowded_inputs(read_yolo_dataset(args.data), args.size)
@@ -164,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         with ours_worker("assign.py", *common, "--out", str(ours_out)) as ours:
             ours.call("setup")
             if args.peer is None:
-                blocks = [statistics.median(ours.call("run", n=args.repeats)["times"]) for _ in range(args.pairs)]
-                ms = statistics.median(blocks) * 1000
+                ms = statistics.median(blocks(ours, args.pairs, {"op": "run", "n": args.repeats})) * 1000
                 t_reference = median_ms(simota_assign_reference, inputs, args.reference_repeats, warmup=1)
                 print(f"ours {ms:.2f} ms/batch (median of {args.pairs} blocks of {args.repeats}); our per-image "
                       f"reference {t_reference:.1f} ms ({t_reference / ms:.1f}x)")

@@ -22,7 +22,6 @@ the lr is at its floor for ``no_aug_epochs``: their trainer's condition, kept as
 ``D`` is a COCO layout: ``D/annotations/<ann>`` and the images in ``D/train2017/``. Writes the EMA weights as
 ``{"model": state_dict, "model_raw": state_dict}`` (their parameter names, which are also this project's) and
 ``<out>.json`` with the mean loss terms of every epoch, the total loss of every iteration and the wall time;
-``--dump-batches`` also saves the batches it trained on (``bench/trajectory.py`` replays them through ours).
 """
 
 from __future__ import annotations
@@ -53,8 +52,6 @@ def main() -> int:
     ap.add_argument("--lr-per-img", type=float, default=0.01 / 64)
     ap.add_argument("--noaug-all", action="store_true", help="no augmentation at all: letterbox only")
     ap.add_argument("--max-iters", type=int, default=None, help="cap on iterations per epoch")
-    ap.add_argument("--dump-batches", default=None,
-                    help="save every batch trained on, [(images, targets)], for bench/trajectory.py")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
@@ -83,7 +80,7 @@ def main() -> int:
     scheduler = exp.get_lr_scheduler(exp.basic_lr_per_img * a.batch, iters)
     ema = ModelEMA(model, 0.9998)
     batches = iter(loader)
-    history, iter_losses, dumped, t0 = [], [], [], time.time()
+    history, iter_losses, t0 = [], [], time.time()
     for epoch in range(exp.max_epoch):
         if epoch + 1 == exp.max_epoch - exp.no_aug_epochs:
             loader.close_mosaic()
@@ -93,8 +90,6 @@ def main() -> int:
             images, targets = next(batches)[:2]
             images, targets = images.float(), targets.float()
             targets.requires_grad = False
-            if a.dump_batches:
-                dumped.append((images.clone(), targets.clone()))
             out = model(images, targets)
             optimizer.zero_grad()
             out["total_loss"].backward()
@@ -110,8 +105,6 @@ def main() -> int:
         history.append(row)
         print(json.dumps(row), flush=True)
     torch.save({"model": ema.ema.state_dict(), "model_raw": model.state_dict()}, a.out)
-    if a.dump_batches:
-        torch.save(dumped, a.dump_batches)
     with open(a.out + ".json", "w") as f:
         json.dump({"history": history, "iter_losses": iter_losses, "seconds": time.time() - t0,
                    "iters_per_epoch": iters}, f)

@@ -24,7 +24,6 @@ trainer does. Tasks (first argument), each answering the requests of :func:`side
   does (original pixels). Their loguru sink is removed, so their per-image log line is not timed. ``setup``
   answers each image's detections ``[x0, y0, x1, y1, score, class]``, ``run n`` the seconds per image,
   ``profile n`` the milliseconds of its phases.
-- ``augment_record --coco DIR --out F.npz``: see :func:`augment_record_task` (``bench/augment_replay.py``).
 - ``data --recipe nano|s --coco DIR``: their ``COCODataset`` + ``MosaicDetection`` + ``TrainTransform`` with
   the recipe of their ``Exp`` for yolox-nano (416) or yolox-s (640), built as their ``get_data_loader`` does;
   ``run n`` answers ``[seconds per sample]`` of ``n`` consecutive samples ``dataset[(True, index)]``; ``stats n``
@@ -238,61 +237,6 @@ def data_task(a: argparse.Namespace) -> dict:
     return {"setup": setup, "run": run, "stats": stats}
 
 
-def augment_record_task(a: argparse.Namespace) -> dict:
-    """Their nano mosaic pipeline (``MosaicDetection`` + ``TrainTransform``) with HSV and flip off, recording
-    the Python ``random`` draws of the mosaic and the affine (``bench/augment_replay.py`` replays them
-    through ours). ``record n`` answers per sample: the dataset index, the draws ``[name, args, value]`` and
-    the target rows (w + h > 0); the images go to ``<out>`` (npz, ``images`` (n, S, S, 3) uint8)."""
-    import inspect
-
-    import cv2
-    from yolox.exp import get_exp
-
-    from yolox.data import COCODataset, MosaicDetection, TrainTransform
-
-    cv2.setNumThreads(0)
-    random.seed(a.seed)
-    np.random.seed(a.seed)
-    exp = get_exp(None, "yolox-nano")
-    base = COCODataset(data_dir=a.coco, json_file=a.ann, img_size=exp.input_size,
-                       preproc=TrainTransform(max_labels=50, flip_prob=0.0, hsv_prob=0.0))
-    ds = MosaicDetection(dataset=base, mosaic=True, img_size=exp.input_size,
-                         preproc=TrainTransform(max_labels=120, flip_prob=0.0, hsv_prob=0.0),
-                         degrees=exp.degrees, translate=exp.translate, mosaic_scale=exp.mosaic_scale,
-                         mixup_scale=exp.mixup_scale, shear=exp.shear, enable_mixup=False,
-                         mosaic_prob=exp.mosaic_prob, mixup_prob=exp.mixup_prob)
-    drawn: list = []
-    real = {name: getattr(random, name) for name in ("random", "uniform", "randint")}
-    callers = ("__getitem__", "get_aug_params", "<listcomp>")   # the mosaic's and the affine's draws
-
-    def recorder(name):
-        def draw(*args):
-            value = real[name](*args)
-            if inspect.stack()[1].function in callers:
-                drawn.append([name, list(args), value])
-            return value
-        return draw
-
-    def record(req: dict) -> dict:
-        samples, images = [], []
-        for name in real:
-            setattr(random, name, recorder(name))
-        try:
-            for i in range(req["n"]):
-                start, index = len(drawn), i % len(ds)
-                img, targets = ds[(True, index)][:2]
-                t = np.asarray(targets)
-                samples.append({"index": index, "draws": drawn[start:], "targets": t[t[:, 3:5].sum(1) > 0].tolist()})
-                images.append(np.ascontiguousarray(np.asarray(img).transpose(1, 2, 0)).astype(np.uint8))
-        finally:
-            for name, fn in real.items():
-                setattr(random, name, fn)
-        np.savez_compressed(a.out, images=np.stack(images))
-        return {"samples": samples}
-
-    return {"record": record}
-
-
 def predict_task(a: argparse.Namespace) -> dict:
     import importlib.util
 
@@ -358,7 +302,7 @@ def predict_task(a: argparse.Namespace) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("task", choices=("train_step", "assign", "data", "augment_record", "predict"))
+    ap.add_argument("task", choices=("train_step", "assign", "data", "predict"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default="yolox-nano")
     ap.add_argument("--weights")
@@ -380,7 +324,7 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     tasks = {"train_step": train_step_task, "assign": assign_task, "data": data_task,
-             "augment_record": augment_record_task, "predict": predict_task}
+             "predict": predict_task}
     serve(tasks[a.task](a))
     return 0
 

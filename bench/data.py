@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -44,40 +43,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from sidebyside import alternate, authors_worker, ours_worker, print_pair
+from common import add_common_args, missing_dataset, parse_args, read_yolo_dataset
+from sidebyside import alternate, authors_worker, blocks, ours_worker, print_pair
 
 from yolox.config import CACHE_RAM_MB
 
 RECIPES = {"nano": ("yolox-nano", 416), "s": ("yolox-s", 640)}
-
-
-def default_data_dir() -> Path:
-    assets = os.environ.get("YOLOX_ASSETS_DIR") or str(Path(__file__).resolve().parents[1].parent / "shared")
-    return Path(assets).expanduser() / "data" / "coco128"
-
-
-def read_yolo_dataset(root: Path):
-    """A YOLO-layout dataset (``images/<split>/*.jpg``, ``labels/<split>/*.txt``, ``dataset.yaml``)."""
-    from yolox.data.records import DetectionDataset, ImageRecord
-
-    meta = yaml.safe_load((root / "dataset.yaml").read_text())
-    names = [meta["names"][i] for i in range(len(meta["names"]))]
-    split = meta.get("train", "images/train2017")
-    image_dir = root / split
-    label_dir = root / split.replace("images", "labels", 1)
-    records = []
-    for k, path in enumerate(sorted(image_dir.glob("*.jpg"))):
-        h, w = cv2.imread(str(path)).shape[:2]
-        label_file = label_dir / f"{path.stem}.txt"
-        rows = np.loadtxt(label_file, ndmin=2).reshape(-1, 5) if label_file.is_file() else np.zeros((0, 5))
-        cx, cy, bw, bh = rows[:, 1] * w, rows[:, 2] * h, rows[:, 3] * w, rows[:, 4] * h
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1).astype(np.float32)
-        records.append(ImageRecord(k + 1, path.resolve(), w, h, boxes, rows[:, 0].astype(np.int64)))
-    return DetectionDataset(names, list(range(1, len(names) + 1)), records)
 
 
 def worker(a: argparse.Namespace) -> None:
@@ -141,12 +115,10 @@ def print_stats(key: str, side: str, s: dict[str, float], n: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=default_data_dir(), help="YOLO dataset folder (coco128)")
-    ap.add_argument("--peer", type=Path, default=None, help="the authors' code: PATH/yolox and PATH/venv")
+    add_common_args(ap, data=True, peer="optional", pairs=True)
     ap.add_argument("--peer-coco", type=Path, default=None,
                     help="coco128 in the COCO layout for their COCODataset (default: PATH/coco)")
     ap.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
-    ap.add_argument("--pairs", type=int, default=6, help="alternated blocks per side (median over pairs)")
     ap.add_argument("--samples", type=int, default=128, help="samples per block")
     ap.add_argument("--warmup", type=int, default=32, help="untimed samples first, per side")
     ap.add_argument("--stats", type=int, default=0,
@@ -158,12 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--recipe", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)
     if args.worker:
         worker(args)
         return 0
-    if not (args.data / "dataset.yaml").is_file():
-        print(f"{args.data}/dataset.yaml not found: pass --data or set YOLOX_ASSETS_DIR", file=sys.stderr)
+    if missing_dataset(args.data):
         return 2
     coco = args.peer_coco or (args.peer / "coco" if args.peer else None)
     if args.peer and not (coco / "annotations" / "instances_train2017.json").is_file():
@@ -184,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 print_stats(key, "ours", s, args.stats)
                 result[f"{key}_ours_content"] = s
             if args.peer is None:
-                blocks = [ours.call("run", n=args.samples)["times"][0] for _ in range(args.pairs)]
-                rate = 1 / statistics.median(blocks)
+                rate = 1 / statistics.median(blocks(ours, args.pairs, {"op": "run", "n": args.samples}))
                 print(f"  ours {rate:.1f} img/s ({1000 / rate:.2f} ms/img; median of {args.pairs} blocks)")
                 result[f"{key}_img_s"] = round(rate, 1)
                 continue

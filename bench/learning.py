@@ -20,9 +20,10 @@ p 0.5, scale 0.5-1.5, no MixUp, HSV, flip). Experiments:
   ``<out>/start_newclass.pth`` and given to both sides (theirs loads it strictly, ``--num-classes N``).
 
 Ours runs :func:`yolox.train.trainer.train` (the project's trainer, nothing bench-specific); theirs runs
-``bench/authors_loop.py`` in their venv (``--peer-python``, ``--peer-src``: ``../shared/peer/README.md``) on the
-prepared train split in their COCO layout (``annotations/train.json`` + ``train2017/``; our category ids are
-``1..N`` in class order, which their ``COCODataset`` maps, sorted, to the same class indices ``0..N-1``).
+``bench/authors_loop.py`` in their venv (``--peer PATH``, or ``--peer-python`` and ``--peer-src``:
+``../shared/peer/README.md``) on the prepared train split in their COCO layout (``annotations/train.json`` +
+``train2017/``; our category ids are ``1..N`` in class order, which their ``COCODataset`` maps, sorted, to the same
+class indices ``0..N-1``).
 The two of one seed run at the same time (``--threads`` each), so both see the same machine load. Our loader
 draws full batches (``train.full_batches``, as the authors' ``InfiniteSampler`` does: an epoch is ceil(N / 16)
 batches from an endless stream of shuffled passes). ``--ours-ragged`` adds a third run per seed, ours with
@@ -47,7 +48,8 @@ ours - theirs. Ends with one JSON line.
         [--data coco128 --experiments reinit keep2 | --data raccoon --experiments newclass --ours-ragged] \
         [--epochs 30] [--threads 1 --workers 1] [--out DIR]
 
-Quick check end to end: ``--epochs 1 --seeds 0 --max-iters 2``. Without ``--peer-python`` only our side runs.
+Quick check end to end: ``--epochs 1 --seeds 0 --max-iters 2``. Without ``--peer``/``--peer-python`` only our side
+runs.
 """
 
 from __future__ import annotations
@@ -60,7 +62,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -68,8 +69,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-
-from finetune import CLASS_PREDICTORS, reinit_class_predictors
+from common import add_common_args, authors_loop_argv, parse_args, peer_env, use_asset_mirror, work_dir
 
 from yolox.assets import resolve_weights
 from yolox.config import DataParams, PipelineParams
@@ -77,7 +77,8 @@ from yolox.data.prepare import prepare_dataset
 from yolox.data.records import load_prepared
 from yolox.evaluate.coco_eval import evaluate
 from yolox.inference import TorchBackend
-from yolox.models import build_model, load_weights
+from yolox.models.build import build_model
+from yolox.models.checkpoint import load_weights
 
 MODEL, SIZE, BATCH, LR_PER_IMG = "yolox-nano", 416, 16, 0.01 / 64
 COCO_CLASSES = 80
@@ -86,6 +87,18 @@ EXPERIMENTS = {"reinit": {"epochs": 30, "no_aug": 5, "start": "reinit"},
                "newclass": {"epochs": 30, "no_aug": 5, "start": "newclass"}}
 COCO_ONLY = ("reinit", "keep2")
 SIDES = ("ours", "ours_ragged", "theirs")
+CLASS_PREDICTORS = "head.cls_preds."
+
+
+def reinit_class_predictors(model: torch.nn.Module, name: str, seed: int = 0) -> int:
+    """Replace the class predictors of ``model`` (a ``name`` model) by those of a freshly initialised
+    one (seeded); returns the number of tensors replaced."""
+    torch.manual_seed(seed)
+    fresh = build_model(name, model.num_classes)
+    own, new = model.state_dict(), fresh.state_dict()
+    keys = [k for k in own if k.startswith(CLASS_PREDICTORS)]
+    model.load_state_dict({**own, **{k: new[k] for k in keys}})
+    return len(keys)
 
 
 def our_params(prepared: Path, start: Path, out: Path, seed: int, epochs: int, no_aug: int, threads: int,
@@ -179,8 +192,8 @@ def ap_of(weights: Path, dataset, eval_params) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--peer-python", default=None, help="python of the authors' venv (omit: ours only)")
-    ap.add_argument("--peer-src", default=None, help="the authors' repository (put on their PYTHONPATH)")
+    add_common_args(ap, peer_venv="optional", threads=1, threads_help="torch threads per run (two runs at a time)",
+                    out=True)
     ap.add_argument("--data", default="coco128", help="dataset name (coco128, raccoon) or path, as prepare reads it")
     ap.add_argument("--names", nargs="+", default=None, help="class list (data.names; default the source's)")
     ap.add_argument("--experiments", nargs="+", default=None, choices=list(EXPERIMENTS),
@@ -191,15 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", default=None, help="start weights of the reinit experiment")
     ap.add_argument("--ours-ragged", action="store_true",
                     help="also ours with train.full_batches=false (the ragged last batch), after the pairs")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per run (two runs at a time)")
     ap.add_argument("--workers", type=int, default=1, help="loader workers per run")
     ap.add_argument("--max-iters", type=int, default=None, help="cap on iterations per epoch (quick check)")
-    ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--_ours", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    mirror = HERE.parents[1] / "shared"
-    if not os.environ.get("YOLOX_ASSETS_DIR") and mirror.is_dir():
-        os.environ["YOLOX_ASSETS_DIR"] = str(mirror)
+    args = parse_args(ap, argv)
+    use_asset_mirror()
     if args._ours:
         logging.basicConfig(level=logging.WARNING)
         run_ours(json.loads(Path(args._ours).read_text()))
@@ -209,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     coco128 = args.data == "coco128"
     val_fraction = args.val_fraction if args.val_fraction is not None else (0.25 if coco128 else 0.2)
     experiments = args.experiments or (list(COCO_ONLY) if coco128 else ["newclass"])
-    out = (args.out or Path(tempfile.mkdtemp(prefix="yolox-learning-"))).resolve()
+    out = work_dir(args.out, "yolox-learning-")
     out.mkdir(parents=True, exist_ok=True)
     prep = prepare_dataset(DataParams(source=args.data, names=args.names, val_fraction=val_fraction, split_seed=0),
                            out / "prepared")
@@ -228,14 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     def launch(side: str, tag: str, cfg: dict, start: Path, seed: int) -> subprocess.Popen:
         log = open(out / f"{side}_{tag}.log", "w")  # noqa: SIM115 (the child writes it while we wait)
         if side == "theirs":
-            cmd = [args.peer_python, str(HERE / "authors_loop.py"), "--data-dir", str(peer_root),
-                   "--weights", str(start), "--out", str(out / f"theirs_{tag}.pth"), "--seed", str(seed),
-                   "--num-classes", str(len(names)), "--epochs", str(cfg["epochs"]), "--no-aug", str(cfg["no_aug"]),
-                   "--threads", str(args.threads), "--workers", str(args.workers)]
+            cmd = authors_loop_argv(
+                args.peer_python, "--data-dir", str(peer_root), "--weights", str(start), "--out",
+                str(out / f"theirs_{tag}.pth"), "--seed", str(seed), "--num-classes", str(len(names)), "--epochs",
+                str(cfg["epochs"]), "--no-aug", str(cfg["no_aug"]), "--threads", str(args.threads), "--workers",
+                str(args.workers))
             if args.max_iters:
                 cmd += ["--max-iters", str(args.max_iters)]
-            env = {**os.environ, "PYTHONPATH": str(args.peer_src)}
-            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=peer_env(args.peer_src))
         spec = {"prepared": str(prepared), "start": str(start), "out": str(out / f"{side}_{tag}"), "seed": seed,
                 "epochs": cfg["epochs"], "no_aug": cfg["no_aug"], "threads": args.threads,
                 "workers": args.workers, "max_iters": args.max_iters, "full_batches": side == "ours",

@@ -7,18 +7,16 @@ cosine with no no-aug phase, EMA). Prints fit AP50:95 (EMA, on the 16 train imag
 total loss per run and one JSON line; the authors' means are the test's ``AUTHORS_*`` figures.
 
     YOLOX_ASSETS_DIR=../shared .venv/bin/python bench/learning_ci.py --peer-python <venv>/bin/python \
-        --peer-src <their repo> [--seeds 0 1 2]
+        --peer-src <their repo> [--seeds 0 1 2]           (or --peer /work/peer for both)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -26,6 +24,15 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
+from common import (
+    add_common_args,
+    authors_loop_argv,
+    coco128_dir,
+    parse_args,
+    peer_env,
+    use_asset_mirror,
+    work_dir,
+)
 from learning import ap_of, peer_layout
 from test_learning import BATCH, EPOCHS, SIZE, prepare_learning_subset, reinit_start, run_learning
 
@@ -36,18 +43,13 @@ from yolox.data.records import load_prepared
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--peer-python", required=True)
-    ap.add_argument("--peer-src", required=True)
+    add_common_args(ap, peer_venv="required", threads=2, threads_help=None, out=True)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
-    mirror = HERE.parents[1] / "shared"
-    if not os.environ.get("YOLOX_ASSETS_DIR") and mirror.is_dir():
-        os.environ["YOLOX_ASSETS_DIR"] = str(mirror)
+    args = parse_args(ap)
+    use_asset_mirror()
     torch.set_num_threads(args.threads)
-    out = (args.out or Path(tempfile.mkdtemp(prefix="yolox-learning-ci-"))).resolve()
-    coco128 = Path(os.environ["YOLOX_ASSETS_DIR"]) / "data" / "coco128"
+    out = work_dir(args.out, "yolox-learning-ci-")
+    coco128 = coco128_dir()
     prepared = prepare_learning_subset(coco128, out / "data")
     start = reinit_start(resolve_weights("yolox_nano.pth"), out / "start.pth")
     train_set = load_prepared(prepared, "train")
@@ -57,11 +59,11 @@ def main() -> int:
         ours = run_learning(prepared, start, out / f"ours_s{seed}", seed)
         rows["ours"].append({"seed": seed, **ours})
         weights = out / f"theirs_s{seed}.pth"
-        cmd = [args.peer_python, str(HERE / "authors_loop.py"), "--data-dir", str(peer_root), "--weights", str(start),
-               "--out", str(weights), "--seed", str(seed), "--epochs", str(EPOCHS), "--no-aug=-1",
-               "--batch", str(BATCH), "--size", str(SIZE), "--noaug-all", "--threads", str(args.threads),
-               "--workers", "0"]
-        subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": args.peer_src}, stdout=subprocess.DEVNULL)
+        cmd = authors_loop_argv(args.peer_python, "--data-dir", str(peer_root), "--weights", str(start), "--out",
+                                str(weights), "--seed", str(seed), "--epochs", str(EPOCHS), "--no-aug=-1", "--batch",
+                                str(BATCH), "--size", str(SIZE), "--noaug-all", "--threads", str(args.threads),
+                                "--workers", "0")
+        subprocess.run(cmd, check=True, env=peer_env(args.peer_src), stdout=subprocess.DEVNULL)
         hist = json.loads(Path(str(weights) + ".json").read_text())["history"]
         rows["theirs"].append({"seed": seed, "fit": ap_of(weights, train_set, PipelineParams().eval),
                                "last_loss": hist[-1]["total_loss"], "losses": [round(h["total_loss"], 3) for h in hist]})

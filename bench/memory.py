@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data import default_data_dir, read_yolo_dataset  # bench/data.py
+from common import add_common_args, missing_dataset, read_yolo_dataset
 
 from yolox.config import AugmentParams
 from yolox.data.dataset import build_train_loader
@@ -70,7 +70,7 @@ def memory() -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=default_data_dir(), help="YOLO dataset folder (coco128)")
+    add_common_args(ap, data=True)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--no-aug-epochs", type=int, default=5, help="last epochs without Mosaic")
     ap.add_argument("--workers", type=int, default=2)
@@ -79,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=416)
     ap.add_argument("--no-multiscale", action="store_true", help="every batch at --size")
     args = ap.parse_args(argv)
-    if not (args.data / "dataset.yaml").is_file():
-        print(f"{args.data}/dataset.yaml not found: pass --data or set YOLOX_ASSETS_DIR", file=sys.stderr)
+    if missing_dataset(args.data):
         return 2
 
     torch.set_num_threads(1)

@@ -54,6 +54,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
+from common import assets_dir  # bench/common.py
 
 from yolox.data.prepare import split_hash
 
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-baseline", action="store_true", help="skip the train-once-on-everything baseline")
     args = ap.parse_args(argv)
 
-    assets = Path(os.environ.get("YOLOX_ASSETS_DIR") or REPO.parent / "shared").resolve()
+    assets = assets_dir().resolve()
     source = assets / "data" / "raccoon"
     if not (source / "annotations").is_dir():
         raise SystemExit(f"{source}: no raccoon dataset (set YOLOX_ASSETS_DIR to the asset mirror)")

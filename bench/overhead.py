@@ -25,11 +25,12 @@ import functools
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+
+from common import add_common_args, parse_args, use_asset_mirror, work_dir  # bench/common.py
 
 HERE = Path(__file__).resolve().parent
 
@@ -87,7 +88,8 @@ def instrument(timers: Timers) -> None:
     """Wrap every MLflow entry point of yolox/tracking, the hashing and the gate's evaluations."""
     import yolox.lineage
     import yolox.pipeline
-    from yolox.tracking import gate, registry
+    from yolox.registry import gate
+    from yolox.registry import versions as registry
     from yolox.tracking.run import MlflowRun
 
     for attr in ("__init__", "attach", "log_params", "log_metrics", "set_tags", "log_artifact", "log_figure",
@@ -108,11 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default=str(HERE.parent / "params" / "default.yaml"))
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="param override K=V")
     ap.add_argument("--no-flow", action="store_true", help="skip the Prefect flow run")
-    ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temp folder, removed)")
-    args = ap.parse_args(argv)
-    mirror = HERE.parents[1] / "shared"
-    if not os.environ.get("YOLOX_ASSETS_DIR") and mirror.is_dir():
-        os.environ["YOLOX_ASSETS_DIR"] = str(mirror)
+    add_common_args(ap, out=True, out_help="work folder (default: a temp folder, removed)")
+    args = parse_args(ap, argv)
+    use_asset_mirror()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     params_file = str(Path(args.params).resolve())
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from yolox.config import load_params
 
     params = load_params(params_file, args.overrides)
-    root = (args.out or Path(tempfile.mkdtemp(prefix="yolox-overhead-"))).resolve()
+    root = work_dir(args.out, "yolox-overhead-")
     print(f"params {params_file} {args.overrides}; work folder {root}; load average {os.getloadavg()[0]:.2f}",
           flush=True)
 

@@ -4,9 +4,9 @@ now beside the previous implementation (commit ``ccd9446``, issue 13) and, with 
 
 Sides, each a worker process of its own (2 threads each: torch intra-op threads, ONNX Runtime intra-op threads):
 
-- ``new``: this checkout: :func:`yolox.predict.read_image` (decoded once, checked as ``prepare`` checks it) and
+- ``new``: this checkout: :func:`yolox.serve.predict.read_image` (decoded once, checked as ``prepare`` checks it) and
   :func:`yolox.inference.detect` with ``clip=True`` (what ``yolox predict`` and serving run), on a
-  :func:`~yolox.inference.load_backend` backend (PyTorch: Conv+BN fused, channels-last) or an
+  :func:`~yolox.inference.load_model` backend (PyTorch: Conv+BN fused, channels-last) or an
   :class:`~yolox.inference.OnnxBackend` of the raw or end2end export;
 - ``old``: the package as it was at ``--previous`` (default ``ccd9446``), extracted with ``git archive`` into a temp
   folder and imported from there: ``cv2.imread`` and its ``detect`` (that commit's predict path). It has no end2end
@@ -47,14 +47,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from sidebyside import Worker, authors_worker, peer_paths  # bench/sidebyside.py
+from common import add_common_args, assets_dir, parse_args
+from sidebyside import Worker, authors_worker  # bench/sidebyside.py
 
 BACKENDS = ("pytorch", "onnx-raw", "onnx-end2end")
 CONF, NMS, MAX_DET, SIZE = 0.25, 0.45, 100, 416
-
-
-def default_assets() -> Path:
-    return Path(os.environ.get("YOLOX_ASSETS_DIR") or str(REPO.parent / "shared")).expanduser()
 
 
 # --- the workers of this venv (new and old) ---------------------------------------------------------------------
@@ -70,15 +67,15 @@ def worker(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     images = Path(a.images).read_text().split()
     new = a.impl == "new"
-    from yolox.inference import OnnxBackend, detect, load_backend, preprocess
+    from yolox.inference import OnnxBackend, detect, load_model, preprocess
 
     if a.backend == "pytorch":
-        backend = load_backend(a.weights, "yolox-nano")
+        backend = load_model(a.weights, "yolox-nano")[0]
     else:
         path = a.end2end if a.backend == "onnx-end2end" and new else a.onnx
         backend = OnnxBackend(path, threads=a.threads)
     if new:
-        from yolox.predict import read_image
+        from yolox.serve.predict import read_image
 
         def once(path: str):
             img = read_image(Path(path))
@@ -114,10 +111,11 @@ def worker(a: argparse.Namespace) -> None:
 
         if new:
             from yolox.inference import detect_batch
+            from yolox.ops.draw import draw
             from yolox.ops.nms import postprocess_raw
-            from yolox.predict import draw, read_image
+            from yolox.serve.predict import read_image
         else:
-            from yolox.predict import draw
+            from yolox.ops.draw import draw
         names = [str(i) for i in range(80)]
         for k in range(req["n"]):
             path = images[k % len(images)]
@@ -184,7 +182,7 @@ def export_models(weights: Path, out: Path) -> tuple[Path, Path]:
     import torch
 
     from yolox.export.onnx_export import export_onnx
-    from yolox.pipeline import load_torch_model
+    from yolox.inference import load_torch_model
 
     torch.set_num_threads(2)
     net, meta = load_torch_model(weights, "yolox-nano")
@@ -196,16 +194,14 @@ def export_models(weights: Path, out: Path) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=default_assets() / "data" / "coco128", help="coco128 (YOLO layout)")
-    ap.add_argument("--weights", type=Path, default=default_assets() / "weights" / "yolox_nano.pth")
-    ap.add_argument("--peer", type=Path, default=None, help="the authors' code: PATH/yolox and PATH/venv")
+    add_common_args(ap, data=True, peer="optional", pairs=True, threads=2,
+                    pairs_help="rounds of alternated blocks (median over rounds)", threads_help="threads of every side")
+    ap.add_argument("--weights", type=Path, default=assets_dir() / "weights" / "yolox_nano.pth")
     ap.add_argument("--previous", default="ccd9446", help="commit of the previous implementation")
     ap.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, of {BACKENDS}")
     ap.add_argument("--images", type=int, default=16, help="coco128 images (the first, by name)")
-    ap.add_argument("--pairs", type=int, default=6, help="rounds of alternated blocks (median over rounds)")
-    ap.add_argument("--threads", type=int, default=2, help="threads of every side")
     ap.add_argument("--authors-fuse", action="store_true", help="their demo's --fuse (Conv+BN folded)")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)
     backends = [b for b in args.backends.split(",") if b]
     if set(backends) - set(BACKENDS):
         print(f"--backends: unknown {sorted(set(backends) - set(BACKENDS))}", file=sys.stderr)
@@ -217,8 +213,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no images under {args.data}/images/train2017 or no {args.weights}: pass --data/--weights or set "
               "YOLOX_ASSETS_DIR", file=sys.stderr)
         return 2
-    if args.peer is not None:
-        peer_paths(args.peer)
     result: dict[str, object] = {"bench": "predict", "images": len(images), "size": SIZE, "threads": args.threads,
                                  "previous": args.previous, "conf": CONF, "nms": NMS}
     print(f"single-image predict, {len(images)} coco128 images at {SIZE}, score >= {CONF}, NMS IoU {NMS}; "

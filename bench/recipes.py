@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import add_common_args, parse_args, use_asset_mirror, work_dir  # bench/common.py
 
 from yolox.assets import resolve_weights
 from yolox.config import DataParams, load_params
@@ -33,10 +32,9 @@ from yolox.data.prepare import prepare_dataset
 from yolox.data.records import load_prepared
 from yolox.evaluate.coco_eval import evaluate
 from yolox.inference import TorchBackend
-from yolox.models import build_model, load_weights
+from yolox.models.build import build_model
+from yolox.models.checkpoint import load_weights
 from yolox.train.trainer import train
-
-HERE = Path(__file__).resolve().parent
 
 
 def ap(model: torch.nn.Module, dataset, params) -> float:
@@ -50,15 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     ap_.add_argument("--candidate", action="append", default=[], help="NAME:key=value;key=value (repeatable)")
     ap_.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap_.add_argument("--val-fraction", type=float, default=0.25)
-    ap_.add_argument("--threads", type=int, default=2)
-    ap_.add_argument("--out", type=Path, default=None)
-    args = ap_.parse_args(argv)
-    mirror = HERE.parents[1] / "shared"
-    if not os.environ.get("YOLOX_ASSETS_DIR") and mirror.is_dir():
-        os.environ["YOLOX_ASSETS_DIR"] = str(mirror)
+    add_common_args(ap_, threads=2, threads_help=None, out=True)
+    args = parse_args(ap_, argv)
+    use_asset_mirror()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
-    out = (args.out or Path(tempfile.mkdtemp(prefix="yolox-recipes-"))).resolve()
+    out = work_dir(args.out, "yolox-recipes-")
     prepared = prepare_dataset(DataParams(source="coco128", val_fraction=args.val_fraction, split_seed=0),
                                out / "prepared").out_dir
     splits = {"fit": load_prepared(prepared, "train"), "held_out": load_prepared(prepared, "val")}

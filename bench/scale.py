@@ -33,12 +33,7 @@ import textwrap
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def default_coco128() -> Path:
-    assets = os.environ.get("YOLOX_ASSETS_DIR") or str(REPO.parent / "shared")
-    return Path(assets).expanduser() / "data" / "coco128"
+from common import coco128_dir  # bench/common.py
 
 
 def build_dataset(coco128: Path, n: int, root: Path) -> Path:
@@ -188,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     ap.add_argument("--root", type=Path, default=Path("/tmp/yolox-scale"))
-    ap.add_argument("--coco128", type=Path, default=default_coco128())
+    ap.add_argument("--coco128", type=Path, default=coco128_dir())
     ap.add_argument("--batches", type=int, default=20, help="Batches (of 16) timed after the first.")
     ap.add_argument("--keep", action="store_true", help="Keep the datasets (else removed after each size).")
     args = ap.parse_args(argv)

@@ -20,7 +20,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
-from data import default_data_dir, read_yolo_dataset  # bench/data.py
+from common import add_common_args, parse_args, read_yolo_dataset
 from sidebyside import authors_worker
 from test_step_parity import LR_PER_IMG, one_step, parity_batch  # noqa: F401  (the test's protocol)
 
@@ -29,9 +29,8 @@ from yolox.assets import resolve_weights
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--peer", type=Path, required=True, help="the authors' code: PATH/yolox and PATH/venv")
-    ap.add_argument("--data", type=Path, default=default_data_dir())
-    args = ap.parse_args(argv)
+    add_common_args(ap, peer="required", data=True)
+    args = parse_args(ap, argv)
     torch.set_num_threads(2)
     weights = resolve_weights("yolox_nano.pth")
     batch = parity_batch(read_yolo_dataset(args.data).records)

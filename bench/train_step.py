@@ -38,8 +38,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from data import default_data_dir, read_yolo_dataset  # bench/data.py
-from sidebyside import alternate, authors_worker, ours_worker, print_pair
+from common import add_common_args, missing_dataset, parse_args, read_yolo_dataset
+from sidebyside import alternate, authors_worker, blocks, ours_worker, print_pair
 
 MODELS = {"nano": ("yolox-nano", 416), "s": ("yolox-s", 640)}
 BATCH = 8
@@ -65,7 +65,7 @@ def real_batches(dataset, size: int, n_batches: int, seed: int = 0) -> list[tupl
 def save_inputs(key: str, dataset, out: Path) -> tuple[Path, Path]:
     """The batches (``[(images, targets, counts), ...]``, NCHW float32) and start weights of model ``key``."""
     from yolox.assets import resolve_weights
-    from yolox.models import build_model
+    from yolox.models.build import build_model
 
     name, size = MODELS[key]
     batches = out / f"batches_{key}.pt"
@@ -85,9 +85,9 @@ def worker(a: argparse.Namespace) -> None:
     """Our side (a worker process): the trainer's step on the saved batches."""
     from sidebyside import serve
 
-    from yolox import losses
-    from yolox.models import build_model
+    from yolox.models.build import build_model
     from yolox.models.checkpoint import read_state_dict
+    from yolox.train import losses
     from yolox.train.ema import ModelEMA
     from yolox.train.optim import build_optimizer
     from yolox.train.trainer import prepare_for_training, train_step
@@ -189,14 +189,11 @@ def print_profile(name: str, ours: dict, theirs: dict | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=default_data_dir(), help="YOLO dataset folder (coco128)")
-    ap.add_argument("--peer", type=Path, default=None, help="the authors' code: PATH/yolox and PATH/venv")
+    add_common_args(ap, data=True, peer="optional", pairs=True, threads=2)
     ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
-    ap.add_argument("--pairs", type=int, default=6, help="alternated blocks per side (median over pairs)")
     ap.add_argument("--steps", nargs="+", type=int, default=None,
                     help="timed steps per block, in --models order (default nano 5, s 2)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
     ap.add_argument("--contiguous", action="store_true", help="ours in NCHW (default: channels_last, as trained)")
     ap.add_argument("--profile", action="store_true", help="time per phase on both sides")
     ap.add_argument("--torch-profile", action="store_true", help="an operator table of our step (stderr)")
@@ -205,12 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--weights", help=argparse.SUPPRESS)
     ap.add_argument("--batches", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)
     if args.worker:
         worker(args)
         return 0
-    if not (args.data / "dataset.yaml").is_file():
-        print(f"{args.data}/dataset.yaml not found: pass --data or set YOLOX_ASSETS_DIR", file=sys.stderr)
+    if missing_dataset(args.data):
         return 2
 
     dataset = read_yolo_dataset(args.data)
@@ -233,10 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                       end="")
                 if theirs is None:
                     print()
-                    blocks = [statistics.median(ours.call("run", n=steps[key])["times"]) for _ in range(args.pairs)]
-                    ms = statistics.median(blocks) * 1000
+                    times = blocks(ours, args.pairs, {"op": "run", "n": steps[key]})
+                    ms = statistics.median(times) * 1000
                     print(f"  ours {ms:.1f} ms/step ({BATCH / ms * 1000:.1f} img/s), median of {args.pairs} blocks "
-                          f"of {steps[key]}: {[round(b * 1000, 1) for b in blocks]}")
+                          f"of {steps[key]}: {[round(b * 1000, 1) for b in times]}")
                     result.update({f"{key}_ms": round(ms, 1), f"{key}_img_s": round(BATCH / ms * 1000, 2)})
                     if args.profile:
                         print_profile(name, ours.call("profile", n=steps[key]), None)
