@@ -393,7 +393,7 @@ def test_serving_budget(models: dict[str, Path], coco: Path, kind: str, no_decod
 def test_serving_runs_bounded_batches(models: dict[str, Path], coco: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """5 rows with serve.batch_size 2: three runs of at most 2 images, the same detections (and row indices) as
     one run of all 5."""
-    import yolox.inference
+    import yolox.serve.pyfunc
     from yolox.inference import detect
 
     names = sorted(p.name for p in coco.glob("*.jpg"))[:5]
@@ -405,7 +405,7 @@ def test_serving_runs_bounded_batches(models: dict[str, Path], coco: Path, monke
         return detect(backend, images, *args, **kwargs)
 
     one_batch = _served(models, batch_size=8).predict(None, frame, {"conf_thresh": 0.0})
-    monkeypatch.setattr(yolox.inference, "detect", counting)
+    monkeypatch.setattr(yolox.serve.pyfunc, "detect", counting)   # where the pyfunc calls it
     batched = _served(models, batch_size=2).predict(None, frame, {"conf_thresh": 0.0})
     assert sizes == [2, 2, 1]
     assert len(batched) > 0 and set(batched["image"]) <= set(range(5))

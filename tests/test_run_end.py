@@ -380,14 +380,13 @@ def test_benchmark_reference_onnx_by_name(nano_onnx: Path, coco128_dir: Path, as
 def nothing_measured(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fails the test if the benchmark reads the dataset, exports or measures anything."""
     import yolox.export.benchmark as bench
-    from yolox.data import prepare
 
     def forbidden(what: str):
         def call(*args, **kwargs):
             raise AssertionError(f"{what} ran before the model arguments were checked")
         return call
 
-    monkeypatch.setattr(prepare, "load_dataset", forbidden("load_dataset"))
+    monkeypatch.setattr(bench, "load_dataset", forbidden("load_dataset"))
     monkeypatch.setattr(bench, "_candidates", forbidden("the export of the candidates"))
     monkeypatch.setattr(bench, "_accuracy", forbidden("an AP measurement"))
     monkeypatch.setattr(bench, "_timings", forbidden("a latency measurement"))

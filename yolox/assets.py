@@ -24,6 +24,7 @@ from pathlib import Path
 
 from yolox.errors import AssetError
 from yolox.files import atomic_path, write_text
+from yolox.models.coco_classes import COCO_CLASSES
 from yolox.models.table import MODELS
 
 _RELEASE = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0"
@@ -186,7 +187,6 @@ def _write_coco_yaml_if_missing(root: Path) -> None:
     """The released coco128 zip has no dataset.yaml: write one with the 80 COCO class names (atomically)."""
     if (root / "dataset.yaml").exists():
         return
-    from yolox.models.coco_classes import COCO_CLASSES
 
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(COCO_CLASSES))
     write_text(root / "dataset.yaml", f"path: .\ntrain: images/train2017\nnames:\n{names}\n")

@@ -20,6 +20,8 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from yolox.assets import cache_dir
+
 PACKAGE_ROOT = Path(__file__).resolve().parent
 """The ``yolox`` package folder."""
 
@@ -72,8 +74,6 @@ def data_version(path: str | Path) -> str:
 def state_dir() -> Path:
     """Where :func:`data_version` keeps DVC's state database and the folders' hashes:
     ``$YOLOX_CACHE_DIR/dvc-state`` (default ``~/.cache/yolox/dvc-state``)."""
-    from yolox.assets import cache_dir
-
     return cache_dir() / "dvc-state"
 
 

@@ -44,8 +44,13 @@ from yolox.data.stage import PreparedData, own_data, prepare
 from yolox.errors import ConfigError, StageError
 from yolox.evaluate.stage import Evaluation, evaluate
 from yolox.export.stage import ExportedModel, export
+from yolox.lineage import code_version, params_digest
 from yolox.registry.stage import RegisteredModel, gate, register
+from yolox.registry.versions import alias_version
 from yolox.registry.warm_start import warm_start, with_start_weights
+from yolox.tracking.journal import JOURNAL_NAME, record_run_end
+from yolox.tracking.run import MlflowRun, default_run_name, git_commit
+from yolox.tracking.store import ensure_experiment, preflight, redact, server_lost
 from yolox.train.stage import TrainedModel, train
 
 log = logging.getLogger("yolox.pipeline")
@@ -121,8 +126,6 @@ def lineage_of(params: PipelineParams, prepared: PreparedData) -> dict[str, str]
     """What a model trained now would be trained from (:data:`LINEAGE_TAGS`): the prepared data's version, the
     params' digest (``model.weights`` as written: ``champion`` stays ``champion``) and the training code's
     version (:mod:`yolox.lineage`)."""
-    from yolox.lineage import code_version, params_digest
-
     return dict(zip(LINEAGE_TAGS, (prepared.data_version, params_digest(params), code_version()), strict=True))
 
 
@@ -135,8 +138,6 @@ def changes_since(params: PipelineParams, prepared: PreparedData) -> str | None:
     Raises:
         TrackingError: the registry cannot be read.
     """
-    from yolox.registry.versions import alias_version
-
     now, name, gp = lineage_of(params, prepared), params.tracking.registered_model, params.gate
     for alias in (gp.champion_alias, gp.challenger_alias):
         mv = alias_version(name, alias)
@@ -147,8 +148,6 @@ def changes_since(params: PipelineParams, prepared: PreparedData) -> str | None:
 
 def skip_run(params: PipelineParams, run_id: str, prepared: PreparedData, reason: str) -> SkippedRun:
     """End run ``run_id`` as a skipped night: tags ``skipped`` (the reason), a note, status FINISHED."""
-    from yolox.tracking.run import MlflowRun
-
     run = MlflowRun.attach(run_id)
     run.set_tags({"skipped": reason})
     run.set_note(f"## Skipped\n\n{reason}: nothing new to train on, so nothing was trained, registered or "
@@ -213,8 +212,6 @@ def start_run(params: PipelineParams, prepared: PreparedData, extra_tags: dict[s
     Raises:
         TrackingError: the tracking store cannot be reached.
     """
-    from yolox.tracking.run import MlflowRun, default_run_name, git_commit
-
     version = prepared.data_version
     name = params.tracking.run_name or default_run_name(params.model.name, version)
     values = {"model": params.model.name, "input_size": str(params.model.input_size), "data_version": version,
@@ -251,9 +248,6 @@ def _tracking_lost(params: PipelineParams, err: BaseException, stage: str, run_d
     and returns the one line to raise: what happened, what ``run_dir`` keeps, and the commands that finish the job
     when the server answers again (``yolox tracking flush``; then ``yolox gate`` of ``version`` when it was
     registered, else the same ``yolox pipeline`` command, with ``--force`` when ``force``)."""
-    from yolox.tracking.journal import JOURNAL_NAME, record_run_end
-    from yolox.tracking.store import redact, server_lost
-
     untouched = "the champion alias was not touched"
     lost = server_lost(err, during=f"stage {stage!r}", remedy=lambda var: untouched)
     train_dir = Path(in_run_dir(params, run_dir).train.output_dir)
@@ -312,10 +306,6 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
         StageError: a stage failed (its cause chained). PreflightError: a store is unusable at the start.
         TrackingError: the experiment cannot be created. Interrupted, KeyboardInterrupt: see above.
     """
-    from yolox.tracking.journal import JOURNAL_NAME, record_run_end
-    from yolox.tracking.run import MlflowRun
-    from yolox.tracking.store import ensure_experiment, preflight, redact, server_lost
-
     preflight(params)    # names checked, every MLflow call bounded, the stores checked: seconds, before any work
     ensure_experiment(params.tracking.experiment)
     run_dir = new_run_dir(params)

@@ -9,6 +9,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from yolox.config import PipelineParams
+from yolox.data.prepare import prepare_dataset, snapshot_prepared
+from yolox.files import project_lock
+from yolox.lineage import data_version
 
 log = logging.getLogger("yolox.data")
 
@@ -47,10 +50,6 @@ def prepare(params: PipelineParams, out_dir: str | Path | None = None, snapshot:
     Raises:
         AssetError, DataError, ConfigError: see :func:`yolox.data.prepare.prepare_dataset`.
     """
-    from yolox.data.prepare import prepare_dataset, snapshot_prepared
-    from yolox.files import project_lock
-    from yolox.lineage import data_version
-
     out = Path(out_dir or params.data.prepared_dir)
     with project_lock(out.with_name(out.name + ".lock"), f"prepared dataset {out}",
                       on_wait=lambda who: log.info("waiting for %s, which is preparing %s", who, out)):
@@ -73,10 +72,6 @@ def own_data(params: PipelineParams, prepared: PreparedData, snapshot: Path) -> 
     Raises:
         DataError: see :func:`prepare`.
     """
-    from yolox.data.prepare import snapshot_prepared
-    from yolox.files import project_lock
-    from yolox.lineage import data_version
-
     out = Path(prepared.path)
     with project_lock(out.with_name(out.name + ".lock"), f"prepared dataset {out}"):
         if out.is_dir():

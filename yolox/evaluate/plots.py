@@ -26,6 +26,7 @@ from yolox.config import ServeParams
 from yolox.data.records import DetectionDataset
 from yolox.files import atomic_path
 from yolox.ops.boxes import pairwise_iou_xyxy
+from yolox.ops.draw import draw
 from yolox.ops.nms import Detections
 
 SHOW_SCORE = ServeParams().conf_thresh  # detections drawn and counted in the confusion matrix: served ones
@@ -129,8 +130,6 @@ def detection_grid(dataset: DetectionDataset, detections: dict[int, Detections],
     """The first ``n`` val images (by image id) with ground truth (thin white) and detections with
     score >= ``score_thresh`` (coloured, labelled, as ``yolox predict`` draws them), each image resized
     to ``width`` pixels."""
-    from yolox.ops.draw import draw
-
     records = sorted(dataset.records, key=lambda r: r.image_id)[:n]
     rows = max(1, -(-len(records) // cols))
     fig = _figure(4 * cols, 3.2 * rows)

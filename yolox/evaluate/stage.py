@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yolox.config import PipelineParams
+from yolox.data.prepare import load_dataset
 from yolox.errors import DataError
+from yolox.evaluate.coco_eval import evaluate as coco_evaluate
+from yolox.evaluate.plots import evaluation_figures, save_figures, training_curves
 from yolox.inference import load_model, model_input_size
-from yolox.tracking.run import attach
+from yolox.tracking.run import PER_CLASS_TABLE, attach
 
 log = logging.getLogger("yolox.evaluate")
 
@@ -48,9 +51,6 @@ def evaluate(params: PipelineParams, weights: str | Path | None = None, data: st
     Raises:
         AssetError, DataError, CheckpointError, ConfigError: unknown or unreadable weights or data.
     """
-    from yolox.data.prepare import load_dataset
-    from yolox.evaluate.coco_eval import evaluate as coco_evaluate
-
     weights = str(weights or Path(params.train.output_dir) / "last.pth")
     backend, meta = load_model(weights, model_name)
     size = model_input_size(meta, img_size or params.eval.img_size)
@@ -64,8 +64,6 @@ def evaluate(params: PipelineParams, weights: str | Path | None = None, data: st
                                                 None if out else params.eval.per_class_path)
     run = attach(params, run_id)
     if run is not None or plots_dir:
-        from yolox.evaluate.plots import evaluation_figures, save_figures, training_curves
-
         figures, confusion = evaluation_figures(result, dataset, params.serve.conf_thresh)
         if history:
             figures["plots/training_curves.png"] = training_curves(history)
@@ -73,8 +71,6 @@ def evaluate(params: PipelineParams, weights: str | Path | None = None, data: st
             save_figures(figures, plots_dir)
         if run is not None:
             from collections import Counter
-
-            from yolox.tracking.run import PER_CLASS_TABLE
 
             # the headline, as metrics.json has it (6 decimals): what runs are sorted and compared by
             run.log_metrics({f"eval/{k}": round(v, 6) for k, v in result.metrics.items()})

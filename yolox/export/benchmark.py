@@ -35,8 +35,19 @@ from typing import Any
 import cv2
 import numpy as np
 
+from yolox.assets import resolve_weights
 from yolox.config import PipelineParams
-from yolox.errors import ConfigError, DataError
+from yolox.data.prepare import load_dataset
+from yolox.data.records import DetectionDataset
+from yolox.errors import AssetError, CheckpointError, ConfigError, DataError, YoloxError
+from yolox.evaluate.coco_eval import evaluate
+from yolox.export import tensorrt
+from yolox.export.onnx_export import export_onnx
+from yolox.export.quantize import quantize_int8
+from yolox.export.tensorrt import TensorRTBackend, build_engine, profile_needs
+from yolox.inference import OnnxBackend, TorchBackend, detect, load_model, load_torch_model, model_input_size
+from yolox.tracking.run import MlflowRun
+from yolox.tracking.store import check_run_id, parse_models_uri, preflight
 
 log = logging.getLogger("yolox.benchmark")
 
@@ -120,8 +131,6 @@ def _interleaved(backends: Sequence[Any], images: Sequence[np.ndarray], size: in
                  nms_thresh: float, max_det: int, warmup: int, repeats: int) -> list[list[float]]:
     """Milliseconds of each timed :func:`yolox.inference.detect` call on ``batch`` images, per backend; run ``k``
     of every backend before run ``k + 1`` of any."""
-    from yolox.inference import detect
-
     times: list[list[float]] = [[] for _ in backends]
     for i in range(warmup + repeats):
         chunk = [images[(i * batch + j) % len(images)] for j in range(batch)]
@@ -170,10 +179,6 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
         PreflightError: the tracking store or registry is unusable. TrackingError: no such registered
         version, or the server stopped answering. DataError: see ``yolox eval``.
     """
-    from yolox.data.prepare import load_dataset
-    from yolox.data.records import DetectionDataset
-    from yolox.tracking.store import check_run_id, parse_models_uri, preflight
-
     ep = params.export
     unknown = sorted(set(formats or ()) - set(FORMATS))
     if unknown:
@@ -242,13 +247,10 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
 def _candidates(params: PipelineParams, weights: str, model_name: str | None, img_size: int | None,
                 formats: Sequence[str] | None, out: Path, source: str, dataset: Any) -> tuple[list, str, int]:
     """``[(format, backend factory, file)]``, the model name and the input size."""
-    from yolox.inference import OnnxBackend, TorchBackend, load_model, load_torch_model, model_input_size
-
     if not weights.endswith(".pth"):
         backend, meta = load_model(weights, model_name)
         fmt = f"onnx-{backend.variant}" + ("-int8" if meta.export and meta.export.precision == "int8" else "")
         return [(fmt, lambda: backend, weights)], meta.name, model_input_size(meta, img_size)
-    from yolox.export.onnx_export import export_onnx
 
     net, meta = load_torch_model(weights, model_name)
     size = model_input_size(meta, img_size)
@@ -273,14 +275,7 @@ def _candidates(params: PipelineParams, weights: str, model_name: str | None, im
         rows.append(("onnx-int8", lambda: OnnxBackend(_int8(params, raw, size, source, dataset)), str(raw.with_suffix(
             ".int8.onnx"))))
     if "tensorrt" in wanted:
-        from yolox.export.tensorrt import (
-            TensorRTBackend,
-            build_engine,
-            profile_needs,
-            tensorrt_unavailable_reason,
-        )
-
-        reason = tensorrt_unavailable_reason()
+        reason = tensorrt.tensorrt_unavailable_reason()   # through the module: a test stands in for a GPU
         if reason:
             rows.append(("tensorrt", f"skipped: {reason}", None))
         else:
@@ -305,9 +300,6 @@ def model_argument(value: str, arg: str, registered_onnx: Callable[[str, str], s
         AssetError: no such file, and not a released name (names ``arg``). ConfigError: another kind of file.
         TrackingError: no such registered version.
     """
-    from yolox.assets import resolve_weights
-    from yolox.errors import AssetError
-
     if value.startswith("models:/"):
         if registered_onnx is None:
             raise ConfigError(f"{arg} {value}: a registered version needs the registry: run `yolox benchmark`")
@@ -325,9 +317,6 @@ def model_argument(value: str, arg: str, registered_onnx: Callable[[str, str], s
 def _opened(path: str, model_name: str | None, arg: str) -> Any:
     """The inference backend of ``path`` (:func:`yolox.inference.load_model`), opened now: an unloadable file
     is an error before any measuring (the message names ``arg``). Returns a factory for :func:`_accuracy`."""
-    from yolox.errors import CheckpointError
-    from yolox.inference import load_model
-
     try:
         backend, _ = load_model(path, model_name)
     except (CheckpointError, ConfigError) as err:
@@ -336,10 +325,6 @@ def _opened(path: str, model_name: str | None, arg: str) -> Any:
 
 
 def _int8(params: PipelineParams, raw: Path, size: int, source: str, dataset: Any) -> Path:
-    from yolox.data.prepare import load_dataset
-    from yolox.errors import YoloxError
-    from yolox.export.quantize import quantize_int8
-
     ep = params.export
     try:
         calib = [r.path for r in load_dataset(source, "train").records[: ep.int8_calibration_images]]
@@ -353,8 +338,6 @@ def _int8(params: PipelineParams, raw: Path, size: int, source: str, dataset: An
 def _accuracy(fmt: str, make: Any, path: str | None, params: PipelineParams, dataset: Any, size: int
               ) -> tuple[FormatResult, Any]:
     """A format's row with its AP and size, and its backend (None when skipped)."""
-    from yolox.evaluate.coco_eval import evaluate
-
     if isinstance(make, str):
         log.info("benchmark %s: %s", fmt, make)
         return FormatResult(fmt, make), None
@@ -392,8 +375,6 @@ def _machine() -> dict[str, Any]:
 
 
 def _log_to_run(params: PipelineParams, run_id: str, result: BenchmarkResult) -> None:
-    from yolox.tracking.run import MlflowRun
-
     run = MlflowRun.attach(run_id)   # a finished run stays so (MlflowRun(run_id=...) would set it RUNNING)
     metrics = {}
     for r in result.rows:

@@ -25,11 +25,14 @@ import numpy as np
 import onnx
 import torch
 
+from yolox.config import EvalParams
 from yolox.errors import ExportError
+from yolox.export.variants import OUTPUTS, dynamic_axes, graph_for
 from yolox.files import atomic_path
 from yolox.inference import OnnxBackend, TorchBackend, detect_batch, preprocess
 from yolox.models.meta import ExportFormat, ModelMeta
 from yolox.models.yolox import YOLOX
+from yolox.ops.boxes import pairwise_iou_cxcywh, xyxy_to_cxcywh
 from yolox.ops.nms import Detections
 
 log = logging.getLogger("yolox.export")
@@ -83,8 +86,6 @@ def export_onnx(model: YOLOX, out_path: str | Path, input_size: int, names: Sequ
     Raises:
         ExportError: the exporter failed, or an end2end export lacks a threshold.
     """
-    from yolox.export.variants import OUTPUTS, dynamic_axes, graph_for
-
     out_path = Path(out_path)
     if dynamic_hw is None:
         dynamic_hw = variant != "raw"
@@ -160,8 +161,6 @@ def check_onnx(model: YOLOX, onnx_path: str | Path, images: Sequence[Path], inpu
     if variant == "end2end" and fmt is not None:
         thresholds = (fmt.conf_thresh, fmt.nms_thresh, fmt.max_det)
     else:
-        from yolox.config import EvalParams
-
         ep = EvalParams()
         thresholds = (ep.conf_thresh, ep.nms_thresh, ep.max_det)
     worst, diff = 0.0, DetectionDiff()
@@ -213,8 +212,6 @@ def compare_detections(a: Detections, b: Detections, conf_thresh: float = 0.0, s
     decide either way: its score within ``score_tol`` of ``conf_thresh``, or of the lowest score of a side (the
     ``max_det`` cut).
     """
-    from yolox.ops.boxes import pairwise_iou_cxcywh, xyxy_to_cxcywh
-
     used = np.zeros(len(b), bool)
     matched, unmatched, ds, db = 0, 0, 0.0, 0.0
     if len(a) and len(b):

@@ -30,7 +30,10 @@ import numpy as np
 import onnx
 
 from yolox.errors import ExportError
+from yolox.export.onnx_export import with_precision, write_metadata
 from yolox.files import atomic_path
+from yolox.inference import preprocess
+from yolox.models.meta import meta_of_onnx
 
 log = logging.getLogger("yolox.export")
 
@@ -50,8 +53,6 @@ class LetterboxCalibrationReader:
 
     def __init__(self, images: Sequence[str | Path], size: int, input_name: str = "images", batch_size: int = 1
                  ) -> None:
-        from yolox.inference import preprocess
-
         frames = []
         for path in images:
             img = cv2.imread(str(path))
@@ -121,9 +122,6 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, calibration_image
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from yolox.export.onnx_export import with_precision, write_metadata
-    from yolox.models.meta import meta_of_onnx
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     source = onnx.load(str(onnx_path))

@@ -9,8 +9,23 @@ from pathlib import Path
 from typing import Any
 
 from yolox.config import PipelineParams
+from yolox.data.records import load_prepared, val_set_id
+from yolox.data.sources import list_images
 from yolox.errors import ConfigError, DataError
-from yolox.inference import load_torch_model, model_input_size
+from yolox.evaluate.coco_eval import evaluate as coco_evaluate
+from yolox.export import tensorrt
+from yolox.export.onnx_export import check_onnx, export_onnx
+from yolox.export.quantize import quantize_int8
+from yolox.export.tensorrt import (
+    TensorRTBackend,
+    build_config_path,
+    build_config_tags,
+    build_engine,
+    profile_needs,
+    read_build_config,
+)
+from yolox.files import sha256_file
+from yolox.inference import OnnxBackend, load_torch_model, model_input_size
 from yolox.models.meta import ModelMeta
 from yolox.tracking.run import attach
 
@@ -107,9 +122,6 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
         ConfigError: ``check_images`` given but not a folder of images; INT8 without a prepared dataset.
         ExportError: the export or the quantization failed.
     """
-    from yolox.data.sources import list_images
-    from yolox.export.onnx_export import check_onnx, export_onnx
-
     ep = params.export
     variant = variant or ep.variant
     weights = str(weights or Path(params.train.output_dir) / "last.pth")
@@ -127,7 +139,6 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
         serving = export_onnx(net, path.with_suffix(".end2end.onnx"), size, meta.names, meta.name, ep.opset,
                               ep.dynamic_batch, ep.simplify, "end2end", sp.conf_thresh, sp.nms_thresh, sp.max_det,
                               dynamic_hw=ep.dynamic_hw)
-    from yolox.inference import OnnxBackend
 
     # the exported model's facts, as its metadata says (the size exported at, the variant)
     meta = OnnxBackend(path).meta or replace(meta, input_size=size)
@@ -146,9 +157,7 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
     if ep.int8:
         result = replace(result, int8=export_int8(params, path, size, prepared))
     if ep.tensorrt:
-        from yolox.export.tensorrt import build_engine, profile_needs, tensorrt_unavailable_reason
-
-        reason = tensorrt_unavailable_reason()
+        reason = tensorrt.tensorrt_unavailable_reason()   # through the module: a test stands in for a GPU
         if reason:
             log.warning("TensorRT engine skipped: %s", reason)
             result = replace(result, tensorrt=f"skipped: {reason}")
@@ -164,7 +173,6 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
     if run is not None:
         if result.max_abs_diff is not None:
             run.log_metrics({"export/max_abs_diff": result.max_abs_diff})
-        from yolox.files import sha256_file
 
         run.set_tags({"export_check": result.check, "export_variant": variant, "onnx_sha256": sha256_file(path),
                       **({"tensorrt": result.tensorrt} if result.tensorrt else {})})
@@ -172,7 +180,6 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
         if serving is not None:
             run.log_artifact(serving, "onnx")
         if result.engine is not None:     # an engine runs only where it was built: its config goes with it
-            from yolox.export.tensorrt import build_config_path, build_config_tags, read_build_config
 
             run.set_tags(build_config_tags(read_build_config(result.engine)))
             run.log_artifact(result.engine, "tensorrt")
@@ -189,8 +196,6 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
 
 def _train_images(prepared: Path, n: int) -> list[Path]:
     """The first ``n`` train images of a prepared dataset (calibration). Raises ConfigError without one."""
-    from yolox.data.records import load_prepared
-
     try:
         records = load_prepared(prepared, "train").records
     except Exception as err:  # noqa: BLE001 - DataError or a missing file: say what to do
@@ -207,11 +212,6 @@ def evaluate_engine(params: PipelineParams, engine: Path, onnx_path: Path, size:
     Raises:
         ExportError: the engine cannot run here (another GPU or TensorRT version: its build config says).
     """
-    from yolox.data.records import load_prepared, val_set_id
-    from yolox.evaluate.coco_eval import evaluate as coco_evaluate
-    from yolox.export.tensorrt import TensorRTBackend
-    from yolox.inference import OnnxBackend
-
     try:
         val = load_prepared(prepared, "val")
     except (DataError, OSError) as err:
@@ -233,11 +233,6 @@ def export_int8(params: PipelineParams, onnx_path: Path, size: int, prepared: Pa
     Raises:
         ConfigError: no prepared dataset. ExportError: the quantization failed.
     """
-    from yolox.data.records import load_prepared
-    from yolox.evaluate.coco_eval import evaluate as coco_evaluate
-    from yolox.export.quantize import quantize_int8
-    from yolox.inference import OnnxBackend
-
     ep = params.export
     calib = _train_images(prepared, ep.int8_calibration_images)
     int8_path = quantize_int8(onnx_path, onnx_path.with_suffix(".int8.onnx"), calib, size,

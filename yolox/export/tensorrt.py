@@ -45,7 +45,9 @@ import torch
 
 from yolox.config import PipelineParams
 from yolox.errors import ConfigError, ExportError
+from yolox.export.quantize import LetterboxCalibrationReader, float_tail
 from yolox.files import regular_file_problem, sha256_file, write_bytes, write_json
+from yolox.inference import OnnxBackend
 
 log = logging.getLogger("yolox.export")
 
@@ -383,8 +385,6 @@ def calibration_set(images: Sequence[str | Path], size: int, batch_size: int) ->
     Raises:
         ExportError: none of the images can be read. ValueError: ``batch_size`` < 1.
     """
-    from yolox.export.quantize import LetterboxCalibrationReader
-
     if batch_size < 1:
         raise ValueError(f"calibration batch size {batch_size} < 1")
     frames = np.concatenate(LetterboxCalibrationReader(images, size, batch_size=1).batches)
@@ -617,8 +617,6 @@ def _keep_float(trt: Any, network: Any, model_bytes: bytes, keep_float: Sequence
     with non-float outputs (shapes, indices) are left alone. Returns the names of the layers constrained."""
     import onnx
 
-    from yolox.export.quantize import float_tail
-
     nodes = set(float_tail(onnx.load_from_string(model_bytes), keep_float))
     scopes = ["/" + k.strip(".").replace(".", "/") + "/" for k in keep_float]
     dtype = trt.DataType.HALF if half else trt.DataType.FLOAT
@@ -673,8 +671,6 @@ class TensorRTBackend:
         if reason:
             raise ExportError(f"cannot run {engine_path}: {reason}")
         trt = _tensorrt()
-
-        from yolox.inference import OnnxBackend
 
         self.path = Path(engine_path)
         self.build = check_build_config(self.path)

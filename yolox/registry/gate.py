@@ -17,15 +17,31 @@ import time
 from pathlib import Path
 from typing import Any
 
+from yolox.assets import resolve_weights
 from yolox.config import EvalParams, GateParams, PipelineParams, registry_reference
-from yolox.data.records import DetectionDataset, val_set_id
+from yolox.data.prepare import load_dataset
+from yolox.data.records import DetectionDataset, load_prepared, val_set_id
 from yolox.errors import CheckpointError, DataError, GateError
+from yolox.evaluate.coco_eval import evaluate
+from yolox.export.benchmark import latency_ms
+from yolox.inference import TorchBackend, load_torch_model
 from yolox.registry.rules import (
     METRIC,
     Decision,
     ModelEval,
     decide,
 )
+from yolox.registry.versions import (
+    alias_version,
+    describe_version,
+    load_version_model,
+    promote,
+    registered_model_tags,
+    set_registered_model_tag,
+    set_version_tags,
+    version_info,
+)
+from yolox.tracking.run import MlflowRun
 
 log = logging.getLogger("yolox.gate")
 
@@ -33,8 +49,6 @@ log = logging.getLogger("yolox.gate")
 def int8_of(name: str, version: str) -> dict[str, float] | None:
     """``{"fp32_ap", "int8_ap"}`` recorded on a version by the export stage (tags ``int8_AP50_95``,
     ``int8_fp32_AP50_95``), or None when it has no INT8 model."""
-    from yolox.registry.versions import version_info
-
     tags = version_info(name, version).tags
     if "int8_AP50_95" not in tags or "int8_fp32_AP50_95" not in tags:
         return None
@@ -45,8 +59,6 @@ def measure_p90_ms(model: Any, dataset: DetectionDataset, params: PipelineParams
     """p90 latency (ms) of a loaded registered model (``.backend``, ``.input_size``) at batch 1 on the val
     images, at the serving thresholds (:func:`yolox.export.benchmark.latency_ms`, ``export.benchmark_*`` repeats)."""
     import cv2
-
-    from yolox.export.benchmark import latency_ms
 
     frames = [img for img in (cv2.imread(str(r.path)) for r in dataset.records[:8]) if img is not None]
     if not frames:
@@ -70,9 +82,6 @@ def evaluate_registered(name: str, version: str, dataset: DetectionDataset, para
         TrackingError: the version cannot be loaded. DataError: class counts differ (or, with ``same_names``, the
             class names).
     """
-    from yolox.evaluate.coco_eval import evaluate
-    from yolox.registry.versions import load_version_model
-
     model = load_version_model(name, version)
     if same_names and tuple(model.names) != tuple(dataset.names):
         raise DataError(f"the classes {list(dataset.names)[:5]} of this dataset are not {name} v{version}'s "
@@ -112,9 +121,6 @@ def evaluate_base(weights: str | None, model_name: str, input_size: int, dataset
     """
     if not weights:
         return None, "trained from scratch (model.weights is null): no base weights"
-    from yolox.assets import resolve_weights
-    from yolox.evaluate.coco_eval import evaluate
-    from yolox.inference import TorchBackend, load_torch_model
 
     path = resolve_weights(weights)
     model, meta = load_torch_model(path, model_name)
@@ -137,8 +143,6 @@ def evaluate_golden(params: PipelineParams, name: str, candidate: str, champion:
     Raises:
         AssetError, DataError: the golden set cannot be read, or its classes are not the candidate's.
     """
-    from yolox.data.prepare import load_dataset
-
     golden = load_dataset(str(params.gate.golden), split=None, params=params.data)
     overlap = {r.path.name for r in golden.records} & {r.path.name for r in val.records} if val is not None else set()
     if overlap:
@@ -167,9 +171,6 @@ def record_decision(decision: Decision, artifact_file: str = "gate/decision.json
     candidate version tags (``gate.*``) and its description: its status line (:meth:`Decision.status_note`), then
     the Markdown record; the status lines of versions whose aliases moved meanwhile (the one the candidate took
     ``challenger`` from) are rewritten too (:func:`yolox.registry.versions.describe_version`)."""
-    from yolox.registry.versions import describe_version, set_version_tags
-    from yolox.tracking.run import MlflowRun
-
     if not decision.decided_at:
         decision.decided_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if decision.candidate.version is not None:
@@ -192,8 +193,6 @@ def apply_decision(decision: Decision, params: GateParams, dry_run: bool = False
     Raises:
         TrackingError: the registry refused the operation.
     """
-    from yolox.registry.versions import promote
-
     version = decision.candidate.version
     if not decision.promote:
         decision.outcome = f"not promoted: version {version} stays {params.challenger_alias}"
@@ -217,8 +216,6 @@ def apply_decision(decision: Decision, params: GateParams, dry_run: bool = False
 
 def export_check_of(name: str, version: str) -> bool | None:
     """The candidate's recorded ONNX check (version tag ``export_check``, else its run's tag), or None."""
-    from yolox.registry.versions import version_info
-
     info = version_info(name, version)
     value = info.tags.get("export_check") or info.run_tags.get("export_check")
     return None if value is None else value == "passed"
@@ -236,9 +233,6 @@ def run_gate(params: PipelineParams, candidate_version: str | None = None, prepa
         GateError: no candidate, or the candidate is already the champion. DataError: no prepared val set.
         TrackingError: the registry cannot be reached.
     """
-    from yolox.data.records import load_prepared
-    from yolox.registry.versions import alias_version, version_info
-
     name, gp = params.tracking.registered_model, params.gate
     if candidate_version is None:
         mv = alias_version(name, gp.challenger_alias)
@@ -255,8 +249,6 @@ def run_gate(params: PipelineParams, candidate_version: str | None = None, prepa
     cand, _ = evaluate_registered(name, info.version, dataset, params.eval, val_set, data_version)
     p90 = None
     if gp.max_p90_ms is not None:
-        from yolox.registry.versions import load_version_model
-
         p90 = measure_p90_ms(load_version_model(name, info.version), dataset, params)
     champ, error, base, base_note = None, None, None, None
     if champion is not None:
@@ -291,16 +283,12 @@ def _best_tag(val_set: str) -> str:
 
 def best_ap(name: str, val_set: str) -> dict[str, Any] | None:
     """``{"ap", "version"}``: the best AP50:95 a champion of ``name`` reached on ``val_set``, or None."""
-    from yolox.registry.versions import registered_model_tags
-
     raw = registered_model_tags(name).get(_best_tag(val_set))
     return json.loads(raw) if raw else None
 
 
 def record_best_ap(name: str, val_set: str, ap: float, version: str) -> dict[str, Any] | None:
     """Raise the recorded best AP of ``val_set`` to ``ap`` (by ``version``) if it is higher; returns the best."""
-    from yolox.registry.versions import set_registered_model_tag
-
     best = best_ap(name, val_set)
     if best is None or ap > float(best["ap"]) + 1e-12:
         best = {"ap": round(float(ap), 6), "version": str(version)}

@@ -12,6 +12,11 @@ from yolox.config import PipelineParams
 from yolox.errors import StageError
 from yolox.evaluate.stage import Evaluation
 from yolox.export.stage import ExportedModel
+from yolox.export.tensorrt import build_config_tags
+from yolox.registry.gate import run_gate
+from yolox.registry.versions import log_and_register
+from yolox.serve.pyfunc import BUDGETS
+from yolox.tracking.run import MlflowRun
 
 log = logging.getLogger("yolox.registry")
 
@@ -36,10 +41,6 @@ def register(params: PipelineParams, exported: ExportedModel, evaluation: Evalua
     Raises:
         TrackingError: the registry refused.
     """
-    from yolox.registry.versions import log_and_register
-    from yolox.serve.pyfunc import BUDGETS
-    from yolox.tracking.run import MlflowRun
-
     if exported.sample_image is None:
         raise StageError("register: the export check was skipped, so there is no sample image for the signature")
     sp = params.serve
@@ -49,7 +50,6 @@ def register(params: PipelineParams, exported: ExportedModel, evaluation: Evalua
         else {"serving_variant": exported.variant}
     engine: dict[str, str] = {}
     if (e := exported.engine_eval) is not None:     # the engine beside the ONNX: where it runs, what it scores
-        from yolox.export.tensorrt import build_config_tags
 
         engine = {**build_config_tags(e.config), "tensorrt_engine": f"tensorrt/{e.path.name}",
                   "tensorrt_AP50_95": f"{e.ap:.6f}", "tensorrt_onnx_AP50_95": f"{e.onnx_ap:.6f}",
@@ -71,7 +71,5 @@ def gate(params: PipelineParams, candidate_version: str | None = None, prepared_
     """Gate the candidate (default: the challenger) against the champion on the prepared val set and move the
     champion alias when it passes (:func:`yolox.registry.gate.run_gate`). Returns the
     :class:`~yolox.registry.gate.Decision` (``.promoted``: the alias moved)."""
-    from yolox.registry.gate import run_gate
-
     artifact = "gate/decision.json" if run_id else None
     return run_gate(params, candidate_version, prepared_dir, dry_run, data_version, run_id, artifact)

@@ -57,6 +57,8 @@ from typing import Any
 
 from yolox.errors import GateError, TrackingError
 from yolox.files import sha256_file
+from yolox.serve.pyfunc import OUTPUT_COLUMNS, OUTPUT_DTYPES, YoloxOnnxModel, encode_image
+from yolox.tracking.store import configure, parse_models_uri, redact, tracking_uri
 
 log = logging.getLogger("yolox.tracking")
 
@@ -108,8 +110,6 @@ class Promotion:
 def _client() -> Any:
     import mlflow
 
-    from yolox.tracking.store import configure
-
     configure()
     return mlflow.MlflowClient()
 
@@ -119,8 +119,6 @@ def _now() -> str:
 
 
 def _wrap(what: str, err: Exception) -> TrackingError:
-    from yolox.tracking.store import redact, tracking_uri
-
     return TrackingError(f"{what} at {redact(tracking_uri())}: {type(err).__name__}: {redact(str(err))[:300]}")
 
 
@@ -152,8 +150,6 @@ def log_and_register(run_id: str, onnx_path: str | Path, registered_model: str, 
     import pandas as pd
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, DataType, Schema
-
-    from yolox.serve.pyfunc import OUTPUT_COLUMNS, OUTPUT_DTYPES, YoloxOnnxModel, encode_image
 
     client = _client()
     sent = {"onnx": sha256_file(onnx_path), **({"end2end": sha256_file(end2end_path)} if end2end_path else {})}
@@ -529,8 +525,6 @@ def promotion_lock(name: str, lock: str = "auto", timeout: float = 120.0) -> Ite
     Args:
         lock: ``auto`` (file lock for a SQLite store, else lease), ``file`` or ``lease``.
     """
-    from yolox.tracking.store import tracking_uri
-
     db = _sqlite_path(tracking_uri())
     kind = ("file" if db else "lease") if lock == "auto" else lock
     if kind == "file":
@@ -716,9 +710,6 @@ def registered_onnx(uri: str, arg: str) -> str:
     Raises:
         ConfigError: a malformed URI (names ``arg``). TrackingError: no such model, version or alias holder.
     """
-    from yolox.errors import TrackingError
-    from yolox.tracking.store import parse_models_uri
-
     name, kind, value = parse_models_uri(uri, arg)
     if kind == "alias":
         holder = alias_version(name, value)

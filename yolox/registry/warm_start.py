@@ -19,6 +19,7 @@ from pathlib import Path
 
 from yolox.config import PipelineParams, registry_reference
 from yolox.errors import ConfigError
+from yolox.registry.versions import alias_version, training_checkpoint
 from yolox.tracking.run import attach
 
 log = logging.getLogger("yolox.train")
@@ -52,8 +53,6 @@ def resolve_start_weights(params: PipelineParams, dest_dir: str | Path) -> Start
         ConfigError: an alias no version holds and no ``model.fallback_weights``.
         TrackingError: the registry cannot be read, the version does not exist, or it has no training checkpoint.
     """
-    from yolox.registry.versions import alias_version, training_checkpoint
-
     mp, name = params.model, params.tracking.registered_model
     ref = registry_reference(mp.weights)
     if ref is None:
@@ -86,8 +85,6 @@ def warm_start(params: PipelineParams, run_id: str | None = None, out_dir: str |
     Raises:
         ConfigError: an alias no version holds, without ``model.fallback_weights``. TrackingError: see there.
     """
-    from yolox.registry.warm_start import resolve_start_weights
-
     start = resolve_start_weights(params, Path(out_dir or params.train.output_dir) / "warm-start")
     run = attach(params, run_id)
     if run is not None:

@@ -46,7 +46,9 @@ import requests
 import urllib3
 
 from yolox.config import PredictParams, ServeParams, with_options
+from yolox.data.readers import NOT_AN_IMAGE, Issue, RawImage
 from yolox.data.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, no_images, source_files
+from yolox.data.validate import read_checked_image
 from yolox.errors import ConfigError, DataError
 from yolox.files import atomic_path, regular_file_problem, same_file, write_json
 from yolox.inference import Backend, detect
@@ -99,9 +101,6 @@ def read_image(path: Path) -> np.ndarray | dict[str, str]:
     """The image as BGR uint8 (H, W, 3) (grey, alpha and 16-bit files converted, EXIF rotation applied), decoded
     once, or its skip record ``{"image", "reason", "detail"}`` when ``prepare`` would reject it: not decodable, or
     a JPEG cut short (OpenCV would decode it with a grey bottom and only a warning). Any size is accepted."""
-    from yolox.data.readers import NOT_AN_IMAGE, Issue, RawImage
-    from yolox.data.validate import read_checked_image
-
     try:
         img = read_checked_image(RawImage(path, str(path), None, None), min_image_size=1)
     except cv2.error as err:  # e.g. a header claiming more pixels than OpenCV's limit (a decompression bomb)

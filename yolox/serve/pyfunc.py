@@ -56,7 +56,9 @@ from PIL import Image, UnidentifiedImageError
 
 from yolox.config import ServeParams, with_options
 from yolox.errors import CheckpointError, ConfigError
+from yolox.inference import OnnxBackend, detect
 from yolox.models.meta import ONNX_KEY, meta_of_onnx
+from yolox.serve.predict import opencv_reason
 
 OUTPUT_COLUMNS = ["image", "x0", "y0", "x1", "y1", "score", "class_id", "class_name"]
 OUTPUT_DTYPES = ["int64", "float64", "float64", "float64", "float64", "float64", "int64", "str"]
@@ -120,8 +122,6 @@ class YoloxOnnxModel(mlflow.pyfunc.PythonModel):
         Raises:
             CheckpointError: an artifact is not a loadable YOLOX model, or its metadata is malformed or missing
                 (one line naming the file and the field)."""
-        from yolox.inference import OnnxBackend
-
         path = context.artifacts["onnx"]
         self.backend = OnnxBackend(path)
         """The ``onnx`` artifact's graph (what the gate evaluates and ``yolox benchmark`` times)."""
@@ -169,8 +169,6 @@ class YoloxOnnxModel(mlflow.pyfunc.PythonModel):
                 image file (the message names the row, 0-based as the output's ``image``), a bad param, or
                 thresholds an end2end-only model cannot give.
         """
-        from yolox.inference import detect
-
         budgets = self.budgets()
         files = image_files(model_input, budgets)
         p = request_thresholds(self.thresholds(), params)
@@ -290,8 +288,6 @@ def decode_image(row: int, data: bytes) -> np.ndarray:
         MlflowException: INVALID_PARAMETER_VALUE naming the row when OpenCV cannot decode it.
     """
     import cv2
-
-    from yolox.serve.predict import opencv_reason
 
     where = f"row {row}: 'image'"
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from yolox.errors import TrackingError
-from yolox.tracking.store import ensure_experiment, redact, tracking_uri
+from yolox.tracking.store import configure, ensure_experiment, redact, tracking_uri
 
 log = logging.getLogger("yolox.tracking")
 
@@ -83,8 +83,6 @@ class MlflowRun:
             TrackingError: the run does not exist or the store cannot be reached.
         """
         from mlflow.tracking import MlflowClient
-
-        from yolox.tracking.store import configure
 
         configure()
         self = cls.__new__(cls)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from yolox.errors import CheckpointError, ConfigError, DiskFullError
+from yolox.models.checkpoint import torch_load
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -144,8 +145,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         CheckpointError: missing, unreadable, or not a training checkpoint of this project.
     """
-    from yolox.models.checkpoint import torch_load
-
     path = Path(path)
     state = torch_load(path)     # a missing, corrupt or unsafe file: a CheckpointError saying which
     if not isinstance(state, dict):

@@ -35,6 +35,7 @@ from typing import Any
 
 from yolox.config import PipelineParams
 from yolox.errors import ConfigError, LaunchError
+from yolox.train.torchrun import TORCHRUN, WORKER, clear_run_state, torchrun_command
 
 log = logging.getLogger("yolox.train")
 
@@ -85,8 +86,6 @@ def pytorchjob_manifest(params: PipelineParams, prepared_dir: str | Path, output
     """
     from kubeflow.training import models as kf
     from kubernetes import client as k
-
-    from yolox.train.torchrun import TORCHRUN, WORKER, torchrun_command
 
     dp, kp = params.train.distributed, params.train.distributed.kubernetes
     for what, path in (("prepared dataset", prepared_dir), ("train.output_dir", output_dir)):
@@ -271,8 +270,6 @@ def run_pytorchjob(params: PipelineParams, prepared_dir: str | Path, output_dir:
             ``watch_timeout_s`` (then it is deleted); it is deleted too when the caller is interrupted.
     """
     from kubernetes.client.exceptions import ApiException
-
-    from yolox.train.torchrun import clear_run_state
 
     kp = params.train.distributed.kubernetes
     say = on_output or (lambda line: log.info("%s", line))

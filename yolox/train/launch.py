@@ -35,6 +35,9 @@ import yaml
 from yolox.config import PipelineParams
 from yolox.errors import CheckpointError, ConfigError, LaunchError
 from yolox.files import write_text
+from yolox.models.build import build_model
+from yolox.train.checkpoint import load_checkpoint
+from yolox.train.k8s import run_pytorchjob
 from yolox.train.torchrun import (
     WORKER,
     clear_run_state,
@@ -44,7 +47,7 @@ from yolox.train.torchrun import (
     torchrun_command,
     worker_args,
 )
-from yolox.train.trainer import EpochCallback, TrainResult
+from yolox.train.trainer import EpochCallback, TrainResult, train
 
 log = logging.getLogger("yolox.train")
 
@@ -79,8 +82,6 @@ def launch_training(params: PipelineParams, prepared_dir: str | Path, output_dir
         LaunchError: the job failed (exit status and where the logs are) or could not start.
         ConfigError, CheckpointError, DataError: as :func:`~yolox.train.trainer.train`.
     """
-    from yolox.train.trainer import train
-
     dp = params.train.distributed
     out = Path(output_dir or params.train.output_dir)
     if dp.launcher == "none":
@@ -91,8 +92,6 @@ def launch_training(params: PipelineParams, prepared_dir: str | Path, output_dir
                           "run themselves (give run_id), on_epoch_end is for in-process training only")
     start = time.time()
     if dp.launcher == "kubernetes":
-        from yolox.train.k8s import run_pytorchjob
-
         run_pytorchjob(params, prepared_dir, out, resume=resume, run_id=run_id, on_output=on_output)
     else:
         run_torchrun(params, prepared_dir, out, resume=resume, run_id=run_id, on_output=on_output, env=env)
@@ -186,9 +185,6 @@ def result_from_checkpoint(path: Path, seconds: float = 0.0) -> TrainResult:
     Raises:
         CheckpointError: no checkpoint there (the job ended without writing one).
     """
-    from yolox.models.build import build_model
-    from yolox.train.checkpoint import load_checkpoint
-
     if not path.is_file():
         raise CheckpointError(f"{path} not found: the training job ended without a checkpoint")
     state = load_checkpoint(path)

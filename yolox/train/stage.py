@@ -10,9 +10,14 @@ from pathlib import Path
 
 from yolox.config import PipelineParams, registry_reference
 from yolox.errors import ConfigError, Interrupted, StageError
+from yolox.evaluate.plots import save_figures, training_curves
 from yolox.models.meta import ModelMeta
 from yolox.tracking.journal import epoch_journal
 from yolox.tracking.run import attach
+from yolox.train.checkpoint import check_output_dir, read_run_id
+from yolox.train.launch import launch_training
+from yolox.train.torchrun import processes_per_node
+from yolox.train.trainer import per_process_batch
 
 log = logging.getLogger("yolox.train")
 
@@ -55,11 +60,6 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
         LaunchError: a launched job failed (``yolox.train.launch``).
         Interrupted: see above.
     """
-    from yolox.train.checkpoint import check_output_dir, read_run_id
-    from yolox.train.launch import launch_training
-    from yolox.train.torchrun import processes_per_node
-    from yolox.train.trainer import per_process_batch
-
     prepared_dir = Path(prepared_dir or params.data.prepared_dir)
     out = Path(out_dir or params.train.output_dir)
     if registry_reference(params.model.weights) is not None:
@@ -89,8 +89,6 @@ def train(params: PipelineParams, prepared_dir: str | Path | None = None, out_di
         raise Interrupted(getattr(err, "signum", signal.SIGINT), checkpoint if checkpoint.is_file() else None,
                           "the launched job's last checkpoint") from err
     if result.history:
-        from yolox.evaluate.plots import save_figures, training_curves
-
         save_figures({"training_curves.png": training_curves(result.history)}, out)
     run = attach(params, run_id)
     if run is not None:

@@ -44,9 +44,12 @@ import torch
 from yolox.assets import resolve_weights
 from yolox.config import PipelineParams
 from yolox.console import progress as progress_bar
+from yolox.data.dataset import build_train_loader, loader_seeds
 from yolox.data.records import load_prepared
 from yolox.errors import CheckpointError, ConfigError, Interrupted
+from yolox.evaluate.coco_eval import evaluate
 from yolox.files import write_text
+from yolox.inference import TorchBackend
 from yolox.models.build import build_model
 from yolox.models.checkpoint import load_weights
 from yolox.models.meta import ModelMeta
@@ -209,8 +212,6 @@ def train(params: PipelineParams, prepared_dir: str | Path, output_dir: str | Pa
 
 def _train(params: PipelineParams, ctx: DistContext, prepared_dir: Path, out: Path, resume: bool,
            on_epoch_end: EpochCallback | None, progress: bool, run_id: str | None) -> TrainResult:
-    from yolox.data.dataset import build_train_loader, loader_seeds
-
     tp, mp = params.train, params.model
     start = time.time()
     ckpt_path = check_output_dir(out) / "last.pth"
@@ -475,9 +476,6 @@ def _checkpoint_state(model: torch.nn.Module, ema: ModelEMA | None, optimizer: t
 
 def _evaluate(model: torch.nn.Module, val_set: Any, input_size: int, params: PipelineParams,
               device: torch.device) -> dict[str, float]:
-    from yolox.evaluate.coco_eval import evaluate
-    from yolox.inference import TorchBackend
-
     was_training = model.training
     result = evaluate(TorchBackend(model, device), val_set, params.eval.img_size or input_size, params.eval,
                       progress=False)
