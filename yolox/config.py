@@ -528,8 +528,9 @@ class GateParams(_Params):
     )
     per_class_max_drop: float = Field(0.05, ge=0.0, le=1.0, description="See per_class_min_boxes (fraction).")
     int8_max_drop: float = Field(
-        0.01, ge=0.0, le=1.0, description="INT8 rule (when the export made an INT8 model, export.int8): its "
-        "AP50:95 may be at most this far below the FP32 model's, both measured on the same val set (fraction).",
+        0.01, ge=0.0, le=1.0, description="INT8 rules (an ONNX Runtime INT8 model, export.int8; an INT8 TensorRT "
+        "engine, export.tensorrt_precision): its AP50:95 may be at most this far below the FP32 model's, both on the "
+        "gate's val set (figures from another val set are measured again in the gate run) (fraction).",
     )
     max_p90_ms: float | None = Field(
         None, gt=0.0, description="Latency rule: the candidate's p90 latency per image at batch 1 (ONNX Runtime, "

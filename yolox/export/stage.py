@@ -34,13 +34,15 @@ log = logging.getLogger("yolox.export")
 
 @dataclass(frozen=True)
 class Int8Model:
-    """The INT8 model of an export and its AP50:95 beside the FP32 model's, both on the same val set."""
+    """The INT8 model of an export and its AP50:95 beside the FP32 model's, both on the val set ``val_set``
+    (:func:`yolox.data.records.val_set_id`: the gate re-measures them when it gates on another)."""
 
     onnx: Path
     fp32_ap: float
     int8_ap: float
     num_images: int
     calibration_images: int
+    val_set: str = ""
 
     @property
     def drop(self) -> float:
@@ -240,7 +242,8 @@ def export_int8(params: PipelineParams, onnx_path: Path, size: int, prepared: Pa
     val = load_prepared(prepared, "val")
     fp32 = coco_evaluate(OnnxBackend(onnx_path), val, size, params.eval, progress=False)
     int8 = coco_evaluate(OnnxBackend(int8_path), val, size, params.eval, progress=False)
-    result = Int8Model(int8_path, fp32.metrics["AP50_95"], int8.metrics["AP50_95"], int8.num_images, len(calib))
+    result = Int8Model(int8_path, fp32.metrics["AP50_95"], int8.metrics["AP50_95"], int8.num_images, len(calib),
+                       val_set_id(val))
     log.info("INT8 %s: AP50:95 %.4f (FP32 %.4f, drop %.4f) on %d val images", int8_path.name, result.int8_ap,
              result.fp32_ap, result.drop, result.num_images)
     return result

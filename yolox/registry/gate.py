@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,11 @@ from yolox.assets import resolve_weights
 from yolox.config import EvalParams, GateParams, PipelineParams, registry_reference
 from yolox.data.prepare import load_dataset
 from yolox.data.records import DetectionDataset, load_prepared, val_set_id
-from yolox.errors import CheckpointError, DataError, GateError
+from yolox.errors import CheckpointError, DataError, ExportError, GateError
 from yolox.evaluate.coco_eval import evaluate
+from yolox.export import tensorrt
 from yolox.export.benchmark import latency_ms
-from yolox.inference import TorchBackend, load_torch_model
+from yolox.inference import OnnxBackend, TorchBackend, load_torch_model
 from yolox.registry.rules import (
     METRIC,
     Decision,
@@ -32,6 +34,7 @@ from yolox.registry.rules import (
     decide,
 )
 from yolox.registry.versions import (
+    VersionInfo,
     alias_version,
     describe_version,
     load_version_model,
@@ -46,13 +49,55 @@ from yolox.tracking.run import MlflowRun
 log = logging.getLogger("yolox.gate")
 
 
-def int8_of(name: str, version: str) -> dict[str, float] | None:
-    """``{"fp32_ap", "int8_ap"}`` recorded on a version by the export stage (tags ``int8_AP50_95``,
-    ``int8_fp32_AP50_95``), or None when it has no INT8 model."""
-    tags = version_info(name, version).tags
-    if "int8_AP50_95" not in tags or "int8_fp32_AP50_95" not in tags:
-        return None
-    return {"fp32_ap": float(tags["int8_fp32_AP50_95"]), "int8_ap": float(tags["int8_AP50_95"])}
+def int8_figures(info: VersionInfo, dataset: DetectionDataset, val_set: str, params: EvalParams
+                 ) -> list[dict[str, Any]]:
+    """The INT8 figures of a registered version that the gate's INT8 rules compare
+    (:func:`yolox.registry.rules.int8_rule`), each measured on ``val_set``: ``{"runtime", "fp32_ap", "int8_ap",
+    "val_set"}`` (+ ``"remeasured": True``, or ``"error"``). The ONNX Runtime INT8 model (``export.int8``: tags
+    ``int8_AP50_95``, ``int8_fp32_AP50_95``) and an INT8 TensorRT engine (tags ``tensorrt_AP50_95`` against its
+    ONNX model's ``tensorrt_onnx_AP50_95``) each come with the val set the export stage measured them on
+    (``int8_val_set``, ``tensorrt_val_set``); a figure from another val set, or from none recorded, is measured
+    again now on ``dataset`` from the models the version's run logged (:func:`_remeasured`). Empty: no INT8
+    model, no INT8 rule."""
+    tags, figures = info.tags, []
+    if "int8_AP50_95" in tags and "int8_fp32_AP50_95" in tags:
+        figures.append({"runtime": "onnxruntime", "fp32_ap": float(tags["int8_fp32_AP50_95"]),
+                        "int8_ap": float(tags["int8_AP50_95"]), "val_set": tags.get("int8_val_set"),
+                        "fp32_model": tags.get("int8_fp32_onnx"), "int8_model": tags.get("int8_onnx")})
+    if tags.get("tensorrt_precision") == "int8" and "tensorrt_AP50_95" in tags:
+        figures.append({"runtime": "tensorrt", "fp32_ap": float(tags["tensorrt_onnx_AP50_95"]),
+                        "int8_ap": float(tags["tensorrt_AP50_95"]), "val_set": tags.get("tensorrt_val_set"),
+                        "fp32_model": tags.get("tensorrt_onnx"), "int8_model": tags.get("tensorrt_engine")})
+    return [f if f["val_set"] == val_set else _remeasured(info, f, dataset, val_set, params) for f in figures]
+
+
+def _remeasured(info: VersionInfo, figure: dict[str, Any], dataset: DetectionDataset, val_set: str,
+                params: EvalParams) -> dict[str, Any]:
+    """``figure`` measured again on ``dataset`` (``val_set``): its FP32 ONNX model and its INT8 model (ONNX, or
+    TensorRT engine with its ONNX model) downloaded from the version's run, AP50:95 through the one evaluator.
+    A figure that cannot be measured here (no run, no logged model, an engine built for another GPU or none
+    here) comes back with ``"error"`` (the rule then fails: a figure from other data is never compared)."""
+    was = figure["val_set"] or "no recorded val set"
+    out = {"runtime": figure["runtime"], "val_set": val_set, "remeasured": True}
+    if not (info.run_id and figure["fp32_model"] and figure["int8_model"]):
+        return {**out, "error": f"measured on {was}, and the version's run records no models to measure again"}
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="yolox-gate-int8-") as tmp:
+        try:
+            fp32_path, int8_path = (Path(mlflow.artifacts.download_artifacts(
+                run_id=info.run_id, artifact_path=figure[key], dst_path=tmp)) for key in ("fp32_model", "int8_model"))
+            fp32 = OnnxBackend(fp32_path)
+            int8 = OnnxBackend(int8_path) if figure["runtime"] == "onnxruntime" else \
+                tensorrt.TensorRTBackend(int8_path, fp32_path)
+        except (ExportError, CheckpointError, OSError, MlflowException) as err:
+            return {**out, "error": f"measured on {was}; cannot measure it here: {err}"}
+        size = fp32.meta.input_size if fp32.meta else info.tags.get("input_size")
+        fp32_ap, int8_ap = (evaluate(b, dataset, int(size), params, progress=False).metrics[METRIC] for b in (fp32, int8))
+    log.info("%s %s v%s INT8 re-measured on %s (its figures were from %s): %.4f vs FP32 %.4f", figure["runtime"],
+             info.name, info.version, val_set, was, int8_ap, fp32_ap)
+    return {**out, "fp32_ap": fp32_ap, "int8_ap": int8_ap}
 
 
 def measure_p90_ms(model: Any, dataset: DetectionDataset, params: PipelineParams) -> float:
@@ -267,7 +312,7 @@ def run_gate(params: PipelineParams, candidate_version: str | None = None, prepa
     golden = evaluate_golden(params, name, info.version, str(champion.version) if champion is not None else None,
                              dataset) if gp.golden else None
     decision = decide(name, cand, champ, export_check_of(name, info.version), gp, error, base, best, base_note,
-                      int8_of(name, info.version), p90, golden)
+                      int8_figures(info, dataset, val_set, params.eval), p90, golden)
     decision.mlflow_run_id = run_id or info.run_id
     decision.decided_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     apply_decision(decision, gp, dry_run)

@@ -20,8 +20,13 @@ pass/fail):
 ``per_class``       (``gate.per_class_min_boxes`` set) no class with at least that many val boxes loses more
                     than ``gate.per_class_max_drop`` AP50:95 against the champion (else the base weights).
 ``int8_max_drop``   (when the candidate's export made an INT8 model, ``export.int8``) its AP50:95 is at most
-                    ``gate.int8_max_drop`` below the FP32 model's, both measured by the export stage on the
-                    same val set (recorded on the version as tags ``int8_AP50_95``, ``int8_fp32_AP50_95``).
+                    ``gate.int8_max_drop`` below the FP32 model's, both with ONNX Runtime on the gate's val set
+                    (the export stage's figures, tags ``int8_AP50_95``, ``int8_fp32_AP50_95``, when their
+                    ``int8_val_set`` is the gate's; else re-measured in the gate run).
+``tensorrt_int8_max_drop`` (when the candidate's TensorRT engine is INT8, ``export.tensorrt_precision``) the
+                    same rule for the engine against its ONNX model (tags ``tensorrt_AP50_95``,
+                    ``tensorrt_onnx_AP50_95``, ``tensorrt_val_set``; re-measured on another val set, which needs
+                    the GPU and TensorRT the engine was built for: else the rule fails saying so).
 ``max_p90_ms``      (``gate.max_p90_ms`` set) the candidate's p90 latency per image at batch 1 (its registered
                     ONNX model with ONNX Runtime, letterbox to detections, on this machine, measured in the
                     gate run: :func:`yolox.export.benchmark.latency_ms`) is at most that many milliseconds.
@@ -38,6 +43,7 @@ pass/fail):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -233,7 +239,8 @@ class Decision:
 
 def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_check: bool | None,
            params: GateParams, champion_error: str | None = None, base: ModelEval | None = None,
-           best: dict[str, Any] | None = None, base_note: str | None = None, int8: dict[str, float] | None = None,
+           best: dict[str, Any] | None = None, base_note: str | None = None,
+           int8: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
            p90_ms: float | None = None, golden: tuple[ModelEval, ModelEval | None, str | None] | None = None
            ) -> Decision:
     """Apply the gate rules (see the module docstring). Pure: no I/O, no clock.
@@ -247,7 +254,9 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
         base: the base weights (``model.weights``) evaluated on this val set, or None when they could not be
             (``base_note`` says why: other classes, trained from scratch). best: ``{"ap", "version"}``, the best
             AP50:95 a champion reached on this val set (the champion evaluated now included), or None.
-        int8: ``{"fp32_ap", "int8_ap"}`` of the candidate's INT8 model (None: no INT8 model, no rule).
+        int8: the candidate's INT8 figures, each ``{"fp32_ap", "int8_ap"}`` plus ``"runtime"`` (``onnxruntime``,
+            the default, or ``tensorrt``), ``"val_set"`` and ``"error"`` (why it could not be measured on this val
+            set: the rule fails); one mapping is one figure; None or empty: no INT8 model, no rule.
         p90_ms: the candidate's measured p90 latency (ms; the ``max_p90_ms`` rule, when ``gate.max_p90_ms`` is set).
         golden: ``(candidate, champion, why the champion could not be evaluated)`` on the golden set
             (``gate.golden``); None: no golden rule.
@@ -275,8 +284,8 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
             rules.append(_not_below("base_weights", ap, base.ap, tol, "the base weights it was trained from"))
     if params.per_class_min_boxes is not None:
         rules.append(_per_class_rule(candidate, champion if champion is not None else base, params))
-    if int8 is not None:
-        rules.append(int8_rule(float(int8["fp32_ap"]), float(int8["int8_ap"]), params.int8_max_drop))
+    for figure in ([int8] if isinstance(int8, Mapping) else list(int8 or [])):
+        rules.append(int8_rule(figure, params.int8_max_drop))
     if params.max_p90_ms is not None:
         rules.append(latency_rule(p90_ms, params.max_p90_ms))
     if golden is not None:
@@ -315,12 +324,23 @@ def golden_rule(candidate: ModelEval, champion: ModelEval | None, error: str | N
     return _not_below("golden", candidate.ap, champion.ap, tol, f"champion v{champion.version} on the golden set")
 
 
-def int8_rule(fp32_ap: float, int8_ap: float, max_drop: float) -> Rule:
-    """The ``int8_max_drop`` rule: the INT8 model's AP50:95 at most ``max_drop`` below the FP32 model's."""
+INT8_RULES = {"onnxruntime": ("int8_max_drop", "INT8"), "tensorrt": ("tensorrt_int8_max_drop", "TensorRT INT8")}
+"""The INT8 rule of each runtime: its name in the decision, and how its model is named in the reason."""
+
+
+def int8_rule(figure: Mapping[str, Any], max_drop: float) -> Rule:
+    """The INT8 rule of one runtime (:data:`INT8_RULES`): the INT8 model's AP50:95 at most ``max_drop`` below the
+    FP32 model's (``figure``: see :func:`decide`); fails, saying why, when the figure could not be measured on
+    the gate's val set."""
+    name, what = INT8_RULES[str(figure.get("runtime", "onnxruntime"))]
+    if figure.get("error"):
+        return Rule(name, max_drop, None, False, f"{what} not measured on this val set: {figure['error']}")
+    fp32_ap, int8_ap = float(figure["fp32_ap"]), float(figure["int8_ap"])
     drop = fp32_ap - int8_ap
     ok = drop <= max_drop + 1e-12
-    return Rule("int8_max_drop", max_drop, round(drop, 6), ok, f"INT8 {METRIC} {int8_ap:.4f} vs FP32 {fp32_ap:.4f}: "
-                f"drop {drop:.4f} {'<=' if ok else '>'} {max_drop}")
+    measured = f" (re-measured on {figure['val_set']})" if figure.get("remeasured") else ""
+    return Rule(name, max_drop, round(drop, 6), ok, f"{what} {METRIC} {int8_ap:.4f} vs FP32 {fp32_ap:.4f}: "
+                f"drop {drop:.4f} {'<=' if ok else '>'} {max_drop}{measured}")
 
 
 def latency_rule(p90_ms: float | None, max_p90_ms: float) -> Rule:

@@ -44,14 +44,16 @@ def register(params: PipelineParams, exported: ExportedModel, evaluation: Evalua
     if exported.sample_image is None:
         raise StageError("register: the export check was skipped, so there is no sample image for the signature")
     sp = params.serve
-    int8 = {"int8_AP50_95": f"{exported.int8.int8_ap:.6f}", "int8_fp32_AP50_95": f"{exported.int8.fp32_ap:.6f}"} \
-        if exported.int8 is not None else {}
+    int8 = {"int8_AP50_95": f"{exported.int8.int8_ap:.6f}", "int8_fp32_AP50_95": f"{exported.int8.fp32_ap:.6f}",
+            "int8_val_set": exported.int8.val_set, "int8_onnx": f"onnx/{exported.int8.onnx.name}",
+            "int8_fp32_onnx": f"onnx/{exported.onnx.name}"} if exported.int8 is not None else {}
     serving = {"serving_variant": "end2end"} if exported.serving is not None or exported.variant == "end2end" \
         else {"serving_variant": exported.variant}
     engine: dict[str, str] = {}
     if (e := exported.engine_eval) is not None:     # the engine beside the ONNX: where it runs, what it scores
 
         engine = {**build_config_tags(e.config), "tensorrt_engine": f"tensorrt/{e.path.name}",
+                  "tensorrt_onnx": f"onnx/{exported.onnx.name}",
                   "tensorrt_AP50_95": f"{e.ap:.6f}", "tensorrt_onnx_AP50_95": f"{e.onnx_ap:.6f}",
                   "tensorrt_val_set": e.val_set}
     mv = log_and_register(run_id, exported.onnx, params.tracking.registered_model, exported.sample_image,
