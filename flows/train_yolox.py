@@ -189,11 +189,15 @@ def main(argv: list[str]) -> int:
 
     force = "--force" in argv
     args = [a for a in argv if a != "--force"]
+    notes = logging.getLogger("yolox.config")   # a params note (e.g. phases fitted to train.epochs) is the flow's to
+    notes.disabled = True                        # log, once, where its run is read; this is only the early check
     try:
         preflight(load_params(args[0] if args else "params/default.yaml", args[1:]))
     except YoloxError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        notes.disabled = False
     with generous_ephemeral_startup():
         try:
             summary = train_yolox(*(args[:1] or []), overrides=args[1:], force=force)
