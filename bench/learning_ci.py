@@ -1,4 +1,4 @@
-"""Calibrate ``tests/test_learning.py`` against the authors' code: the test's short run, on both sides.
+"""Calibrate ``tests/train/test_learning.py`` against the authors' code: the test's short run, on both sides.
 
 Builds the test's data (first 20 coco128 images, seeded 80/20 split) and start weights (the shared nano weights
 with fresh class predictors, seed 0), then runs, for each ``--seeds``, ours (the test's own ``run_learning``)
@@ -33,8 +33,8 @@ from common import (
     use_asset_mirror,
     work_dir,
 )
+from helpers.learning import BATCH, EPOCHS, SIZE, prepare_learning_subset, reinit_start, run_learning
 from learning import ap_of, peer_layout
-from test_learning import BATCH, EPOCHS, SIZE, prepare_learning_subset, reinit_start, run_learning
 
 from yolox.assets import resolve_weights
 from yolox.config import PipelineParams

@@ -1,4 +1,4 @@
-"""Calibrate ``tests/test_step_parity.py``: one training step of the authors' code on the test's batch.
+"""Calibrate ``tests/train/test_step_parity.py``: one training step of the authors' code on the test's batch.
 
 Builds the test's batch (the first 8 coco128 images with boxes, letterboxed to 416) and runs one step of their
 code from the shared nano weights (``authors_worker.py train_step``, op ``figures``: their model, loss,
@@ -21,8 +21,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 from common import add_common_args, parse_args, read_yolo_dataset
+from helpers.step_parity import LR_PER_IMG, one_step, parity_batch  # noqa: F401  (the test's protocol)
 from sidebyside import authors_worker
-from test_step_parity import LR_PER_IMG, one_step, parity_batch  # noqa: F401  (the test's protocol)
 
 from yolox.assets import resolve_weights
 

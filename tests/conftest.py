@@ -1,11 +1,24 @@
-"""Shared fixtures: the asset mirror (real coco128 data) and quiet, offline tool settings."""
+"""Shared fixtures: the asset mirror (real coco128 data, the authors' weights), quiet, offline tool settings,
+and ``tests/`` on ``sys.path`` so that every test module imports the shared helpers as ``helpers.<module>``
+(tests/helpers/; no test module imports another).
+
+The tests mirror the library: one folder a package (ops, models, data, train, evaluate, export, registry,
+serve, tracking), whole runs in scenarios/, bad input and interruptions in faults/, the top-level modules'
+tests here.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
 
 # No telemetry or analytics calls from the tools under test (the machine may be offline).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -18,7 +31,7 @@ if os.environ.get("YOLOX_ASSETS_DIR"):
     os.environ["YOLOX_ASSETS_DIR"] = str(Path(os.environ["YOLOX_ASSETS_DIR"]).expanduser().resolve())
 
 # The mirror next to the repository checkout: <repo>/../shared (layout data/<name>/, weights/<file>).
-DEFAULT_ASSETS_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+DEFAULT_ASSETS_DIR = TESTS.parent.parent / "shared"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,43 +50,77 @@ def assets_dir() -> Path:
     return path
 
 
+def _in_mirror(assets_dir: Path, relative: str, present: str = "") -> Path:
+    """``assets_dir / relative``, skipping the test when it (or ``present`` below it: what says it is whole)
+    is absent."""
+    path = assets_dir / relative
+    if not (path / present if present else path).exists():
+        missing = path / present if present else path
+        pytest.skip(f"{missing} not found: the mirror {assets_dir} lacks {relative}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def coco128_dir(assets_dir: Path) -> Path:
     """The real coco128 dataset (YOLO layout) in the mirror; skips the test when it is absent."""
-    path = assets_dir / "data" / "coco128"
-    if not (path / "dataset.yaml").is_file():
-        pytest.skip(f"{path / 'dataset.yaml'} not found: the mirror {assets_dir} lacks data/coco128")
-    return path
+    return _in_mirror(assets_dir, "data/coco128", "dataset.yaml")
 
 
 @pytest.fixture(scope="session")
 def raccoon_dir(assets_dir: Path) -> Path:
     """The real raccoon dataset (Pascal VOC) in the mirror; skips the test when it is absent."""
-    path = assets_dir / "data" / "raccoon"
-    if not (path / "annotations").is_dir():
-        pytest.skip(f"{path} not found: the mirror {assets_dir} lacks data/raccoon")
-    return path
+    return _in_mirror(assets_dir, "data/raccoon", "annotations")
 
 
-# --- Shared by test_models / test_losses / test_evaluate / test_export ------------------------------
+# --- the authors' weights ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def nano_pth(assets_dir: Path) -> Path:
     """The authors' released yolox_nano.pth in the mirror; skips the test when it is absent."""
-    path = assets_dir / "weights" / "yolox_nano.pth"
-    if not path.is_file():
-        pytest.skip(f"{path} not found: the mirror {assets_dir} lacks weights/yolox_nano.pth")
-    return path
+    return _in_mirror(assets_dir, "weights/yolox_nano.pth")
 
 
 @pytest.fixture(scope="session")
 def nano_onnx(assets_dir: Path) -> Path:
     """The authors' released yolox_nano.onnx in the mirror; skips the test when it is absent."""
-    path = assets_dir / "weights" / "yolox_nano.onnx"
-    if not path.is_file():
-        pytest.skip(f"{path} not found: the mirror {assets_dir} lacks weights/yolox_nano.onnx")
-    return path
+    return _in_mirror(assets_dir, "weights/yolox_nano.onnx")
+
+
+@pytest.fixture(scope="module")
+def nano_model(nano_pth: Path):
+    """yolox-nano (80 classes) with the authors' weights, in eval mode; one per test module (a module may
+    change its mode or wrap it)."""
+    from yolox.models.build import build_model
+    from yolox.models.checkpoint import load_weights
+
+    model = build_model("yolox-nano")
+    load_weights(model, nano_pth)
+    return model.eval()
+
+
+# --- data and threads ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module's tests (a loaded 2-core machine makes two threads spin); restored after.
+    A module asks for it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def prepared_subset(coco128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 coco128 images prepared with a seeded 75/25 split (:func:`helpers.train.prepare_subset`); one per
+    test module."""
+    from helpers.train import prepare_subset
+
+    return prepare_subset(coco128_dir, tmp_path_factory.mktemp("subset"))
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -33,6 +32,7 @@ import torch
 import yaml
 
 from yolox.config import AugmentParams, DataParams, EvalParams, PipelineParams
+from yolox.train.torchrun import free_port
 
 GPU_REASON = "needs a CUDA GPU: run `pytest -m gpu` on a GPU machine"
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason=GPU_REASON)]
@@ -178,9 +178,7 @@ def test_ddp_over_nccl_two_gpus_end_with_the_same_weights(prepared: Path, tmp_pa
     params_file, driver, out = tmp_path / "params.yaml", tmp_path / "driver.py", tmp_path / "out"
     params_file.write_text(yaml.safe_dump(PipelineParams.model_validate(raw).model_dump(mode="json")))
     driver.write_text(DDP_DRIVER)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                             "MASTER_PORT")}
     env["CUDA_VISIBLE_DEVICES"] = "0,1"

@@ -15,20 +15,20 @@ import pwd
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from helpers.background import Background, wait_http
+from helpers.project_files import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+from yolox.train.torchrun import free_port
+
 INFRA = REPO / "infra"
 BIN = Path(sys.executable).parent
 SERVICES = {"postgres", "minio", "minio-init", "mlflow", "mlflow-init", "prefect-server", "prefect-worker"}
@@ -257,7 +257,7 @@ def test_dockerfile_installs_the_tensorrt_extra_for_its_cuda() -> None:
 
 def test_k8s_job_template_renders_the_flow_pod() -> None:
     """The Prefect Kubernetes pool's template: one pod running the flow run, the shared volume, secrets by
-    reference. Multi-node training is a PyTorchJob the flow's train task submits (tests/test_k8s.py)."""
+    reference. Multi-node training is a PyTorchJob the flow's train task submits (tests/train/test_k8s.py)."""
     from prefect.utilities.templating import apply_values, find_placeholders
 
     template = yaml.safe_load((INFRA / "k8s" / "train-job.yaml").read_text())
@@ -295,62 +295,6 @@ def test_k8s_job_template_renders_the_flow_pod() -> None:
 
 
 # --- a real PostgreSQL, and the servers on it -------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Background:
-    """A command in its own session, output to a log; ``stop``: SIGTERM, SIGINT, then SIGKILL."""
-
-    def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict[str, str], log_dir: Path) -> None:
-        self.name, self.log = name, log_dir / f"{name}.log"
-        self._fh = self.log.open("w")
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def output(self) -> str:
-        self._fh.flush()
-        return self.log.read_text(errors="replace")
-
-    def stop(self, timeout: float = 20.0) -> None:
-        t0 = time.monotonic()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            if self.proc.poll() is not None:
-                break
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-                print(f"{self.name} stopped by {sig.name} in {time.monotonic() - t0:.1f} s")
-            except subprocess.TimeoutExpired:
-                continue
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._fh.close()
-
-
-def wait_http(url: str, proc: Background, timeout: float) -> float:
-    import httpx
-
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.proc.poll() is not None:
-            pytest.fail(f"{proc.name} exited with {proc.proc.returncode}:\n{proc.output()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=3).status_code == 200:
-                return time.monotonic() - t0
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"{url} not up after {timeout:.0f} s:\n{proc.output()[-4000:]}")
 
 
 def _pg_bin() -> Path | None:
@@ -536,7 +480,8 @@ print(json.dumps({{"run_id": run.run_id}}))
         print(json.dumps({"run_id": run_id, "registered": f"yolox-infra-check/{mv.version}@champion",
                           "mlflow_auth.users": sorted(users)}))
     finally:
-        server.stop()
+        server.stop(20)
+        print(f"{server.name} stopped by {server.stopped_by}")
 
 
 @pytest.mark.slow
@@ -585,4 +530,5 @@ def test_prefect_server_from_compose_on_postgres(postgres: dict[str, Any], tmp_p
         assert {(pool, "process"), ("yolox-k8s", "kubernetes")} <= set(rows)
         print(json.dumps({"prefect work_pool rows": sorted(rows)}))
     finally:
-        server.stop()
+        server.stop(20)
+        print(f"{server.name} stopped by {server.stopped_by}")

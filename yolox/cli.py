@@ -195,7 +195,7 @@ def train(
 
 @app.command("eval")
 def eval_(
-    weights: Annotated[str | None, typer.Option(help="A .pth checkpoint or an .onnx model.")] = None,
+    weights: Annotated[str | None, typer.Option(help="A .pth checkpoint, an .onnx model or an OpenVINO IR (.xml).")] = None,
     model: Annotated[str | None, typer.Option(help="Model name for a .pth (e.g. yolox-nano).")] = None,
     data: Annotated[str | None, typer.Option(help="YOLO dataset.yaml, COCO json (with --images), or prepared folder.")] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate (train, val).")] = "val",
@@ -233,7 +233,10 @@ def export(
     weights: Annotated[str | None, typer.Option(help="A .pth checkpoint.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (e.g. yolox-nano).")] = None,
     img_size: ImgSizeOpt = None,
-    out: Annotated[Path | None, typer.Option(help="The .onnx to write.")] = None,
+    out: Annotated[Path | None, typer.Option(help="The .onnx to write (an OpenVINO IR goes beside it).")] = None,
+    format_: Annotated[list[str] | None, typer.Option(
+        "--format", help="onnx and/or openvino (an IR <onnx stem>.xml + .bin, checked against PyTorch with "
+        "OpenVINO); repeat or comma-separate for both; default: export.formats. The .onnx is always written.")] = None,
     check_images: Annotated[Path | None, typer.Option(
         help="Folder of real images for the ONNX check (default: the prepared dataset's, when there is one).")] = None,
     skip_check: Annotated[bool, typer.Option("--skip-check", help="Do not compare ONNX with PyTorch.")] = False,
@@ -251,8 +254,9 @@ def export(
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Export to ONNX and check it against PyTorch with ONNX Runtime (INT8 with --int8, TensorRT as export.* params
-    say). --conf in [0, 1], --nms in (0, 1] and --max-det >= 1 are checked before any work."""
+    """Export to ONNX and check it against PyTorch with ONNX Runtime (an OpenVINO IR with --format openvino, INT8
+    with --int8, TensorRT as export.* params say). --conf in [0, 1], --nms in (0, 1] and --max-det >= 1 are checked
+    before any work."""
     from yolox.config import with_options
     from yolox.errors import ExportError
     from yolox.export.stage import export as export_stage
@@ -263,6 +267,9 @@ def export(
     p = _params(params, set_)
     if int8 is not None:     # --int8 / --no-int8: export.int8 for this command
         p = p.model_copy(update={"export": p.export.model_copy(update={"int8": int8})})
+    if format_:              # --format: export.formats for this command, validated as the param is
+        fmts = list(dict.fromkeys(f.strip() for value in format_ for f in value.split(",") if f.strip()))
+        p = p.model_copy(update={"export": with_options(p.export, {"formats": ("--format", fmts)})})
     # the baked thresholds, checked by the rules of the section they override (export.thresholds), before any work
     baked = with_options(p.serve if p.export.thresholds == "serve" else p.eval,
                          {"conf_thresh": ("--conf", conf), "nms_thresh": ("--nms", nms), "max_det": ("--max-det", max_det)})
@@ -281,6 +288,16 @@ def export(
                       f"drop {result.int8.drop:.4f}) on {result.int8.num_images} val images", highlight=False)
     if result.tensorrt:
         console.print(f"TensorRT: {result.tensorrt}", highlight=False)
+    if (ov := result.openvino) is not None:
+        diff = "" if ov.max_abs_diff is None else f", max |openvino - torch| = {ov.max_abs_diff:.2e}"
+        console.print(f"{ov.xml}: OpenVINO IR, check {ov.check}{diff}", highlight=False)
+        if ov.int8_xml is not None:
+            console.print(f"{ov.int8_xml}: OpenVINO INT8 AP50:95 {ov.int8_ap:.4f} (FP32 IR {ov.fp32_ap:.4f}, drop "
+                          f"{ov.drop:.4f}) on {ov.num_images} val images", highlight=False)
+        if ov.check == "failed":
+            raise ExportError(f"{ov.xml} differs from PyTorch by {ov.max_abs_diff:.3g} (limits: raw "
+                              f"{p.export.max_abs_diff}, scores {p.export.max_score_diff}, boxes "
+                              f"{p.export.max_box_diff} px)")
     if result.check == "skipped":
         console.print(f"{result.onnx} ({result.variant}{baked}, {result.meta.input_size}px): ONNX check skipped",
                       highlight=False)
@@ -297,8 +314,9 @@ def export(
 
 @app.command()
 def benchmark(
-    weights: Annotated[str, typer.Option(help="A .pth checkpoint (every format), an .onnx, or a registered "
-                                         "version: models:/NAME/VERSION or models:/NAME@ALIAS.")],
+    weights: Annotated[str, typer.Option(help="A .pth checkpoint (every format), an .onnx, an OpenVINO "
+                                         "IR .xml, or a registered version: models:/NAME/VERSION or "
+                                         "models:/NAME@ALIAS.")],
     data: Annotated[str | None, typer.Option(help="Dataset for the AP (as yolox eval; default data.prepared_dir).")] = None,
     split: Annotated[str, typer.Option(help="Split to measure on.")] = "val",
     model: Annotated[str | None, typer.Option(help="Model name for an authors' .pth (e.g. yolox-nano).")] = None,
@@ -308,7 +326,8 @@ def benchmark(
         "released name resolves as --weights does), a .pth, or a registered version (models:/NAME/VERSION, "
         "models:/NAME@ALIAS). Checked before any measuring.")] = None,
     formats: Annotated[str | None, typer.Option(
-        help="Comma-separated subset of pytorch,onnx-raw,onnx-end2end,onnx-int8,tensorrt (.pth only).")] = None,
+        help="Comma-separated subset of pytorch,onnx-raw,onnx-end2end,onnx-int8,openvino,openvino-int8,tensorrt "
+        "(.pth only).")] = None,
     out: Annotated[Path | None, typer.Option(help="Keep the exported files here (default: a temporary folder).")] = None,
     max_images: Annotated[int | None, typer.Option("--max-images", min=1, help="Only the first N images (N >= 1).")] \
         = None,
@@ -338,7 +357,7 @@ def benchmark(
 
 @app.command()
 def predict(
-    weights: Annotated[str, typer.Option(help="A .pth checkpoint or an .onnx model.")],
+    weights: Annotated[str, typer.Option(help="A .pth checkpoint, an .onnx model or an OpenVINO IR (.xml).")],
     source: Annotated[list[str], typer.Option(
         help="An image, a video (.mp4, .avi, ...), a folder of them, or an http(s) URL; repeat for several.")],
     out: Annotated[Path, typer.Option(help="Output folder (drawn images, annotated videos, predictions.json).")],

@@ -1,4 +1,4 @@
-"""Inference backends (PyTorch, ONNX Runtime) and the one detection path shared by eval, predict,
+"""Inference backends (PyTorch, ONNX Runtime, OpenVINO) and the one detection path shared by eval, predict,
 the export check and serving: letterbox -> backend -> decode -> score filter -> class-aware NMS ->
 boxes mapped back to the original image by dividing by the letterbox scale (not clipped, as the authors; predict
 and serving ask :func:`detect` to clip them to the image).
@@ -21,6 +21,7 @@ import torch
 from yolox.assets import resolve_weights
 from yolox.config import EVAL_DEFAULTS as EVAL
 from yolox.errors import CheckpointError, ConfigError
+from yolox.files import sha256_file
 from yolox.models.build import build_model
 from yolox.models.checkpoint import load_weights, torch_load
 from yolox.models.meta import (
@@ -93,58 +94,51 @@ def fuse_conv_bn(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-class OnnxBackend:
-    """An exported model run by ONNX Runtime (CPU, or CUDA when available). Models with a fixed batch
-    dimension (such as the authors' release, batch 1) are fed one image at a time.
+class ExportedBackend:
+    """What :class:`OnnxBackend` and :class:`OpenVinoBackend` share: an exported model's metadata read as user input
+    (:func:`yolox.models.meta.meta_of_onnx`) and checked against the graph (the variant's output count, the output
+    names, the class count: at load when the graph's class axis is static, else at the first run; a fixed input
+    side), its variant, the fixed-size check and the end2end thresholds warning. A subclass opens its runtime,
+    then calls :meth:`_describe` with the graph's inputs and outputs, and implements :meth:`_run`.
 
-    ``variant`` (from the model's meta; ``raw`` without one) says what :meth:`run` returns; calling the backend
-    (the :class:`Backend` protocol) is for ``raw`` graphs only. ``threads`` and ``spinning``: see
-    :func:`session_options`.
-
-    The metadata is read as user input (:func:`yolox.models.meta.meta_of_onnx`) and checked against the graph: the
-    variant's output count, the output names, the class count (at load when the graph's class axis is static,
-    else at the first run), a fixed input side.
-
-    Raises:
-        CheckpointError: not a loadable ONNX model, not a YOLOX detector, or metadata that is malformed or does
-            not fit the graph (one line naming the file, the metadata key and the field).
+    ``variant`` (from the model's meta; ``raw`` without one) says what :meth:`run` returns; calling the backend (the
+    :class:`Backend` protocol) is for ``raw`` graphs only.
     """
 
     strides = STRIDES
 
-    def __init__(self, path: str | Path, threads: int | None = None, spinning: bool = False) -> None:
-        import onnxruntime as ort
+    def _describe(self, path: Path, metadata: dict[str, str], inputs: list[tuple[str, tuple[Any, ...]]],
+                  outputs: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Read the meta from ``metadata`` and check it against the graph's ``inputs`` and ``outputs`` (``(name,
+        shape)``, a dynamic dimension any non-int).
 
-        opts = session_options(threads, spinning)
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
-        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise CheckpointError(f"{path}: not a loadable ONNX model ({err})") from None
+        Raises:
+            CheckpointError: not a YOLOX detector, or metadata that is malformed or does not fit the graph."""
         self.path = Path(path)
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata = metadata
         self.meta = meta_of_onnx(self.metadata, source=str(path))
-        """The model's :class:`~yolox.models.meta.ModelMeta`, or None for an ONNX file without it (the authors')."""
+        """The model's :class:`~yolox.models.meta.ModelMeta`, or None for a file without it (the authors' ONNX)."""
         self.variant = self.meta.variant if self.meta is not None else "raw"
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        inputs, out = self.session.get_inputs(), self.session.get_outputs()[0]
-        inp = inputs[0]
+        self.output_names = [name for name, _ in outputs]
+        self._output_shapes = [shape for _, shape in outputs]
+        out = outputs[0][1] if outputs else ()
         width = None
         if self.variant == "raw":   # (B, A, 5 + C), unless the graph left the width symbolic
-            width = out.shape[-1] if len(out.shape) == 3 else None
+            width = out[-1] if len(out) == 3 else None
             num_classes = width - 5 if isinstance(width, int) else self.meta.num_classes if self.meta else 0
         else:                       # decoded / end2end: only this project exports them, with their meta
             num_classes = self.meta.num_classes
-        if len(inputs) != 1 or len(inp.shape) != 4 or inp.shape[1] != 3 or num_classes < 1 \
+        inp = inputs[0][1] if inputs else ()
+        if len(inputs) != 1 or len(inp) != 4 or inp[1] != 3 or num_classes < 1 \
                 or (self.variant == "raw" and width is None):
-            raise CheckpointError(f"{path}: not a YOLOX detector (inputs {_shapes(inputs)}, "
-                                  f"outputs {_shapes(self.session.get_outputs())}; expected one input "
-                                  "(B, 3, S, S) and an output (B, A, 5 + C)): export one with yolox export")
+            raise CheckpointError(f"{path}: not a YOLOX detector (inputs {_shapes(inputs)}, outputs "
+                                  f"{_shapes(outputs)}; expected one input (B, 3, S, S) and an output (B, A, 5 + C)): "
+                                  "export one with yolox export")
         if self.meta is not None:
-            self._check_meta(num_classes, inp.shape[2])
-        self.input_name = inp.name
-        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        self.fixed_size = inp.shape[2] if isinstance(inp.shape[2], int) else None
+            self._check_meta(num_classes, inp[2])
+        self.input_name = inputs[0][0]
+        self.fixed_batch = inp[0] if isinstance(inp[0], int) else None
+        self.fixed_size = inp[2] if isinstance(inp[2], int) else None
         """The input side (pixels) of a model exported for one size only (the authors' ONNX: 416), else None."""
         self.num_classes = num_classes
         if self.meta is not None:
@@ -169,13 +163,17 @@ class OnnxBackend:
             raise CheckpointError(f"{where}: 'names' lists {meta.num_classes} classes, but the graph predicts "
                                   f"{graph_classes}")
         if self.variant == "decoded":
-            scores = self.session.get_outputs()[1].shape
+            scores = self._output_shapes[1]
             if len(scores) != 3 or (isinstance(scores[-1], int) and scores[-1] != meta.num_classes):
                 raise CheckpointError(f"{where}: 'names' lists {meta.num_classes} classes, but the graph's scores "
                                       f"are {tuple(scores)}")
         if isinstance(graph_side, int) and graph_side != meta.input_size:
             raise CheckpointError(f"{where}: 'input_size' is {meta.input_size}, but the graph takes {graph_side} px "
                                   "inputs")
+
+    def _run(self, images: np.ndarray) -> list[np.ndarray]:
+        """The runtime's outputs for one batch the graph accepts (in :attr:`output_names` order)."""
+        raise NotImplementedError
 
     def run(self, images: np.ndarray) -> list[np.ndarray]:
         """All outputs of the graph for a (B, 3, H, W) float32 batch (in :attr:`output_names` order).
@@ -185,10 +183,10 @@ class OnnxBackend:
             CheckpointError: the graph predicts another number of classes than its metadata names."""
         self.check_size(images.shape[-1])
         if self.fixed_batch == 1 and images.shape[0] != 1:
-            parts = [self.session.run(None, {self.input_name: images[i:i + 1]}) for i in range(images.shape[0])]
+            parts = [self._run(images[i:i + 1]) for i in range(images.shape[0])]
             outs = [np.concatenate(outs) for outs in zip(*parts)]
         else:
-            outs = self.session.run(None, {self.input_name: images})
+            outs = self._run(images)
         classes = {"raw": outs[0].shape[-1] - 5, "decoded": outs[-1].shape[-1]}.get(self.variant, self.num_classes)
         if classes != self.num_classes:   # a graph whose class axis is symbolic: known once run
             raise CheckpointError(f"{self.path}: metadata {ONNX_KEY!r}: 'names' lists {self.num_classes} classes, "
@@ -223,6 +221,139 @@ class OnnxBackend:
                         e.max_det, conf_thresh, nms_thresh, max_det)
 
 
+class OnnxBackend(ExportedBackend):
+    """An exported model run by ONNX Runtime (CPU, or CUDA when available). Models with a fixed batch
+    dimension (such as the authors' release, batch 1) are fed one image at a time.
+
+    ``variant`` (from the model's meta; ``raw`` without one) says what :meth:`run` returns; calling the backend
+    (the :class:`Backend` protocol) is for ``raw`` graphs only. ``threads`` and ``spinning``: see
+    :func:`session_options`.
+
+    The metadata is read as user input (:func:`yolox.models.meta.meta_of_onnx`) and checked against the graph: the
+    variant's output count, the output names, the class count (at load when the graph's class axis is static,
+    else at the first run), a fixed input side (:class:`ExportedBackend`).
+
+    Raises:
+        CheckpointError: not a loadable ONNX model, not a YOLOX detector, or metadata that is malformed or does
+            not fit the graph (one line naming the file, the metadata key and the field).
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None, spinning: bool = False) -> None:
+        import onnxruntime as ort
+
+        opts = session_options(threads, spinning)
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise CheckpointError(f"{path}: not a loadable ONNX model ({err})") from None
+        self._describe(Path(path), dict(self.session.get_modelmeta().custom_metadata_map),
+                       [(i.name, tuple(i.shape)) for i in self.session.get_inputs()],
+                       [(o.name, tuple(o.shape)) for o in self.session.get_outputs()])
+
+    def _run(self, images: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: images})
+
+
+class OpenVinoBackend(ExportedBackend):
+    """An OpenVINO IR (``.xml`` + its ``.bin``, :mod:`yolox.export.openvino`) run by the OpenVINO CPU plugin, with
+    :class:`OnnxBackend`'s interface: the same metadata (the IR's ``rt_info``, :func:`ir_metadata`)
+    and checks, variants, fixed-size check; ``threads`` intra-op threads as for ONNX Runtime (None: the runtime's
+    default, one per physical core).
+
+    Runs at ``precision`` ``f32`` by default: OpenVINO's CPU plugin would otherwise execute an FP32 IR in bf16 on a
+    CPU that has it (``INFERENCE_PRECISION_HINT``), which moves the nano's raw outputs by up to ~2 (log sizes,
+    offsets) on coco128 images and fails the export check; ``bf16`` is that faster, inexact mode (see
+    :mod:`yolox.export.openvino`). Each input shape gets its own compiled model (the IR compiled with its dynamic
+    batch took ~1.35x as long at batch 1 for the nano), compiled on first use (~0.1-0.3 s) and kept, at most
+    :attr:`MAX_SHAPES`.
+
+    Raises:
+        CheckpointError: not a readable IR (or its ``.bin`` missing, or not the one written with it), not a YOLOX
+            detector, or metadata that is malformed or does not fit the graph.
+    """
+
+    MAX_SHAPES = 4
+
+    def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32") -> None:
+        import openvino as ov
+
+        if precision not in ("f32", "bf16"):
+            raise ConfigError(f"OpenVINO inference precision {precision!r}: must be f32 or bf16")
+        path = Path(path)
+        self.core = ov.Core()
+        try:
+            self.model = self.core.read_model(str(path))
+        except Exception as err:  # noqa: BLE001 - openvino raises RuntimeError and its own types
+            raise CheckpointError(f"{path}: not a readable OpenVINO IR with its .bin beside it ({err})") from None
+        metadata = ir_metadata(self.model)
+        check_ir_pair(path, metadata)
+        self.config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        if threads:
+            self.config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.precision = precision
+        self._compiled: dict[tuple[int, ...], Any] = {}
+        self._describe(path, metadata,
+                       [(i.get_any_name(), _ov_shape(i.get_partial_shape())) for i in self.model.inputs],
+                       [(o.get_any_name(), _ov_shape(o.get_partial_shape())) for o in self.model.outputs])
+
+    def _request(self, shape: tuple[int, ...]) -> Any:
+        """The infer request of the model compiled for input ``shape`` (compiled now on first use)."""
+        request = self._compiled.get(shape)
+        if request is None:
+            model = self.model.clone()
+            model.reshape({model.inputs[0]: list(shape)})
+            try:
+                compiled = self.core.compile_model(model, "CPU", self.config)
+            except Exception as err:  # noqa: BLE001 - e.g. a shape the graph cannot take
+                raise CheckpointError(f"{self.path}: OpenVINO cannot compile it for input {shape} ({err})") from None
+            if len(self._compiled) >= self.MAX_SHAPES:
+                self._compiled.pop(next(iter(self._compiled)))
+            request = self._compiled[shape] = compiled.create_infer_request()
+        return request
+
+    def _run(self, images: np.ndarray) -> list[np.ndarray]:
+        request = self._request(tuple(images.shape))
+        request.infer({0: np.ascontiguousarray(images, np.float32)})
+        return [np.copy(request.get_output_tensor(i).data) for i in range(len(self.output_names))]
+
+
+IR_SECTION = "yolox"
+"""The ``rt_info`` section of an OpenVINO IR written by :mod:`yolox.export.openvino` holding its metadata: the same
+keys and values as an ONNX export's ``metadata_props`` (:meth:`yolox.models.meta.ModelMeta.onnx_props`), plus
+:data:`IR_BIN_SHA256`."""
+
+IR_BIN_SHA256 = "bin_sha256"
+"""The ``rt_info`` key (in :data:`IR_SECTION`) holding the sha256 of the ``.bin`` written with the ``.xml``."""
+
+
+def ir_metadata(model: Any) -> dict[str, str]:
+    """The metadata of an OpenVINO model (``openvino.Model``) as strings: its :data:`IR_SECTION` ``rt_info``
+    section, else the ``framework`` section the ONNX converter copies an ONNX model's ``metadata_props`` into
+    (an IR converted by hand from this project's ONNX), else empty (an IR without it: the authors' model)."""
+    for section in (IR_SECTION, "framework"):
+        if model.has_rt_info([section]):
+            found = model.get_rt_info()[section]
+            if isinstance(found, dict):
+                return {str(k): v.astype(str) for k, v in found.items()}
+    return {}
+
+
+def check_ir_pair(xml: str | Path, metadata: dict[str, str]) -> None:
+    """Check that the ``.bin`` beside ``xml`` is the one written with it (its sha256 against the metadata's
+    :data:`IR_BIN_SHA256`; an IR without one is taken as it is).
+
+    Raises:
+        CheckpointError: another ``.bin`` (a copy of one half of a pair, or a write cut between the two files)."""
+    want = metadata.get(IR_BIN_SHA256)
+    if not want:
+        return
+    bin_path = Path(xml).with_suffix(".bin")
+    if sha256_file(bin_path) != want:
+        raise CheckpointError(f"{xml}: {bin_path.name} is not the weights file written with it (sha256 differs): "
+                              "copy the .xml and .bin of one export together, or export again")
+
+
 def session_options(threads: int | None = None, spinning: bool = False) -> Any:
     """ONNX Runtime session options of every :class:`OnnxBackend`: all graph optimisations (``ORT_ENABLE_ALL``:
     constant folding, Conv+BN/activation fusion, the NCHWc layout), ``threads`` intra-op threads (None: one per
@@ -244,8 +375,15 @@ def session_options(threads: int | None = None, spinning: bool = False) -> Any:
     return opts
 
 
-def _shapes(nodes: Sequence) -> str:
-    return ", ".join(f"{n.name!r} {tuple(n.shape)}" for n in nodes)
+def _shapes(nodes: Sequence[tuple[str, tuple[Any, ...]]]) -> str:
+    return ", ".join(f"{name!r} {tuple(shape)}" for name, shape in nodes)
+
+
+def _ov_shape(shape: Any) -> tuple[Any, ...]:
+    """An OpenVINO partial shape as a tuple: static dimensions as ints, dynamic ones as None."""
+    if shape.rank.is_dynamic:
+        return ()
+    return tuple(d.get_length() if d.is_static else None for d in shape)
 
 
 def preprocess(images: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, list[float]]:
@@ -315,7 +453,7 @@ def detect(backend: Backend, images: Sequence[np.ndarray], size: int, conf_thres
     return dets
 
 
-# --- model files: the one place that opens a model file (.pth or .onnx) with its facts -----------------------
+# --- model files: the one place that opens a model file (.pth, .onnx or .xml) with its facts -----------------------
 
 
 def load_torch_model(weights: str | Path, model_name: str | None = None) -> tuple[Any, ModelMeta]:
@@ -337,22 +475,19 @@ def load_torch_model(weights: str | Path, model_name: str | None = None) -> tupl
 
 
 def load_model(weights: str | Path, model_name: str | None = None) -> tuple[Any, ModelMeta]:
-    """An inference backend (ONNX Runtime for ``.onnx``, PyTorch for ``.pth``) and the model's meta (for an
-    ONNX without one, e.g. the authors' release: the variant table's, with ``model_name`` or yolox-nano)."""
-    if str(weights).endswith(".onnx"):
-    
-        backend = OnnxBackend(resolve_weights(str(weights)))
+    """An inference backend (ONNX Runtime for ``.onnx``, OpenVINO for an ``.xml`` IR, PyTorch for ``.pth``) and the
+    model's meta (for an exported model without one, e.g. the authors' release: the variant table's, with
+    ``model_name`` or yolox-nano)."""
+    suffix = Path(str(weights)).suffix.lower()
+    if suffix in (".onnx", ".xml"):
+        path = resolve_weights(str(weights))
+        backend: ExportedBackend = OnnxBackend(path) if suffix == ".onnx" else OpenVinoBackend(path)
         meta = backend.meta or meta_for(model_name or "yolox-nano", default_names(backend.num_classes),
-                                        _onnx_fixed_size(backend))
+                                        backend.fixed_size)
         return backend, meta
 
     net, meta = load_torch_model(weights, model_name)
     return TorchBackend(net, fuse=True), meta
-
-
-def _onnx_fixed_size(backend: Any) -> int | None:
-    shape = backend.session.get_inputs()[0].shape
-    return int(shape[2]) if isinstance(shape[2], int) else None
 
 
 def model_input_size(meta: ModelMeta, override: int | None = None) -> int:

@@ -7,7 +7,7 @@
   not orchestrate (``dvc.yaml`` does).
 - :func:`stage_code`: the project files a pipeline stage runs (the CLI command, its stage function in
   :mod:`yolox.pipeline`, and every ``yolox`` module they import, transitively, lazy imports included), from
-  which ``dvc.yaml``'s code dependencies are written (:func:`dvc_code_deps`; ``tests/test_dvc.py`` checks that
+  which ``dvc.yaml``'s code dependencies are written (:func:`dvc_code_deps`; ``tests/scenarios/test_dvc.py`` checks that
   ``dvc.yaml`` covers them), so a change to e.g. ``yolox/ops/nms.py`` re-runs every stage that runs NMS.
 """
 

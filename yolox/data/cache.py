@@ -8,7 +8,7 @@ read-only NumPy buffer, before the loader forks its workers: the workers then re
 
 What is cached is exactly what :func:`yolox.data.augment.read_image` returns (full size, BGR uint8; it is
 the reader the cache is given), so the samples are bit-identical with and without the cache
-(``tests/test_augment.py``). The authors' ``--cache ram`` stores images already resized to the input size;
+(``tests/data/test_augment.py``). The authors' ``--cache ram`` stores images already resized to the input size;
 that cannot serve multi-scale batches drawn at other sides without a second resize (other pixels), hence
 full size here.
 

@@ -1,8 +1,8 @@
 """``yolox benchmark``: every deployable format of one model side by side, measured in one run on one machine.
 
 For each format available here (PyTorch eager, Conv+BN fused and channels-last as ``yolox predict`` runs it;
-ONNX Runtime raw, end2end and INT8; TensorRT when a GPU and TensorRT are present; the authors' released ONNX
-as ``reference`` when given):
+ONNX Runtime raw, end2end and INT8; OpenVINO FP32 (run in f32) and INT8 (NNCF), from the raw graph; TensorRT when
+a GPU and TensorRT are present; the authors' released ONNX as ``reference`` when given):
 
 - COCO AP50:95 and AP50 on a dataset split (the ``eval.*`` protocol; the end2end graph is exported with the
   eval thresholds so its AP is comparable);
@@ -11,7 +11,7 @@ as ``reference`` when given):
 - throughput in images/s at batch ``export.benchmark_batch``;
 - the timed runs of all formats are interleaved (run k of every format, then run k + 1), so a change of the
   machine's load during the benchmark touches every format alike;
-- size on disk;
+- size on disk (an OpenVINO IR: its ``.xml`` and ``.bin``);
 - with a reference, the latency and throughput ratios to it (measured in the same run, so a loaded machine
   slows both alike).
 
@@ -43,16 +43,26 @@ from yolox.errors import AssetError, CheckpointError, ConfigError, DataError, Yo
 from yolox.evaluate.coco_eval import evaluate
 from yolox.export import tensorrt
 from yolox.export.onnx_export import export_onnx
+from yolox.export.openvino import convert_onnx, ir_paths, quantize_ir
 from yolox.export.quantize import quantize_int8
 from yolox.export.tensorrt import TensorRTBackend, build_engine, profile_needs
-from yolox.inference import OnnxBackend, TorchBackend, detect, load_model, load_torch_model, model_input_size
+from yolox.inference import (
+    OnnxBackend,
+    OpenVinoBackend,
+    TorchBackend,
+    detect,
+    load_model,
+    load_torch_model,
+    model_input_size,
+)
 from yolox.tracking.run import MlflowRun
 from yolox.tracking.store import check_run_id, parse_models_uri, preflight
 
 log = logging.getLogger("yolox.benchmark")
 
-FORMATS = ("pytorch", "onnx-raw", "onnx-end2end", "onnx-int8", "tensorrt")
-"""What a checkpoint is benchmarked as, in table order (``tensorrt``: FP16 from the end2end graph)."""
+FORMATS = ("pytorch", "onnx-raw", "onnx-end2end", "onnx-int8", "openvino", "openvino-int8", "tensorrt")
+"""What a checkpoint is benchmarked as, in table order (``openvino``: the FP32 IR of the raw graph, run in f32;
+``openvino-int8``: its NNCF INT8 IR; ``tensorrt``: FP16 from the end2end graph)."""
 
 
 @dataclass
@@ -143,7 +153,11 @@ def _interleaved(backends: Sequence[Any], images: Sequence[np.ndarray], size: in
 
 
 def _size_mb(path: str | Path | None) -> float | None:
-    return Path(path).stat().st_size / 1e6 if path and Path(path).is_file() else None
+    """Size on disk of a model file in MB; an OpenVINO IR's ``.xml`` with its ``.bin``."""
+    if not path or not Path(path).is_file():
+        return None
+    files = ir_paths(path) if Path(path).suffix.lower() == ".xml" else (Path(path),)
+    return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
 
 
 def run_benchmark(params: PipelineParams, weights: str, data: str | None = None, split: str = "val",
@@ -152,7 +166,7 @@ def run_benchmark(params: PipelineParams, weights: str, data: str | None = None,
                   max_images: int | None = None, run_id: str | None = None,
                   registered_onnx: Callable[[str, str], str] | None = None) -> BenchmarkResult:
     """Benchmark ``weights``: a ``.pth`` (every format of :data:`FORMATS` available here, exported into
-    ``out_dir``, default a temporary folder), an exported ``.onnx`` (that file), or a registered version
+    ``out_dir``, default a temporary folder), an exported ``.onnx`` or OpenVINO ``.xml`` (that file), or a registered version
     ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` (its ONNX model); plus the ``reference`` (an ONNX
     model, e.g. the authors' ``yolox_nano.onnx``, a ``.pth`` run in PyTorch, or a registered version).
 
@@ -249,7 +263,11 @@ def _candidates(params: PipelineParams, weights: str, model_name: str | None, im
     """``[(format, backend factory, file)]``, the model name and the input size."""
     if not weights.endswith(".pth"):
         backend, meta = load_model(weights, model_name)
-        fmt = f"onnx-{backend.variant}" + ("-int8" if meta.export and meta.export.precision == "int8" else "")
+        if isinstance(backend, OpenVinoBackend):
+            fmt = "openvino" + ("" if backend.variant == "raw" else f"-{backend.variant}")
+        else:
+            fmt = f"onnx-{backend.variant}"
+        fmt += "-int8" if meta.export and meta.export.precision == "int8" else ""
         return [(fmt, lambda: backend, weights)], meta.name, model_input_size(meta, img_size)
 
     net, meta = load_torch_model(weights, model_name)
@@ -261,7 +279,7 @@ def _candidates(params: PipelineParams, weights: str, model_name: str | None, im
         # what `yolox predict`/`eval` run on a .pth (Conv+BN fused, channels-last), on a copy: `net` is exported below
         rows.append(("pytorch", lambda: TorchBackend(copy.deepcopy(net), fuse=True), weights))
     raw = out / "raw.onnx"
-    if {"onnx-raw", "onnx-int8"} & set(wanted):
+    if {"onnx-raw", "onnx-int8", "openvino", "openvino-int8"} & set(wanted):
         export_onnx(net, raw, size, meta.names, meta.name, ep.opset, True, ep.simplify, "raw")
     if "onnx-raw" in wanted:
         rows.append(("onnx-raw", lambda: OnnxBackend(raw), str(raw)))
@@ -274,6 +292,14 @@ def _candidates(params: PipelineParams, weights: str, model_name: str | None, im
     if "onnx-int8" in wanted:
         rows.append(("onnx-int8", lambda: OnnxBackend(_int8(params, raw, size, source, dataset)), str(raw.with_suffix(
             ".int8.onnx"))))
+    xml = raw.with_suffix(".xml")
+    if {"openvino", "openvino-int8"} & set(wanted):
+        convert_onnx(raw, xml)
+    if "openvino" in wanted:
+        rows.append(("openvino", lambda: OpenVinoBackend(xml), str(xml)))
+    if "openvino-int8" in wanted:
+        rows.append(("openvino-int8", lambda: OpenVinoBackend(_openvino_int8(params, xml, size, source, dataset)),
+                     str(xml.with_suffix(".int8.xml"))))
     if "tensorrt" in wanted:
         reason = tensorrt.tensorrt_unavailable_reason()   # through the module: a test stands in for a GPU
         if reason:
@@ -286,15 +312,16 @@ def _candidates(params: PipelineParams, weights: str, model_name: str | None, im
     return rows, meta.name, size
 
 
-MODEL_SUFFIXES = (".pth", ".onnx")
-"""What a model argument of ``yolox benchmark`` may be, besides a registered version: a checkpoint, ONNX."""
+MODEL_SUFFIXES = (".pth", ".onnx", ".xml")
+"""What a model argument of ``yolox benchmark`` may be, besides a registered version: a checkpoint, ONNX, an
+OpenVINO IR."""
 
 
 def model_argument(value: str, arg: str, registered_onnx: Callable[[str, str], str] | None = None) -> str:
     """The local file of a model argument given as option ``arg``: a registered version
     (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``: its ONNX, downloaded), a path, or a released file name
     resolved as ``--weights`` is (:func:`yolox.assets.resolve_weights`: the mirror ``YOLOX_ASSETS_DIR``, then
-    the download cache). Checked before any work: the file exists and is a ``.pth`` or an ``.onnx``.
+    the download cache). Checked before any work: the file exists and is a ``.pth``, an ``.onnx`` or an ``.xml``.
 
     Raises:
         AssetError: no such file, and not a released name (names ``arg``). ConfigError: another kind of file.
@@ -310,7 +337,7 @@ def model_argument(value: str, arg: str, registered_onnx: Callable[[str, str], s
         raise AssetError(f"{arg} {value}: {err}") from None
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise ConfigError(f"{arg} {value}: not a .pth checkpoint or an .onnx model (a registered version is "
-                          "models:/NAME/VERSION or models:/NAME@ALIAS)")
+                          "models:/NAME/VERSION or models:/NAME@ALIAS), nor an OpenVINO IR (.xml)")
     return str(path)
 
 
@@ -324,15 +351,26 @@ def _opened(path: str, model_name: str | None, arg: str) -> Any:
     return lambda: backend
 
 
-def _int8(params: PipelineParams, raw: Path, size: int, source: str, dataset: Any) -> Path:
-    ep = params.export
+def _calibration(params: PipelineParams, source: str, dataset: Any) -> list[Path]:
+    """The INT8 calibration images: the first ``export.int8_calibration_images`` of ``source``'s train split, else
+    (logged) of the evaluated images."""
+    n = params.export.int8_calibration_images
     try:
-        calib = [r.path for r in load_dataset(source, "train").records[: ep.int8_calibration_images]]
+        return [r.path for r in load_dataset(source, "train").records[:n]]
     except YoloxError as err:
         log.warning("INT8 calibrated on the evaluated images themselves: %s has no train split (%s)", source, err)
-        calib = [r.path for r in dataset.records[: ep.int8_calibration_images]]
-    return quantize_int8(raw, raw.with_suffix(".int8.onnx"), calib, size, ep.int8_calibration_method,
-                         keep_float=ep.int8_keep_float)
+        return [r.path for r in dataset.records[:n]]
+
+
+def _int8(params: PipelineParams, raw: Path, size: int, source: str, dataset: Any) -> Path:
+    ep = params.export
+    return quantize_int8(raw, raw.with_suffix(".int8.onnx"), _calibration(params, source, dataset), size,
+                         ep.int8_calibration_method, keep_float=ep.int8_keep_float)
+
+
+def _openvino_int8(params: PipelineParams, xml: Path, size: int, source: str, dataset: Any) -> Path:
+    return quantize_ir(xml, xml.with_suffix(".int8.xml"), _calibration(params, source, dataset), size,
+                       keep_float=params.export.openvino_int8_keep_float)
 
 
 def _accuracy(fmt: str, make: Any, path: str | None, params: PipelineParams, dataset: Any, size: int
@@ -367,11 +405,12 @@ def _timings(live: list[tuple[FormatResult, Any]], params: PipelineParams, frame
 
 def _machine() -> dict[str, Any]:
     import onnxruntime
+    import openvino
     import torch
 
     return {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "onnxruntime": onnxruntime.__version__,
-            "cuda": torch.cuda.is_available()}
+            "openvino": openvino.get_version(), "cuda": torch.cuda.is_available()}
 
 
 def _log_to_run(params: PipelineParams, run_id: str, result: BenchmarkResult) -> None:

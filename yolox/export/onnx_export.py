@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -138,8 +139,10 @@ def with_precision(meta: ModelMeta, precision: str) -> ModelMeta:
 
 def check_onnx(model: YOLOX, onnx_path: str | Path, images: Sequence[Path], input_size: int,
                max_abs_diff: float, batch_size: int = 2, max_score_diff: float = 1e-4,
-               max_box_diff: float = 1e-2) -> ExportResult:
-    """Compare the ONNX model (ONNX Runtime) with PyTorch on real letterboxed images, by its variant.
+               max_box_diff: float = 1e-2, backend: Any = None, label: str = "ONNX") -> ExportResult:
+    """Compare the ONNX model (ONNX Runtime) with PyTorch on real letterboxed images, by its variant; or, with
+    ``backend`` (an exported model opened by another runtime, e.g. :class:`yolox.inference.OpenVinoBackend` on
+    the IR ``onnx_path``), that backend, its log lines named ``label``.
 
     ``raw``: the largest absolute difference over all raw outputs; ``passed`` is ``diff <= max_abs_diff``.
     ``decoded`` and ``end2end``: the detections (:func:`yolox.inference.detect_batch`; at the baked thresholds
@@ -154,7 +157,7 @@ def check_onnx(model: YOLOX, onnx_path: str | Path, images: Sequence[Path], inpu
     if not frames:
         raise ExportError(f"export check: none of {len(images)} check images could be read")
     torch_backend = TorchBackend(model, "cpu")
-    ort_backend = OnnxBackend(onnx_path)
+    ort_backend = OnnxBackend(onnx_path) if backend is None else backend
     variant = ort_backend.variant
     fmt = ort_backend.meta.export if ort_backend.meta is not None else None
     step = batch_size if ort_backend.fixed_batch is None else 1
@@ -171,19 +174,20 @@ def check_onnx(model: YOLOX, onnx_path: str | Path, images: Sequence[Path], inpu
             continue
         for a, b in zip(detect_batch(torch_backend, batch, *thresholds), detect_batch(ort_backend, batch, *thresholds)):
             diff = diff.merge(compare_detections(a, b, thresholds[0], max_score_diff))
-    opset = next((o.version for o in onnx.load(str(onnx_path)).opset_import if o.domain in ("", "ai.onnx")), -1)
+    opset = -1 if backend is not None else next(
+        (o.version for o in onnx.load(str(onnx_path)).opset_import if o.domain in ("", "ai.onnx")), -1)
     if variant == "raw":
         result = ExportResult(Path(onnx_path), worst, len(frames), opset, worst <= max_abs_diff)
-        log.info("ONNX check (raw): max |onnx - torch| = %.3g on the raw outputs (grid offsets, log sizes, "
-                 "probabilities) over %d images (limit %.3g): %s", worst, len(frames), max_abs_diff,
+        log.info("%s check (raw): max |%s - torch| = %.3g on the raw outputs (grid offsets, log sizes, "
+                 "probabilities) over %d images (limit %.3g): %s", label, label.lower(), worst, len(frames), max_abs_diff,
                  "passed" if result.passed else "FAILED")
         return result
     worst = max(diff.max_score_diff, diff.max_box_diff)
     passed = diff.unmatched == 0 and diff.max_score_diff <= max_score_diff and diff.max_box_diff <= max_box_diff
     result = ExportResult(Path(onnx_path), worst, len(frames), opset, passed, variant, diff.max_score_diff,
                           diff.max_box_diff, diff.unmatched)
-    log.info("ONNX check (%s): %d detections matched, %d unmatched, max |score diff| %.3g (limit %.3g), max "
-             "|box diff| %.3g px (limit %.3g) over %d images: %s", variant, diff.matched, diff.unmatched,
+    log.info("%s check (%s): %d detections matched, %d unmatched, max |score diff| %.3g (limit %.3g), max "
+             "|box diff| %.3g px (limit %.3g) over %d images: %s", label, variant, diff.matched, diff.unmatched,
              diff.max_score_diff, max_score_diff, diff.max_box_diff, max_box_diff, len(frames),
              "passed" if passed else "FAILED")
     return result

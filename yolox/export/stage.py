@@ -1,5 +1,6 @@
-"""The export stage: ONNX checked against PyTorch with ONNX Runtime, and optionally an INT8 model and a TensorRT
-engine, each with its AP on the val split (:class:`ExportedModel`)."""
+"""The export stage: ONNX checked against PyTorch with ONNX Runtime, and optionally an OpenVINO IR checked the same
+way (``export.formats``), INT8 models (ONNX Runtime, OpenVINO) and a TensorRT engine, each with its AP on the val
+split (:class:`ExportedModel`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from yolox.errors import ConfigError, DataError
 from yolox.evaluate.coco_eval import evaluate as coco_evaluate
 from yolox.export import tensorrt
 from yolox.export.onnx_export import check_onnx, export_onnx
+from yolox.export.openvino import convert_onnx, ir_paths, quantize_ir
 from yolox.export.quantize import quantize_int8
 from yolox.export.tensorrt import (
     TensorRTBackend,
@@ -25,7 +27,7 @@ from yolox.export.tensorrt import (
     read_build_config,
 )
 from yolox.files import sha256_file
-from yolox.inference import OnnxBackend, load_torch_model, model_input_size
+from yolox.inference import OnnxBackend, OpenVinoBackend, load_torch_model, model_input_size
 from yolox.models.meta import ModelMeta
 from yolox.tracking.run import attach
 
@@ -47,6 +49,28 @@ class Int8Model:
     @property
     def drop(self) -> float:
         return self.fp32_ap - self.int8_ap
+
+
+@dataclass(frozen=True)
+class OpenVinoModel:
+    """The OpenVINO IR of an export (``export.formats``: ``openvino``), its check against PyTorch (OpenVINO, f32:
+    ``check`` passed, failed or skipped, ``max_abs_diff`` as :class:`yolox.export.onnx_export.ExportResult`'s), and
+    with ``export.int8`` its INT8 IR (NNCF) and the AP50:95 of both IRs on the val set ``val_set``
+    (:func:`yolox.data.records.val_set_id`: the gate re-measures them when it gates on another)."""
+
+    xml: Path
+    check: str
+    max_abs_diff: float | None = None
+    int8_xml: Path | None = None
+    fp32_ap: float | None = None
+    int8_ap: float | None = None
+    num_images: int = 0
+    calibration_images: int = 0
+    val_set: str = ""
+
+    @property
+    def drop(self) -> float | None:
+        return None if self.fp32_ap is None or self.int8_ap is None else self.fp32_ap - self.int8_ap
 
 
 @dataclass(frozen=True)
@@ -84,6 +108,8 @@ class ExportedModel:
     """The end2end graph the registered model serves from (``export.serve_end2end``), or None."""
     engine_eval: EngineModel | None = None
     """The TensorRT engine's AP beside its ONNX model's on the val split (a GPU and TensorRT present), or None."""
+    openvino: OpenVinoModel | None = None
+    """The OpenVINO IR (``export.formats`` lists ``openvino``), its check and its INT8 IR's figures, or None."""
 
     @property
     def variant(self) -> str:
@@ -115,9 +141,12 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
     PyTorch with ONNX Runtime on real images: ``check_images`` (a folder), else the prepared dataset's images
     when there is one; with neither, or ``check=False``, the check is skipped (``check="skipped"``, logged).
 
-    With ``export.int8``: an INT8 model beside it (``<stem>.int8.onnx``) calibrated on the prepared dataset's
-    (``prepared_dir``, default ``data.prepared_dir``) train images, its AP50:95 and the FP32 model's measured on
-    its val split (:class:`Int8Model`). With ``export.tensorrt``: a TensorRT engine when a CUDA GPU and TensorRT
+    With ``openvino`` in ``export.formats``: the OpenVINO IR converted from that ONNX (``<stem>.xml`` + ``.bin``),
+    checked against PyTorch the same way with OpenVINO (:func:`export_openvino`). With ``export.int8``: for ONNX
+    Runtime (``onnx`` in ``export.formats``) an INT8 model beside it (``<stem>.int8.onnx``), for OpenVINO an INT8
+    IR (``<stem>.int8.xml``), each calibrated on the prepared dataset's (``prepared_dir``, default
+    ``data.prepared_dir``) train images, its AP50:95 and its FP32 model's measured on its val split
+    (:class:`Int8Model`, :class:`OpenVinoModel`). With ``export.tensorrt``: a TensorRT engine when a CUDA GPU and TensorRT
     are present, else ``tensorrt="skipped: <reason>"`` and the stage goes on.
 
     Raises:
@@ -156,8 +185,10 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
         result = ExportedModel(path, meta, "passed" if all(x.passed for x in checks) else "failed", c.max_abs_diff,
                                c.num_check_images, images[0], serving=serving)
     prepared = Path(prepared_dir or params.data.prepared_dir)
-    if ep.int8:
+    if ep.int8 and "onnx" in ep.formats:
         result = replace(result, int8=export_int8(params, path, size, prepared))
+    if "openvino" in ep.formats:
+        result = replace(result, openvino=export_openvino(params, net, path, images, size, prepared))
     if ep.tensorrt:
         reason = tensorrt.tensorrt_unavailable_reason()   # through the module: a test stands in for a GPU
         if reason:
@@ -193,6 +224,58 @@ def export(params: PipelineParams, weights: str | Path | None = None, out: str |
             run.log_metrics({"export/int8_AP50_95": result.int8.int8_ap, "export/fp32_AP50_95": result.int8.fp32_ap,
                              "export/int8_ap_drop": result.int8.drop})
             run.log_artifact(result.int8.onnx, "onnx")
+        if (ov := result.openvino) is not None:
+            _log_openvino(run, ov)
+    return result
+
+
+def _log_openvino(run: Any, ov: OpenVinoModel) -> None:
+    """The OpenVINO figures (metrics ``export/openvino_*``), check (tag ``openvino_check``) and IRs (artifacts
+    under ``openvino/``, each ``.xml`` with its ``.bin``) of an export, logged to ``run``."""
+    run.set_tags({"openvino_check": ov.check})
+    metrics = {"export/openvino_max_abs_diff": ov.max_abs_diff}
+    if ov.int8_xml is not None:
+        metrics.update({"export/openvino_int8_AP50_95": ov.int8_ap, "export/openvino_fp32_AP50_95": ov.fp32_ap,
+                        "export/openvino_int8_ap_drop": ov.drop})
+    run.log_metrics({k: v for k, v in metrics.items() if v is not None})
+    for xml in (ov.xml, ov.int8_xml):
+        if xml is not None:
+            for path in ir_paths(xml):
+                run.log_artifact(path, "openvino")
+
+
+def export_openvino(params: PipelineParams, net: Any, onnx_path: Path, images: list[Path], size: int,
+                    prepared: Path) -> OpenVinoModel:
+    """The OpenVINO IR of ``onnx_path`` (``<stem>.xml`` + ``.bin``: :func:`yolox.export.openvino.convert_onnx`),
+    checked against PyTorch (``net``) on ``images`` as the ONNX model is (:func:`check_onnx` with
+    :class:`~yolox.inference.OpenVinoBackend`; skipped without images); with ``export.int8`` also its INT8 IR
+    (``<stem>.int8.xml``: :func:`yolox.export.openvino.quantize_ir`, ``export.int8_*`` params) calibrated on the
+    prepared train images, and the AP50:95 of both IRs on the prepared val split (``eval.*`` protocol).
+
+    Raises:
+        ConfigError: INT8 without a prepared dataset. ExportError: the conversion or the quantization failed.
+    """
+    ep = params.export
+    xml = convert_onnx(onnx_path, onnx_path.with_suffix(".xml"))
+    result = OpenVinoModel(xml, "skipped")
+    if images:
+        c = check_onnx(net, xml, images, size, ep.max_abs_diff, max_score_diff=ep.max_score_diff,
+                       max_box_diff=ep.max_box_diff, backend=OpenVinoBackend(xml), label="OpenVINO")
+        result = replace(result, check="passed" if c.passed else "failed", max_abs_diff=c.max_abs_diff)
+    else:
+        log.warning("OpenVINO check against PyTorch skipped: no check images")
+    if not ep.int8:
+        return result
+    calib = _train_images(prepared, ep.int8_calibration_images)
+    int8_xml = quantize_ir(xml, onnx_path.with_suffix(".int8.xml"), calib, size,
+                           keep_float=ep.openvino_int8_keep_float)
+    val = load_prepared(prepared, "val")
+    fp32 = coco_evaluate(OpenVinoBackend(xml), val, size, params.eval, progress=False)
+    int8 = coco_evaluate(OpenVinoBackend(int8_xml), val, size, params.eval, progress=False)
+    result = replace(result, int8_xml=int8_xml, fp32_ap=fp32.metrics["AP50_95"], int8_ap=int8.metrics["AP50_95"],
+                     num_images=int8.num_images, calibration_images=len(calib), val_set=val_set_id(val))
+    log.info("OpenVINO INT8 %s: AP50:95 %.4f (FP32 IR %.4f, drop %.4f) on %d val images", int8_xml.name,
+             result.int8_ap, result.fp32_ap, result.drop, result.num_images)
     return result
 
 

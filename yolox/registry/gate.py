@@ -26,7 +26,7 @@ from yolox.errors import CheckpointError, DataError, ExportError, GateError
 from yolox.evaluate.coco_eval import evaluate
 from yolox.export import tensorrt
 from yolox.export.benchmark import latency_ms
-from yolox.inference import OnnxBackend, TorchBackend, load_torch_model
+from yolox.inference import OnnxBackend, OpenVinoBackend, TorchBackend, load_torch_model
 from yolox.registry.rules import (
     METRIC,
     Decision,
@@ -54,9 +54,10 @@ def int8_figures(info: VersionInfo, dataset: DetectionDataset, val_set: str, par
     """The INT8 figures of a registered version that the gate's INT8 rules compare
     (:func:`yolox.registry.rules.int8_rule`), each measured on ``val_set``: ``{"runtime", "fp32_ap", "int8_ap",
     "val_set"}`` (+ ``"remeasured": True``, or ``"error"``). The ONNX Runtime INT8 model (``export.int8``: tags
-    ``int8_AP50_95``, ``int8_fp32_AP50_95``) and an INT8 TensorRT engine (tags ``tensorrt_AP50_95`` against its
-    ONNX model's ``tensorrt_onnx_AP50_95``) each come with the val set the export stage measured them on
-    (``int8_val_set``, ``tensorrt_val_set``); a figure from another val set, or from none recorded, is measured
+    ``int8_AP50_95``, ``int8_fp32_AP50_95``), an INT8 TensorRT engine (tags ``tensorrt_AP50_95`` against its
+    ONNX model's ``tensorrt_onnx_AP50_95``) and an OpenVINO INT8 IR (tags ``openvino_int8_AP50_95`` against its FP32
+    IR's ``openvino_fp32_AP50_95``) each come with the val set the export stage measured them on
+    (``int8_val_set``, ``tensorrt_val_set``, ``openvino_val_set``); a figure from another val set, or from none recorded, is measured
     again now on ``dataset`` from the models the version's run logged (:func:`_remeasured`). Empty: no INT8
     model, no INT8 rule."""
     tags, figures = info.tags, []
@@ -68,13 +69,18 @@ def int8_figures(info: VersionInfo, dataset: DetectionDataset, val_set: str, par
         figures.append({"runtime": "tensorrt", "fp32_ap": float(tags["tensorrt_onnx_AP50_95"]),
                         "int8_ap": float(tags["tensorrt_AP50_95"]), "val_set": tags.get("tensorrt_val_set"),
                         "fp32_model": tags.get("tensorrt_onnx"), "int8_model": tags.get("tensorrt_engine")})
+    if "openvino_int8_AP50_95" in tags and "openvino_fp32_AP50_95" in tags:
+        figures.append({"runtime": "openvino", "fp32_ap": float(tags["openvino_fp32_AP50_95"]),
+                        "int8_ap": float(tags["openvino_int8_AP50_95"]), "val_set": tags.get("openvino_val_set"),
+                        "fp32_model": tags.get("openvino_fp32_xml"), "int8_model": tags.get("openvino_int8_xml")})
     return [f if f["val_set"] == val_set else _remeasured(info, f, dataset, val_set, params) for f in figures]
 
 
 def _remeasured(info: VersionInfo, figure: dict[str, Any], dataset: DetectionDataset, val_set: str,
                 params: EvalParams) -> dict[str, Any]:
-    """``figure`` measured again on ``dataset`` (``val_set``): its FP32 ONNX model and its INT8 model (ONNX, or
-    TensorRT engine with its ONNX model) downloaded from the version's run, AP50:95 through the one evaluator.
+    """``figure`` measured again on ``dataset`` (``val_set``): its FP32 model and its INT8 model (ONNX; a TensorRT
+    engine with its ONNX model; OpenVINO IRs, each ``.xml`` with its ``.bin``) downloaded from the version's run,
+    AP50:95 through the one evaluator.
     A figure that cannot be measured here (no run, no logged model, an engine built for another GPU or none
     here) comes back with ``"error"`` (the rule then fails: a figure from other data is never compared)."""
     was = figure["val_set"] or "no recorded val set"
@@ -88,9 +94,15 @@ def _remeasured(info: VersionInfo, figure: dict[str, Any], dataset: DetectionDat
         try:
             fp32_path, int8_path = (Path(mlflow.artifacts.download_artifacts(
                 run_id=info.run_id, artifact_path=figure[key], dst_path=tmp)) for key in ("fp32_model", "int8_model"))
-            fp32 = OnnxBackend(fp32_path)
-            int8 = OnnxBackend(int8_path) if figure["runtime"] == "onnxruntime" else \
-                tensorrt.TensorRTBackend(int8_path, fp32_path)
+            if figure["runtime"] == "openvino":    # each IR's weights beside its graph
+                for key in ("fp32_model", "int8_model"):
+                    mlflow.artifacts.download_artifacts(run_id=info.run_id, dst_path=tmp,
+                                                        artifact_path=str(Path(figure[key]).with_suffix(".bin")))
+                fp32, int8 = OpenVinoBackend(fp32_path), OpenVinoBackend(int8_path)
+            else:
+                fp32 = OnnxBackend(fp32_path)
+                int8 = OnnxBackend(int8_path) if figure["runtime"] == "onnxruntime" else \
+                    tensorrt.TensorRTBackend(int8_path, fp32_path)
         except (ExportError, CheckpointError, OSError, MlflowException) as err:
             return {**out, "error": f"measured on {was}; cannot measure it here: {err}"}
         size = fp32.meta.input_size if fp32.meta else info.tags.get("input_size")

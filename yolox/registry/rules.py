@@ -27,6 +27,10 @@ pass/fail):
                     same rule for the engine against its ONNX model (tags ``tensorrt_AP50_95``,
                     ``tensorrt_onnx_AP50_95``, ``tensorrt_val_set``; re-measured on another val set, which needs
                     the GPU and TensorRT the engine was built for: else the rule fails saying so).
+``openvino_int8_max_drop`` (when the candidate's export made an OpenVINO INT8 IR: ``export.formats`` lists
+                    ``openvino`` and ``export.int8``) the same rule for the INT8 IR against its FP32 IR, both with
+                    OpenVINO (tags ``openvino_int8_AP50_95``, ``openvino_fp32_AP50_95``, ``openvino_val_set``;
+                    re-measured in the gate run on another val set, from the IRs the version's run logged).
 ``max_p90_ms``      (``gate.max_p90_ms`` set) the candidate's p90 latency per image at batch 1 (its registered
                     ONNX model with ONNX Runtime, letterbox to detections, on this machine, measured in the
                     gate run: :func:`yolox.export.benchmark.latency_ms`) is at most that many milliseconds.
@@ -255,7 +259,7 @@ def decide(model: str, candidate: ModelEval, champion: ModelEval | None, export_
             (``base_note`` says why: other classes, trained from scratch). best: ``{"ap", "version"}``, the best
             AP50:95 a champion reached on this val set (the champion evaluated now included), or None.
         int8: the candidate's INT8 figures, each ``{"fp32_ap", "int8_ap"}`` plus ``"runtime"`` (``onnxruntime``,
-            the default, or ``tensorrt``), ``"val_set"`` and ``"error"`` (why it could not be measured on this val
+            the default, ``tensorrt`` or ``openvino``), ``"val_set"`` and ``"error"`` (why it could not be measured on this val
             set: the rule fails); one mapping is one figure; None or empty: no INT8 model, no rule.
         p90_ms: the candidate's measured p90 latency (ms; the ``max_p90_ms`` rule, when ``gate.max_p90_ms`` is set).
         golden: ``(candidate, champion, why the champion could not be evaluated)`` on the golden set
@@ -324,7 +328,8 @@ def golden_rule(candidate: ModelEval, champion: ModelEval | None, error: str | N
     return _not_below("golden", candidate.ap, champion.ap, tol, f"champion v{champion.version} on the golden set")
 
 
-INT8_RULES = {"onnxruntime": ("int8_max_drop", "INT8"), "tensorrt": ("tensorrt_int8_max_drop", "TensorRT INT8")}
+INT8_RULES = {"onnxruntime": ("int8_max_drop", "INT8"), "tensorrt": ("tensorrt_int8_max_drop", "TensorRT INT8"),
+              "openvino": ("openvino_int8_max_drop", "OpenVINO INT8")}
 """The INT8 rule of each runtime: its name in the decision, and how its model is named in the reason."""
 
 

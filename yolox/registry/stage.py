@@ -47,6 +47,12 @@ def register(params: PipelineParams, exported: ExportedModel, evaluation: Evalua
     int8 = {"int8_AP50_95": f"{exported.int8.int8_ap:.6f}", "int8_fp32_AP50_95": f"{exported.int8.fp32_ap:.6f}",
             "int8_val_set": exported.int8.val_set, "int8_onnx": f"onnx/{exported.int8.onnx.name}",
             "int8_fp32_onnx": f"onnx/{exported.onnx.name}"} if exported.int8 is not None else {}
+    ov = exported.openvino
+    openvino = {"openvino_check": ov.check, "openvino_xml": f"openvino/{ov.xml.name}"} if ov is not None else {}
+    if ov is not None and ov.int8_xml is not None:   # the INT8 rule's figures and the IRs to re-measure them from
+        openvino.update({"openvino_int8_AP50_95": f"{ov.int8_ap:.6f}", "openvino_fp32_AP50_95": f"{ov.fp32_ap:.6f}",
+                         "openvino_val_set": ov.val_set, "openvino_int8_xml": f"openvino/{ov.int8_xml.name}",
+                         "openvino_fp32_xml": f"openvino/{ov.xml.name}"})
     serving = {"serving_variant": "end2end"} if exported.serving is not None or exported.variant == "end2end" \
         else {"serving_variant": exported.variant}
     engine: dict[str, str] = {}
@@ -60,7 +66,8 @@ def register(params: PipelineParams, exported: ExportedModel, evaluation: Evalua
                           {"data_version": data_version, "AP50_95": f"{evaluation.ap:.4f}",
                            "model": exported.meta.name, "input_size": str(exported.meta.input_size),
                            "export_check": exported.check, "export_max_abs_diff": f"{exported.max_abs_diff or 0:.3g}",
-                           "export_variant": exported.variant, **serving, **int8, **engine, **(lineage or {})},
+                           "export_variant": exported.variant, **serving, **int8, **engine, **openvino,
+                           **(lineage or {})},
                           sp.conf_thresh, sp.nms_thresh, sp.max_det, alias=params.gate.challenger_alias,
                           budgets={k: getattr(sp, k) for k in BUDGETS},
                           end2end_path=exported.serving)

@@ -6,7 +6,7 @@ life, shared by every rendezvous round. After an elastic restart the new workers
 the addresses their peers published in the previous round (``default_pg`` keys are not prefixed per round:
 the prefix would be ``TORCHELASTIC_RESTART_COUNT``, which each node counts on its own) and fail with
 ``Gloo connectFullMesh failed ... Connection refused`` (NCCL: "Failed to connect") until the restarts are
-used up. Seen here with two agents (``tests/test_multinode.py``); PyTorch issue #135712. With the setting,
+used up. Seen here with two agents (``tests/train/test_multinode.py``); PyTorch issue #135712. With the setting,
 rank 0 of each round hosts a fresh store, so every round starts clean.
 """
 
