@@ -148,3 +148,35 @@ def coco128_dataset(coco128_dir: Path):
         boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1).astype(np.float32)
         records.append(ImageRecord(k + 1, path.resolve(), w, h, boxes, rows[:, 0].astype(np.int64)))
     return DetectionDataset(names, list(COCO_CATEGORY_IDS), records)
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_state_restored():
+    """Every ``MLFLOW_*`` variable and MLflow's process-wide tracking and registry URIs as they were before the test.
+
+    MLflow keeps both URIs per process, and ``mlflow.set_registry_uri`` / ``set_tracking_uri`` (``yolox``'s store
+    setup calls them) also copy them into ``MLFLOW_REGISTRY_URI`` / ``MLFLOW_TRACKING_URI`` for subprocesses: left
+    behind, they sent a later test's ``MlflowClient()`` and its subprocess pipelines to an earlier test's registry
+    (seen when the tests were regrouped by package: runs found, model versions not)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    uris = _mlflow_uris()
+    yield
+    for k in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if k not in saved:
+            del os.environ[k]
+    os.environ.update(saved)
+    if uris is not None or "mlflow" in sys.modules:
+        _mlflow_uris(uris or (None, None))
+
+
+def _mlflow_uris(restore: tuple[str | None, str | None] | None = None) -> tuple[str | None, str | None] | None:
+    """MLflow's process-wide (tracking URI, registry URI), or None when MLflow is not imported (never imported here
+    for a test that did not); with ``restore``, sets them back."""
+    if "mlflow" not in sys.modules:
+        return None
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    if restore is not None:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = restore
+    return tracking_utils._tracking_uri, registry_utils._registry_uri
