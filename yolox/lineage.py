@@ -146,12 +146,8 @@ def _type_checking_only(node: ast.AST) -> bool:
 def _function_imports(module: str, function: str) -> set[str]:
     """Imports at module level of ``module`` plus those inside its top-level ``function`` and inside every
     top-level function or class of the module that ``function`` names, transitively."""
-    path = _module_file(module)
-    assert path is not None
-    tree = ast.parse(path.read_text())
-    defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    top = [n for n in tree.body if n.__class__ not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-           and not _type_checking_only(n)]
+    path, tree = _module_tree(module)
+    defs = {n.name: n for n in tree.body if isinstance(n, _DEFS)}
     if function not in defs:
         raise KeyError(f"{path}: no top-level function {function!r}")
     todo, used = [function], set()
@@ -161,18 +157,27 @@ def _function_imports(module: str, function: str) -> set[str]:
             continue
         used.add(name)
         todo.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name) and n.id in defs)
-    return _imports(top + [defs[n] for n in sorted(used)], module)
+    return _imports(_module_level(tree) + [defs[n] for n in sorted(used)], module)
 
 
 def _module_level_imports(module: str) -> set[str]:
     """Imports that run when ``module`` is imported: its module-level statements (not the bodies of its functions
     and classes, not ``if TYPE_CHECKING:``)."""
+    return _imports(_module_level(_module_tree(module)[1]), module)
+
+
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _module_tree(module: str) -> tuple[Path, ast.Module]:
     path = _module_file(module)
     assert path is not None
-    tree = ast.parse(path.read_text())
-    top = [n for n in tree.body if n.__class__ not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-           and not _type_checking_only(n)]
-    return _imports(top, module)
+    return path, ast.parse(path.read_text())
+
+
+def _module_level(tree: ast.Module) -> list[ast.stmt]:
+    """The statements that run at import: not function or class bodies, not ``if TYPE_CHECKING:``."""
+    return [n for n in tree.body if not isinstance(n, _DEFS) and not _type_checking_only(n)]
 
 
 def _closure(seeds: set[str]) -> set[str]:
