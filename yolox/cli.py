@@ -312,6 +312,14 @@ def export(
                           f"{p.export.max_abs_diff}, scores {p.export.max_score_diff}, boxes {p.export.max_box_diff} px)")
 
 
+def _registered_onnx(uri: str, arg: str) -> str:
+    """:func:`yolox.registry.versions.registered_onnx`, imported only when a ``models:/`` argument needs it: the
+    registry imports MLflow, which a benchmark of local files never needs (seconds of start-up)."""
+    from yolox.registry.versions import registered_onnx
+
+    return registered_onnx(uri, arg)
+
+
 @app.command()
 def benchmark(
     weights: Annotated[str, typer.Option(help="A .pth checkpoint (every format), an .onnx, an OpenVINO "
@@ -339,13 +347,12 @@ def benchmark(
     """AP, latency (batch 1), throughput (batch export.benchmark_batch) and size of every format of a model;
     a table on stderr, one JSON line on stdout."""
     from yolox.export.benchmark import run_benchmark, to_json_line
-    from yolox.registry.versions import registered_onnx
 
     p = _params(params, set_)
     fmts = [f.strip() for f in formats.split(",") if f.strip()] if formats else None
     with _server_calls():   # a models:/ URI or --run-id: the preflight first (run_benchmark)
         result = run_benchmark(p, weights, data, split, model, img_size, reference, fmts, out, max_images,
-                               run_id, registered_onnx)
+                               run_id, _registered_onnx)
     Console(stderr=True, width=max(console.width, 150)).print(result.table())
     console.print(f"machine: {result.machine} (latency depends on the machine and its load: compare rows of one run)",
                   highlight=False)

@@ -265,7 +265,8 @@ def test_an_mlflow_call_fails_within_the_budget(server: FakeServer, bounds_env: 
         MlflowClient(tracking_uri=server.uri).search_experiments()
     seconds = time.monotonic() - t0
     problem = {"hang": None, "close": "connection lost before the answer", "503": "HTTP 503 to every attempt"}
-    assert str(store.server_lost(err.value)) == lost_line(server.uri, 1, 6, problem[server.mode])
+    chain = " <- ".join(f"{type(e).__name__}: {str(e)[:300]}" for e in store._chain(err.value))
+    assert str(store.server_lost(err.value)) == lost_line(server.uri, 1, 6, problem[server.mode]), chain
     assert seconds < 3 * 1 + 2.5 + 1.5, f"took {seconds:.1f} s"
     assert server.connections == 3 if server.mode != "503" else server.requests == [("POST", PROBE)] * 3
     if server.mode == "hang":

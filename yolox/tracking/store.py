@@ -285,7 +285,7 @@ def server_lost(err: BaseException, during: str | None = "the command",
 
     network = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ConnectionError,
                TimeoutError, socket.gaierror)
-    if not any(isinstance(e, network) for e in _chain(err)):
+    if not any(isinstance(e, network) for e in _chain(err)) and _server_error_answer(err) is None:
         return None
     uri, var = tracking_uri(), "MLFLOW_TRACKING_URI"
     registry = registry_uri()
@@ -458,6 +458,27 @@ def _within(timeout: float, fn: Callable[[], Any]) -> tuple[bool, Any] | None:
     return box[0] if box else None
 
 
+_SERVER_ERROR_ANSWER = re.compile(r"failed with error code (50[234]) != 200")
+# MLflow's error codes for a server that is not answering (gateway errors, unavailable): its 500 INTERNAL_ERROR is
+# a server that answered with a failure (a bug, a database error), which the caller reports with MLflow's message
+_UNAVAILABLE_CODES = {"TEMPORARILY_UNAVAILABLE": "503"}
+
+
+def _server_error_answer(err: BaseException) -> str | None:
+    """The HTTP status (``"502"``, ``"503"``, ``"504"``) when MLflow's retries of a server-unavailable answer ran
+    out and it raised the last answer rather than a transport error, else None. MLflow >= 3.18 returns 5xx
+    responses after its retries and raises from the body: ``RestException("TEMPORARILY_UNAVAILABLE: ...")`` when
+    the body is MLflow's JSON error, ``"API request to endpoint ... failed with error code 503 != 200"``
+    otherwise (3.17 raised requests' ``RetryError`` instead)."""
+    for e in _chain(err):
+        if (m := _SERVER_ERROR_ANSWER.search(str(e))) is not None:
+            return m[1]
+        code = getattr(e, "json", None)
+        if isinstance(code, dict) and str(code.get("error_code")) in _UNAVAILABLE_CODES:
+            return _UNAVAILABLE_CODES[str(code["error_code"])]
+    return None
+
+
 def _chain(err: BaseException) -> list[BaseException]:
     """``err`` and every exception it wraps (causes, contexts, urllib3's ``reason``, exceptions in args)."""
     seen: list[BaseException] = []
@@ -492,8 +513,8 @@ def connection_problem(err: BaseException, timeout: float) -> str:
         return "connection lost before the answer"
     statuses = [m[1] for e in seen if type(e).__name__ == "ResponseError"
                 for m in [re.search(r"too many (\d{3}) error responses", str(e))] if m]
-    if statuses:
-        return f"HTTP {statuses[0]} to every attempt"
+    if statuses or (status := _server_error_answer(err)):
+        return f"HTTP {statuses[0] if statuses else status} to every attempt"
     inner = [k for k in kinds if k not in ("MlflowException", "MaxRetryError", "ConnectionError", "ProtocolError")]
     return inner[-1] if inner else kinds[0]
 
