@@ -35,7 +35,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,9 @@ class PipelineResult:
     registered: RegisteredModel
     decision: dict[str, Any]
     run_dir: Path | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall seconds of each stage as :func:`run_pipeline` ran it (``prepare`` ... ``gate``) and ``total`` (the
+    whole call, the stores' preflight included)."""
 
     skipped = False
 
@@ -100,7 +103,7 @@ class PipelineResult:
                                  "onnx_AP50_95": e.onnx_ap, "val_set": e.val_set, "gpu": e.config.get("gpu")}}
                    if (e := self.exported.engine_eval) else {}),
                 "registered_model": self.registered.name, "version": self.registered.version, "alias": champion,
-                "promoted": self.promoted, "skipped": False, "gate": self.decision}
+                "promoted": self.promoted, "skipped": False, "gate": self.decision, "seconds": self.seconds}
 
 
 @dataclass(frozen=True)
@@ -306,40 +309,49 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
         StageError: a stage failed (its cause chained). PreflightError: a store is unusable at the start.
         TrackingError: the experiment cannot be created. Interrupted, KeyboardInterrupt: see above.
     """
+    started, seconds = time.perf_counter(), {}
+
+    def timed(stage: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return runner(stage, fn, *args, **kwargs)
+        finally:
+            seconds[stage] = round(time.perf_counter() - t0, 2)
+
     preflight(params)    # names checked, every MLflow call bounded, the stores checked: seconds, before any work
     ensure_experiment(params.tracking.experiment)
     run_dir = new_run_dir(params)
     log.info("run folder %s", run_dir)
     stage, run_id = "prepare", None
     try:
-        prepared = own_data(params, runner("prepare", prepare, params), run_dir / "data")
+        prepared = own_data(params, timed("prepare", prepare, params), run_dir / "data")
         stage = "start-run"
-        run_id = runner("start-run", start_run, params, prepared, {**(extra_tags or {}), "run_dir": str(run_dir)})
+        run_id = timed("start-run", start_run, params, prepared, {**(extra_tags or {}), "run_dir": str(run_dir)})
         lineage = lineage_of(params, prepared)
         if not force:
             stage = "check-changes"
-            reason = runner("check-changes", changes_since, params, prepared)
+            reason = timed("check-changes", changes_since, params, prepared)
             if reason:
                 skipped = skip_run(params, run_id, prepared, reason)
                 shutil.rmtree(run_dir, ignore_errors=True)   # nothing was made: only the data snapshot was there
                 return skipped
         stage = "warm-start"
         params = in_run_dir(params, run_dir)     # from here on, every output is in the run's own folder
-        start = runner("warm-start", warm_start, params, run_id)
+        start = timed("warm-start", warm_start, params, run_id)
         params = with_start_weights(params, start)
         stage = "train"
-        trained = runner("train", train, params, prepared.path, resume="auto", run_id=run_id, progress=progress)
+        trained = timed("train", train, params, prepared.path, resume="auto", run_id=run_id, progress=progress)
         stage = "evaluate"
-        evaluation = runner("evaluate", evaluate, params, trained.checkpoint, prepared.path, run_id=run_id,
-                            history=trained.history, progress=progress)
+        evaluation = timed("evaluate", evaluate, params, trained.checkpoint, prepared.path, run_id=run_id,
+                           history=trained.history, progress=progress)
         stage = "export"
-        exported = runner("export", export, params, trained.checkpoint, check_images=prepared.path / "images",
-                          run_id=run_id, prepared_dir=prepared.path)
+        exported = timed("export", export, params, trained.checkpoint, check_images=prepared.path / "images",
+                         run_id=run_id, prepared_dir=prepared.path)
         stage = "register"
-        registered = runner("register", register, params, exported, evaluation, run_id, prepared.data_version,
-                            {**lineage, **start.tags()})
+        registered = timed("register", register, params, exported, evaluation, run_id, prepared.data_version,
+                           {**lineage, **start.tags()})
         stage = "gate"
-        decision = runner("gate", gate, params, registered.version, prepared.path, prepared.data_version, run_id)
+        decision = timed("gate", gate, params, registered.version, prepared.path, prepared.data_version, run_id)
     except BaseException as err:
         interrupted = not isinstance(err, Exception)   # Ctrl-C, SIGTERM (Interrupted, Prefect's TerminationSignal)
         if not interrupted and server_lost(err) is not None:   # the server is gone: no second wait for it
@@ -365,9 +377,12 @@ def run_pipeline(params: PipelineParams, runner: Runner = direct, extra_tags: di
         if isinstance(err, Exception) and not isinstance(err, StageError):
             raise StageError(f"pipeline: stage {stage!r} failed: {reason}") from err
         raise
+    seconds["total"] = round(time.perf_counter() - started, 2)
     run = MlflowRun.attach(run_id)
+    run.log_metrics({f"time/{name}_s": s for name, s in seconds.items()})
     run.set_note(decision.markdown())
     run.end("FINISHED")
     log.info("pipeline done: %s v%s %s (%s)", registered.name, registered.version, decision.decision,
              decision.outcome)
-    return PipelineResult(run_id, prepared, trained, evaluation, exported, registered, decision.to_json(), run_dir)
+    return PipelineResult(run_id, prepared, trained, evaluation, exported, registered, decision.to_json(), run_dir,
+                          seconds)

@@ -168,6 +168,7 @@ def test_pipeline_end_to_end(tmp_path: Path, coco128_dir: Path, nano_pth: Path) 
     assert version.tags["previous_champion"] == champion and version.tags["gate.decision"] == "promote"
     assert version.tags["gate.rule.max_regression"] == "pass" and version.tags["export_check"] == "passed"
     assert run.data.tags["gate.decision"] == "promote" and "Gate: PROMOTE" in run.data.tags["mlflow.note.content"]
+    assert 0 < run.data.metrics["time/train_s"] < run.data.metrics["time/total_s"]   # the flow's run is timed too
     (key, markdown), = _markdown_artifacts(tmp_path)
     assert key == "gate-decision" and "| max_regression |" in markdown
     # the registered pyfunc answers with detections in original-image pixels
@@ -187,6 +188,9 @@ def test_pipeline_end_to_end(tmp_path: Path, coco128_dir: Path, nano_pth: Path) 
                     "train.max_iters_per_epoch=1").stdout
     summary = json.loads(out)     # --json: stdout is the summary and nothing else
     assert summary["promoted"] is False and summary["alias"] == "challenger"
+    stages = ["prepare", "start-run", "check-changes", "warm-start", "train", "evaluate", "export", "register", "gate"]
+    assert list(summary["seconds"]) == [*stages, "total"]       # where the time went, stage by stage
+    assert summary["seconds"]["total"] >= sum(summary["seconds"][s] for s in stages) > 0
     latest = client.get_model_version_by_alias("yolox-e2e", "challenger")
     assert int(latest.version) == int(version.version) + 1
     assert str(client.get_model_version_by_alias("yolox-e2e", "champion").version) == str(version.version)
