@@ -89,12 +89,13 @@ def test_run_end_through_the_journal(tmp_path: Path, no_mlflow_env: pytest.Monke
                        "end_time": rows[2]["end_time"]} and rows[3] == {"ack": 2}
     assert run.info.end_time == rows[2]["end_time"]
 
-    # against a closed port: one attempt, pending left in the journal, nothing logged above debug
+    # against a closed port: one attempt, pending left in the journal, nothing of ours logged above debug (MLflow's
+    # own INFO lines, e.g. creating an earlier test's store tables, are not this function's)
     no_mlflow_env.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     t0 = time.monotonic()
     with caplog.at_level(logging.INFO, "yolox"):
         assert record_run_end(tmp_path / "dead", run_id, "KILLED", {"failed_stage": "train"}, 5.0) == 1
-    assert time.monotonic() - t0 < 3 and caplog.records == []
+    assert time.monotonic() - t0 < 3 and [r for r in caplog.records if r.name.startswith("yolox")] == []
 
 
 def test_ensure_experiment_on_a_dead_server_says_it_in_one_line(no_mlflow_env: pytest.MonkeyPatch) -> None:
