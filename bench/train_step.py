@@ -14,10 +14,12 @@ venv; ``--pairs`` blocks of ``--steps`` steps alternate between them (the order 
 the loss of the first step on both sides (same weights, same batch: the numerics must agree), per pair both
 medians, the ratio theirs / ours and the load average; then the medians over pairs. Without ``--peer``, our
 figures only. ``--profile`` adds the time per phase (forward, SimOTA, rest of the loss, backward, optimizer,
-EMA) on both sides; ``--torch-profile`` an operator table of ours.
+EMA) on both sides; ``--torch-profile`` an operator table of ours. ``--gflops``: our step's achieved GFLOP/s
+(FLOPs counted by ``torch.utils.flop_counter`` over one step) against this machine's float32 sgemm and best 3x3
+convolution at the same threads (the measure for large models: the share of the peak).
 
     .venv/bin/python bench/train_step.py [--peer /work/peer] [--models nano s] [--pairs 6] [--steps 5 2]
-                                         [--threads 2] [--profile] [--torch-profile] [--contiguous]
+                                         [--threads 2] [--profile] [--torch-profile] [--contiguous] [--gflops]
 
 Ends with one JSON line: ``{"bench": "train_step", "nano_ms": ..., "nano_authors_ms": ..., "nano_ratio": ...,
 "nano_ratios": [...], "nano_load_avg": ..., "s_ms": ..., ...}`` (the ``authors``/``ratio`` keys with ``--peer``).
@@ -163,6 +165,37 @@ def worker(a: argparse.Namespace) -> None:
         phases["loss"] -= phases["assign"]
         return {k: v / req["n"] for k, v in phases.items()}
 
+    def flops(_: dict) -> dict:
+        """Floating-point operations of one step (forward and backward: convolutions and matmuls, as
+        ``torch.utils.flop_counter`` counts them, 2 per multiply-add)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            step()
+        return {"flops": counter.get_total_flops()}
+
+    def peak(_: dict) -> dict:
+        """This machine's float32 reference rates at ``--threads``: sgemm (2048 x 2048 matmul) and the best of
+        a few 3x3 convolutions (channels_last, the shapes of a YOLOX neck), GFLOP/s, best of 5."""
+        def seconds(fn) -> float:
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+
+        def rate(fn, flop: float) -> float:
+            fn()
+            return flop / min(seconds(fn) for _ in range(5)) / 1e9
+
+        m = torch.randn(2048, 2048)
+        convs = {}
+        with torch.no_grad():
+            for c, hw in ((64, 160), (128, 80), (256, 40), (512, 20)):
+                conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+                x = torch.randn(8, c, hw, hw).contiguous(memory_format=torch.channels_last)
+                convs[f"conv3x3 {c}ch {hw}px"] = rate(lambda conv=conv, x=x: conv(x), 2 * 8 * c * c * 9 * hw * hw)
+        best = max(convs, key=convs.get)
+        return {"sgemm": rate(lambda: m @ m, 2 * 2048 ** 3), "best_conv": convs[best], "best_conv_shape": best}
+
     def torch_profile(req: dict) -> dict:
         from torch.profiler import profile as torch_profile
 
@@ -172,7 +205,8 @@ def worker(a: argparse.Namespace) -> None:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
         return {"table": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)}
 
-    serve({"setup": setup, "run": run, "profile": profile, "torch_profile": torch_profile})
+    serve({"setup": setup, "run": run, "profile": profile, "torch_profile": torch_profile, "flops": flops,
+           "peak": peak})
 
 
 # ------------------------------------------------------------------------------------------ parent
@@ -195,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="timed steps per block, in --models order (default nano 5, s 2)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
     ap.add_argument("--contiguous", action="store_true", help="ours in NCHW (default: channels_last, as trained)")
+    ap.add_argument("--gflops", action="store_true",
+                    help="our step's GFLOP/s against this machine's sgemm and best conv (float32)")
     ap.add_argument("--profile", action="store_true", help="time per phase on both sides")
     ap.add_argument("--torch-profile", action="store_true", help="an operator table of our step (stderr)")
     # worker mode (started by the parent)
@@ -253,6 +289,18 @@ def main(argv: list[str] | None = None) -> int:
                                           theirs.call("profile", n=steps[key]))
                 if args.torch_profile:
                     print(ours.call("torch_profile", n=2)["table"])
+                if args.gflops:
+                    ms = float(result[f"{key}_ms"])
+                    gflop = ours.call("flops")["flops"] / 1e9
+                    pk = ours.call("peak")
+                    rate = gflop / ms * 1000
+                    print(f"  {name} step: {gflop:.0f} GFLOP (forward + backward) in {ms:.0f} ms = {rate:.1f} GFLOP/s; "
+                          f"this machine at {args.threads} threads: sgemm {pk['sgemm']:.1f} GFLOP/s "
+                          f"({rate / pk['sgemm']:.0%} of it), best conv {pk['best_conv']:.1f} GFLOP/s "
+                          f"({pk['best_conv_shape']}; {rate / pk['best_conv']:.0%} of it)")
+                    result.update({f"{key}_gflop": round(gflop, 1), f"{key}_gflop_s": round(rate, 1),
+                                   f"{key}_sgemm_gflop_s": round(pk["sgemm"], 1),
+                                   f"{key}_best_conv_gflop_s": round(pk["best_conv"], 1)})
     print(json.dumps(result))
     return 0
 
