@@ -12,6 +12,7 @@ finishes, then the checkpoint is written. ``yolox train`` and ``yolox pipeline``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -121,7 +122,8 @@ def _signal_when_parked(cmd: list[str], cwd: Path, env: dict[str, str], marker: 
                         to_group: bool = False, park_timeout: float = 300) -> int:
     """``cmd`` started in its own session, its output in ``log``; once it is parked (``marker`` written),
     ``signum`` to it (to its whole process group with ``to_group``: what Ctrl-C in a terminal does); its exit
-    code. Whatever is left of it is SIGKILLed."""
+    code. Whatever is left of its session is SIGKILLed (a process that died by a signal leaves its children
+    behind: Prefect's ephemeral API server outlived the flow's process)."""
     with open(log, "w") as log_file:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -130,7 +132,7 @@ def _signal_when_parked(cmd: list[str], cwd: Path, env: dict[str, str], marker: 
             (os.killpg if to_group else os.kill)(proc.pid, signum)
             return _finish(proc, log)
         finally:
-            if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):     # the group is gone once its last member is
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
