@@ -106,7 +106,9 @@ def test_the_mlflow_ui_shows_training_runs_and_models(ui) -> None:
     metrics, params = run.data.metrics, run.data.params
     ap = metrics["eval/AP50_95"]
     assert re.fullmatch(r"nano [0-9a-f]{8} \d{4}-\d{4}", run.info.run_name), run.info.run_name
-    assert {k.split("/")[0] for k in metrics} == {"train", "val", "eval", "export", "gate"}, sorted(metrics)
+    assert {k.split("/")[0] for k in metrics} == {"train", "val", "eval", "export", "gate", "wall"}, sorted(metrics)
+    timings = sum(k.startswith("wall/") for k in metrics)     # the seconds of each stage and of the whole run
+    assert metrics["wall/total_s"] >= metrics["wall/train_s"] > 0 and timings >= 9
     assert int(params["data/train_images"]) + int(params["data/val_images"]) == 128
     table = json.loads(Path(client.download_artifacts(run.info.run_id, "metrics/per_class_table.json", str(root)))
                        .read_text())
@@ -158,7 +160,9 @@ def test_the_mlflow_ui_shows_training_runs_and_models(ui) -> None:
         close_assistant(page)
         expect(page.get_by_text("eval", exact=True)).to_be_visible()                  # the first section
         sections = dict(re.findall(r"^(\w+)\n\((\d+)\)$", page.locator("body").inner_text(), re.MULTILINE))
-        assert sections == {"eval": "6", "export": "1", "gate": "1", "train": "8", "val": "6"}, sections
+        assert sections == {"eval": "6", "export": "1", "gate": "1", "train": "8", "val": "6", "wall": str(timings)}, \
+            sections
+        assert list(sections)[-1] == "wall", sections          # the stage timings come after the epoch curves
 
         def curves(query: str, keys: list[str], shot: str) -> None:
             """Filter the charts by ``query``: each metric of ``keys`` is a line chart over the epochs (its legend

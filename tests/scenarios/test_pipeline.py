@@ -168,7 +168,7 @@ def test_pipeline_end_to_end(tmp_path: Path, coco128_dir: Path, nano_pth: Path) 
     assert version.tags["previous_champion"] == champion and version.tags["gate.decision"] == "promote"
     assert version.tags["gate.rule.max_regression"] == "pass" and version.tags["export_check"] == "passed"
     assert run.data.tags["gate.decision"] == "promote" and "Gate: PROMOTE" in run.data.tags["mlflow.note.content"]
-    assert 0 < run.data.metrics["time/train_s"] < run.data.metrics["time/total_s"]   # the flow's run is timed too
+    assert 0 < run.data.metrics["wall/train_s"] < run.data.metrics["wall/total_s"]   # the flow's run is timed too
     (key, markdown), = _markdown_artifacts(tmp_path)
     assert key == "gate-decision" and "| max_regression |" in markdown
     # the registered pyfunc answers with detections in original-image pixels
