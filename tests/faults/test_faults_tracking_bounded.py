@@ -273,6 +273,23 @@ def test_an_mlflow_call_fails_within_the_budget(server: FakeServer, bounds_env: 
         assert seconds > 3 * 1 + 2.0 - 0.2            # 3 attempts of 1 s and a 2 s backoff: MLflow read them
 
 
+def test_a_5xx_answer_mlflow_raises_from_its_body_is_a_lost_server_but_a_500_is_not(
+        bounds_env: pytest.MonkeyPatch) -> None:
+    """MLflow >= 3.18 raises the last 5xx answer from its body: the non-JSON form (a proxy's 502/504 page) is the
+    'stopped answering' line too; MLflow's own 500 INTERNAL_ERROR (the server answered: a bug, a database error) is
+    not, so the caller shows MLflow's message."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    uri = "http://127.0.0.1:9"
+    bounds_env.setenv("MLFLOW_TRACKING_URI", uri)
+    store.bound_requests(1)
+    gateway = MlflowException("API request to endpoint /api/2.0/mlflow/experiments/search failed with error code "
+                              "502 != 200. Response body: '<html>Bad Gateway</html>'")
+    assert str(store.server_lost(gateway)) == lost_line(uri, 1, 6, "HTTP 502 to every attempt")
+    assert store.server_lost(RestException({"error_code": "INTERNAL_ERROR", "message": "db locked"})) is None
+    assert store.server_lost(MlflowException("API request to endpoint /x failed with error code 500 != 200")) is None
+
+
 def test_bound_requests_keeps_what_the_user_set_and_replaces_its_own(bounds_env: pytest.MonkeyPatch) -> None:
     bounds_env.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")         # the user's
     assert store.bound_requests(3) == 3 * 7 + 2.5

@@ -473,9 +473,9 @@ def _server_error_answer(err: BaseException) -> str | None:
     for e in _chain(err):
         if (m := _SERVER_ERROR_ANSWER.search(str(e))) is not None:
             return m[1]
-        code = getattr(e, "json", None)
-        if isinstance(code, dict) and str(code.get("error_code")) in _UNAVAILABLE_CODES:
-            return _UNAVAILABLE_CODES[str(code["error_code"])]
+        body = getattr(e, "json", None)           # RestException: the server's JSON error
+        if isinstance(body, dict) and str(body.get("error_code")) in _UNAVAILABLE_CODES:
+            return _UNAVAILABLE_CODES[str(body["error_code"])]
     return None
 
 
@@ -513,8 +513,9 @@ def connection_problem(err: BaseException, timeout: float) -> str:
         return "connection lost before the answer"
     statuses = [m[1] for e in seen if type(e).__name__ == "ResponseError"
                 for m in [re.search(r"too many (\d{3}) error responses", str(e))] if m]
-    if statuses or (status := _server_error_answer(err)):
-        return f"HTTP {statuses[0] if statuses else status} to every attempt"
+    status = statuses[0] if statuses else _server_error_answer(err)
+    if status:
+        return f"HTTP {status} to every attempt"
     inner = [k for k in kinds if k not in ("MlflowException", "MaxRetryError", "ConnectionError", "ProtocolError")]
     return inner[-1] if inner else kinds[0]
 
